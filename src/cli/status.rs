@@ -1,0 +1,98 @@
+//! `splitdns status`: a readable view of what is routed where and why, or JSON for scripts.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::control::client::{DEFAULT_TIMEOUT, call};
+use crate::control::protocol::{Request, ServerStatus, Status};
+
+pub(super) async fn show(socket: &Path, json: bool) -> anyhow::Result<()> {
+    let s: Status = call(socket, &Request::Status, DEFAULT_TIMEOUT).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else {
+        print!("{}", render(&s));
+    }
+    Ok(())
+}
+
+fn servers(list: &[ServerStatus]) -> String {
+    if list.is_empty() {
+        return "(none)".into();
+    }
+    list.iter()
+        .map(|s| {
+            let mut t = format!("{} [{}", s.addr, s.transport);
+            if s.failures > 0 {
+                let _ = write!(t, ", {} failures", s.failures);
+            }
+            t.push(']');
+            t
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Renders the status as text.
+pub fn render(s: &Status) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "splitdns {} (pid {}), up {}s", s.version, s.pid, s.uptime_secs);
+    let _ = writeln!(o, "listening   {}", s.listen.join(", "));
+    let _ = writeln!(o, "state file  {}", s.state_file);
+    let _ = writeln!(o);
+    let _ = writeln!(o, "default upstream ({})", s.default_upstream.source);
+    let _ = writeln!(o, "  servers   {}", servers(&s.default_upstream.servers));
+    let c = &s.default_upstream.counters;
+    let _ = writeln!(o, "  queries   {} (cache hits {}, forwarded {}, failed {})", c.queries, c.cache_hits, c.forwards, c.failures);
+    let _ = writeln!(o);
+    if s.links.is_empty() {
+        let _ = writeln!(o, "no links: every name goes to the default upstream");
+    }
+    for l in &s.links {
+        let mut title = format!("link {}", l.id);
+        if let Some(p) = &l.profile {
+            let _ = write!(title, " (profile {p})");
+        }
+        if l.full_tunnel {
+            title.push_str(" [full tunnel]");
+        }
+        if l.default_route {
+            title.push_str(" [default route]");
+        }
+        let _ = writeln!(o, "{title}");
+        let _ = writeln!(o, "  servers   {}", servers(&l.servers));
+        if let Some(i) = &l.interface {
+            let _ = writeln!(o, "  interface {i}");
+        }
+        if let Some(src) = &l.source {
+            let _ = writeln!(o, "  source    {src}");
+        }
+        if l.domains.is_empty() {
+            let _ = writeln!(o, "  domains   (none routed)");
+        }
+        for d in &l.domains {
+            let _ = writeln!(o, "  domain    {d}  → this link only ({})", l.dnssec);
+        }
+        for r in &l.refused {
+            let _ = writeln!(o, "  refused   {}: {}", r.domain, r.reason);
+        }
+        for a in &l.anchors {
+            let _ = writeln!(o, "  anchor    {} [{}] {}", a.anchor, a.state, a.reason);
+        }
+        let c = &l.counters;
+        let _ = writeln!(
+            o,
+            "  queries   {} (cache hits {}, forwarded {}, failed {}, abandoned {})",
+            c.queries, c.cache_hits, c.forwards, c.failures, c.abandoned
+        );
+        let _ = writeln!(o);
+    }
+    let c = &s.counters;
+    let _ = writeln!(
+        o,
+        "totals      {} queries, {} cache hits, {} misses, {} SERVFAIL, {} REFUSED, {} FORMERR",
+        c.queries, c.cache_hits, c.cache_misses, c.servfail, c.refused, c.formerr
+    );
+    let _ = writeln!(o, "cache       {} entries, {} of {} bytes", s.cache.entries, s.cache.bytes, s.cache.max_bytes);
+    o
+}

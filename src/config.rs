@@ -1,0 +1,258 @@
+//! Configuration: one TOML file, command-line overrides, and defaults — every option in one place.
+//!
+//! ```toml
+//! # /etc/splitdns/config.toml (system) or ~/.config/splitdns/config.toml (user)
+//! listen = ["127.0.0.1:5353"]        # loopback only; port 53 needs CAP_NET_BIND_SERVICE
+//! upstream = ["192.0.2.53"]          # default: the nameservers of resolv_conf
+//! resolv_conf = "/etc/resolv.conf"   # where the default upstream is read from
+//! control_socket = "/run/splitdns/control.sock"
+//! control_group = "netdev"           # members may use the control socket (besides root and the daemon's user)
+//! state_dir = "/var/lib/splitdns"
+//! query_timeout_ms = 4000            # per client query, across all servers and retries
+//! cache_max_bytes = 8388608
+//! cache_max_ttl = 86400
+//! cache_max_negative_ttl = 900
+//! ```
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+use crate::dns::cache::Limits;
+use crate::dns::upstream::Timing;
+use crate::state::ServerAddr;
+
+/// The config file as written. Unknown keys are errors, so a typo is never silently ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<Vec<SocketAddr>>,
+    pub upstream: Option<Vec<ServerAddr>>,
+    pub resolv_conf: Option<PathBuf>,
+    pub control_socket: Option<PathBuf>,
+    pub control_group: Option<String>,
+    pub state_dir: Option<PathBuf>,
+    /// The trust-anchor whitelist file (used from the whitelist release on).
+    pub whitelist: Option<PathBuf>,
+    pub query_timeout_ms: Option<u64>,
+    pub cache_max_bytes: Option<u64>,
+    pub cache_max_ttl: Option<u32>,
+    pub cache_max_negative_ttl: Option<u32>,
+}
+
+/// Command-line flags that override the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Vec<SocketAddr>,
+    pub upstream: Vec<ServerAddr>,
+    pub control_socket: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+}
+
+/// Where the default upstream comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamSource {
+    Configured(Vec<SocketAddr>),
+    ResolvConf(PathBuf),
+}
+
+/// The daemon's effective settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub config_path: Option<PathBuf>,
+    pub listen: Vec<SocketAddr>,
+    pub upstream: UpstreamSource,
+    pub control_socket: PathBuf,
+    pub control_group: Option<String>,
+    pub state_dir: PathBuf,
+    pub whitelist: PathBuf,
+    pub timing: Timing,
+    pub cache: Limits,
+}
+
+/// Default paths: system paths for root, XDG paths (via `directories`) for a user.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub config: PathBuf,
+    pub state_dir: PathBuf,
+    pub control_socket: PathBuf,
+    pub whitelist: PathBuf,
+}
+
+/// The system daemon's paths (what the packaged unit uses).
+pub fn system_paths() -> Paths {
+    Paths {
+        config: "/etc/splitdns/config.toml".into(),
+        state_dir: "/var/lib/splitdns".into(),
+        control_socket: "/run/splitdns/control.sock".into(),
+        whitelist: "/etc/splitdns/whitelist".into(),
+    }
+}
+
+/// A user's paths: `~/.config/splitdns`, `~/.local/state/splitdns`, `$XDG_RUNTIME_DIR/splitdns`.
+pub fn user_paths() -> Option<Paths> {
+    let dirs = directories::ProjectDirs::from("", "", "splitdns")?;
+    let state = dirs.state_dir().unwrap_or_else(|| dirs.data_local_dir()).to_path_buf();
+    let runtime = dirs.runtime_dir().map(Path::to_path_buf).unwrap_or_else(|| state.clone());
+    Some(Paths {
+        config: dirs.config_dir().join("config.toml"),
+        state_dir: state,
+        control_socket: runtime.join("control.sock"),
+        whitelist: dirs.config_dir().join("whitelist"),
+    })
+}
+
+/// Paths for this process: system paths when running as root, user paths otherwise.
+pub fn default_paths() -> Paths {
+    if nix::unistd::geteuid().is_root() {
+        system_paths()
+    } else {
+        user_paths().unwrap_or_else(system_paths)
+    }
+}
+
+/// The control socket a CLI command talks to when none is given: the user's daemon if one is
+/// running, else the system daemon.
+pub fn default_client_socket() -> PathBuf {
+    let own = default_paths().control_socket;
+    if own.exists() { own } else { system_paths().control_socket }
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:5353";
+pub const DEFAULT_RESOLV_CONF: &str = "/etc/resolv.conf";
+
+/// Reads the config file (if any) and applies the overrides.
+///
+/// `explicit` is the `--config` path: it must exist. Without it the default path is used if present.
+pub fn load(explicit: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Settings> {
+    let paths = default_paths();
+    let (file, config_path) = match explicit {
+        Some(p) => (read_file(p)?, Some(p.to_path_buf())),
+        None if paths.config.exists() => (read_file(&paths.config)?, Some(paths.config.clone())),
+        None => (FileConfig::default(), None),
+    };
+    settings_from(file, config_path, overrides, &paths)
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))
+}
+
+fn settings_from(
+    file: FileConfig,
+    config_path: Option<PathBuf>,
+    o: &Overrides,
+    paths: &Paths,
+) -> anyhow::Result<Settings> {
+    let listen = if !o.listen.is_empty() {
+        o.listen.clone()
+    } else {
+        file.listen.unwrap_or_else(|| vec![DEFAULT_LISTEN.parse().expect("valid default")])
+    };
+    if listen.is_empty() {
+        bail!("no listen address: give at least one with --listen or `listen` in the config file");
+    }
+    let upstream = if !o.upstream.is_empty() {
+        UpstreamSource::Configured(o.upstream.iter().map(|s| s.0).collect())
+    } else if let Some(u) = file.upstream.filter(|u| !u.is_empty()) {
+        UpstreamSource::Configured(u.iter().map(|s| s.0).collect())
+    } else {
+        UpstreamSource::ResolvConf(file.resolv_conf.unwrap_or_else(|| DEFAULT_RESOLV_CONF.into()))
+    };
+    let timeout = file.query_timeout_ms.unwrap_or(4000);
+    if !(100..=60_000).contains(&timeout) {
+        bail!("query_timeout_ms = {timeout} is out of range (100 to 60000)");
+    }
+    let defaults = Limits::default();
+    let cache = Limits {
+        max_bytes: file.cache_max_bytes.unwrap_or(defaults.max_bytes),
+        max_ttl: file.cache_max_ttl.unwrap_or(defaults.max_ttl),
+        max_negative_ttl: file.cache_max_negative_ttl.unwrap_or(defaults.max_negative_ttl),
+    };
+    Ok(Settings {
+        config_path,
+        listen,
+        upstream,
+        control_socket: o.control_socket.clone().or(file.control_socket).unwrap_or_else(|| paths.control_socket.clone()),
+        control_group: file.control_group,
+        state_dir: o.state_dir.clone().or(file.state_dir).unwrap_or_else(|| paths.state_dir.clone()),
+        whitelist: file.whitelist.unwrap_or_else(|| paths.whitelist.clone()),
+        timing: Timing::from_total(Duration::from_millis(timeout)),
+        cache,
+    })
+}
+
+/// The nameservers of a resolv.conf, minus the agent's own listen addresses (so it never forwards
+/// to itself). Returns the servers and notes worth logging.
+pub fn read_resolv_conf(path: &Path, own: &[SocketAddr]) -> (Vec<SocketAddr>, Vec<String>) {
+    let mut notes = Vec::new();
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            notes.push(format!("cannot read {}: {e}; no default upstream until it appears", path.display()));
+            return (vec![], notes);
+        }
+    };
+    let mut servers = Vec::new();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        if words.next() != Some("nameserver") {
+            continue;
+        }
+        let Some(word) = words.next() else { continue };
+        // Drop an IPv6 zone (fe80::1%eth0): a zone name cannot be represented in SocketAddr here.
+        let Ok(ip) = word.split('%').next().unwrap_or(word).parse::<IpAddr>() else {
+            notes.push(format!("{}: ignoring nameserver {word:?}", path.display()));
+            continue;
+        };
+        let addr = SocketAddr::new(ip, 53);
+        if own.iter().any(|l| *l == addr || (l.port() == 53 && l.ip().is_unspecified())) {
+            notes.push(format!("{}: skipping nameserver {ip}: that is splitdns itself", path.display()));
+            continue;
+        }
+        if !servers.contains(&addr) {
+            servers.push(addr);
+        }
+    }
+    (servers, notes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        assert!(toml::from_str::<FileConfig>("listne = [\"127.0.0.1:53\"]").is_err());
+        let f: FileConfig = toml::from_str("listen = [\"127.0.0.1:53\"]\nupstream = [\"10.0.0.1:5300\"]").unwrap();
+        assert_eq!(f.upstream.unwrap()[0].0.port(), 5300);
+    }
+
+    #[test]
+    fn overrides_win() {
+        let f: FileConfig = toml::from_str("listen = [\"127.0.0.1:53\"]\nstate_dir = \"/a\"").unwrap();
+        let o = Overrides { listen: vec!["127.0.0.2:53".parse().unwrap()], state_dir: Some("/b".into()), ..Default::default() };
+        let s = settings_from(f, None, &o, &system_paths()).unwrap();
+        assert_eq!(s.listen, vec!["127.0.0.2:53".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(s.state_dir, PathBuf::from("/b"));
+        assert_eq!(s.upstream, UpstreamSource::ResolvConf(DEFAULT_RESOLV_CONF.into()));
+    }
+
+    #[test]
+    fn resolv_conf_skips_self() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("resolv.conf");
+        std::fs::write(&p, "# x\nnameserver 127.0.0.1\nnameserver 192.0.2.1\nnameserver fe80::1%eth0\nnameserver bogus\nsearch a\n").unwrap();
+        let (s, notes) = read_resolv_conf(&p, &["127.0.0.1:53".parse().unwrap()]);
+        assert_eq!(s, vec!["192.0.2.1:53".parse().unwrap(), "[fe80::1]:53".parse().unwrap()]);
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        // A listener on another port is not "us" for port 53.
+        let (s, _) = read_resolv_conf(&p, &["127.0.0.1:5353".parse().unwrap()]);
+        assert_eq!(s.len(), 3);
+    }
+}

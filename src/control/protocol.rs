@@ -1,0 +1,180 @@
+//! The control protocol: one JSON request per line, one JSON reply per line.
+//!
+//! Requests are `{"cmd":"link-up","link":{…}}`, `{"cmd":"link-down","id":"…"}` and
+//! `{"cmd":"status"}`. Replies are `{"ok":true,"result":…}` or `{"ok":false,"error":"…"}`.
+//! Unknown commands and unknown fields are errors. There is deliberately no command that touches the
+//! trust-anchor whitelist: only a human edits that file (RFC 8598 §6).
+
+use serde::{Deserialize, Serialize};
+
+use crate::state::LinkSpec;
+use crate::state::table::{AnchorView, Refusal};
+
+/// Longest request line accepted, newline included.
+pub const MAX_REQUEST: usize = 64 * 1024;
+
+/// A request from a hook or the CLI.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "cmd", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Request {
+    LinkUp { link: LinkSpec },
+    LinkDown { id: String },
+    Status,
+}
+
+/// A reply line.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Reply {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+}
+
+impl Reply {
+    pub fn ok(result: impl Serialize) -> Self {
+        match serde_json::to_value(result) {
+            Ok(v) => Self { ok: true, error: None, result: Some(v) },
+            Err(e) => Self::err(format!("internal error: cannot encode the reply: {e}")),
+        }
+    }
+
+    pub fn err(message: impl Into<String>) -> Self {
+        Self { ok: false, error: Some(message.into()), result: None }
+    }
+}
+
+/// What `link up` did.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LinkUpResult {
+    pub id: String,
+    /// Split domains now routed to this link.
+    pub accepted: Vec<String>,
+    pub refused: Vec<Refusal>,
+    pub anchors: Vec<AnchorView>,
+    /// Ids of links this one replaced (same id or same profile).
+    pub replaced: Vec<String>,
+    pub default_route: bool,
+    /// Problems that did not stop the change (e.g. the state file could not be written).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// What `link down` did.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LinkDownResult {
+    pub id: String,
+    /// False when no link had that id (not an error: down events may repeat).
+    pub found: bool,
+    pub domains_removed: Vec<String>,
+    pub anchors_dropped: usize,
+    pub cache_entries_flushed: usize,
+    pub queries_abandoned: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// One upstream server as `status` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ServerStatus {
+    pub addr: String,
+    /// `udp`, or `tcp` while the server is known to answer only over TCP.
+    pub transport: String,
+    pub answers_udp: u64,
+    pub answers_tcp: u64,
+    pub failures: u64,
+}
+
+/// Counters of one route.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RouteCounters {
+    pub queries: u64,
+    pub cache_hits: u64,
+    pub forwards: u64,
+    pub failures: u64,
+    pub abandoned: u64,
+}
+
+/// One link in `status`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LinkStatus {
+    pub id: String,
+    pub profile: Option<String>,
+    pub up_since: u64,
+    pub servers: Vec<ServerStatus>,
+    pub interface: Option<String>,
+    pub source: Option<String>,
+    pub full_tunnel: bool,
+    pub default_route: bool,
+    /// Split domains routed to this link.
+    pub domains: Vec<String>,
+    pub refused: Vec<Refusal>,
+    pub anchors: Vec<AnchorView>,
+    /// `insecure`: answers are passed on unvalidated.
+    pub dnssec: String,
+    pub counters: RouteCounters,
+}
+
+/// The default upstream in `status`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UpstreamStatus {
+    /// Where the servers come from: the config, resolv.conf, or a full-tunnel link.
+    pub source: String,
+    pub servers: Vec<ServerStatus>,
+    pub counters: RouteCounters,
+}
+
+/// Daemon-wide counters.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Counters {
+    pub queries: u64,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub servfail: u64,
+    pub refused: u64,
+    pub formerr: u64,
+}
+
+/// The cache in `status`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CacheStatus {
+    pub entries: usize,
+    pub bytes: u64,
+    pub max_bytes: u64,
+}
+
+/// Everything `splitdns status` shows.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Status {
+    pub version: String,
+    pub pid: u32,
+    pub uptime_secs: u64,
+    pub listen: Vec<String>,
+    pub state_file: String,
+    pub default_upstream: UpstreamStatus,
+    pub links: Vec<LinkStatus>,
+    pub counters: Counters,
+    pub cache: CacheStatus,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_rejects() {
+        let r: Request = serde_json::from_str(r#"{"cmd":"link-down","id":"x"}"#).unwrap();
+        assert_eq!(r, Request::LinkDown { id: "x".into() });
+        assert_eq!(serde_json::from_str::<Request>(r#"{"cmd":"status"}"#).unwrap(), Request::Status);
+        for bad in [
+            r#"{"cmd":"link-down"}"#,
+            r#"{"cmd":"link-down","id":"x","extra":1}"#,
+            r#"{"cmd":"whitelist-add","domain":"corp.example"}"#,
+            r#"{"cmd":"link-up","link":{"id":"a","servers":["nope"]}}"#,
+            r#"[1,2]"#,
+        ] {
+            assert!(serde_json::from_str::<Request>(bad).is_err(), "{bad}");
+        }
+    }
+}

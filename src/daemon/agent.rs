@@ -1,0 +1,366 @@
+//! The agent: applies link changes to the link table and publishes the result.
+//!
+//! Every change runs the same steps under one lock: update the [`LinkTable`], create or retire the
+//! runtime [`Route`]s, build a new routing [`Snapshot`] and swap it in, flush cached answers for every
+//! domain whose route changed, and save the table. Teardown of a link therefore does all four things
+//! RFC 8598 §5 asks: its forwarding rules go with the snapshot, its cached answers (negative ones too)
+//! are flushed, its trust anchors leave with the link, and its in-flight queries are abandoned.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use tracing::{info, warn};
+
+use crate::control::protocol::{
+    CacheStatus, Counters, LinkDownResult, LinkStatus, LinkUpResult, RouteCounters, ServerStatus, Status,
+    UpstreamStatus,
+};
+use crate::dns::cache::Cache;
+use crate::dns::handler::Stats;
+use crate::dns::route::{Owner, Route, SYSTEM_ROUTE, Snapshot};
+use crate::dns::upstream::{Bind, Timing, Upstream};
+use crate::state::persist::Store;
+use crate::state::{Link, LinkSpec, LinkTable, SpecError};
+
+/// Why a `link up` was refused. Nothing changed.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error("link {id:?}: interface {name:?} does not exist on this machine (is the tunnel up?)")]
+    NoInterface { id: String, name: String },
+}
+
+struct Inner {
+    table: LinkTable,
+    routes: HashMap<u64, Arc<Route>>,
+    system: Arc<Route>,
+    timing: Timing,
+}
+
+/// The daemon's state, shared by the control socket and the signal handlers.
+pub struct Agent {
+    inner: Mutex<Inner>,
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    cache: Arc<Cache>,
+    stats: Arc<Stats>,
+    store: Store,
+    started: Instant,
+    listen: Mutex<Vec<SocketAddr>>,
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn system_route(servers: &[SocketAddr], source: String, timing: Timing) -> Arc<Route> {
+    Arc::new(Route::new(SYSTEM_ROUTE, Owner::System { source }, Upstream::new(servers, Bind::default(), timing)))
+}
+
+fn link_route(link: &Link, timing: Timing) -> Arc<Route> {
+    let servers: Vec<SocketAddr> = link.spec.servers.iter().map(|s| s.0).collect();
+    let bind = Bind { interface: link.spec.interface.clone(), source: link.spec.source };
+    Arc::new(Route::new(link.seq, Owner::Link { id: link.spec.id.clone() }, Upstream::new(&servers, bind, timing)))
+}
+
+impl Agent {
+    /// Builds the agent from restored links. Links whose interface has vanished while the daemon
+    /// was down are dropped (their VPN is gone). Returns warnings worth logging.
+    pub fn new(
+        restored: Vec<Link>,
+        system_servers: &[SocketAddr],
+        system_source: String,
+        timing: Timing,
+        cache: Arc<Cache>,
+        stats: Arc<Stats>,
+        store: Store,
+    ) -> (Self, Vec<String>) {
+        let mut warnings = Vec::new();
+        let mut kept = Vec::new();
+        for link in restored {
+            match &link.spec.interface {
+                Some(name) if !interface_exists(name) => warnings.push(format!(
+                    "dropping saved link {:?}: its interface {name} no longer exists",
+                    link.spec.id
+                )),
+                _ => kept.push(link),
+            }
+        }
+        let table = LinkTable::from_links(kept);
+        let routes: HashMap<u64, Arc<Route>> = table.links().into_iter().map(|l| (l.seq, link_route(l, timing))).collect();
+        let system = system_route(system_servers, system_source, timing);
+        let inner = Inner { table, routes, system, timing };
+        let snapshot = Arc::new(ArcSwap::from_pointee(build_snapshot(&inner)));
+        let agent = Self {
+            inner: Mutex::new(inner),
+            snapshot,
+            cache,
+            stats,
+            store,
+            started: Instant::now(),
+            listen: Mutex::new(vec![]),
+        };
+        (agent, warnings)
+    }
+
+    /// The snapshot handle the DNS listener reads.
+    pub fn snapshot(&self) -> Arc<ArcSwap<Snapshot>> {
+        self.snapshot.clone()
+    }
+
+    /// Records the addresses the listener actually bound (shown by `status`).
+    pub fn set_listen(&self, addrs: Vec<SocketAddr>) {
+        *self.listen.lock().unwrap_or_else(|e| e.into_inner()) = addrs;
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the table half-updated in a way that matters
+        // more than stopping all control traffic would, so recover the guard.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Brings a link up (or replaces the link with the same id or profile).
+    pub fn link_up(&self, spec: LinkSpec) -> Result<LinkUpResult, LinkError> {
+        spec.validate()?;
+        if let Some(name) = &spec.interface
+            && !interface_exists(name)
+        {
+            return Err(LinkError::NoInterface { id: spec.id.clone(), name: name.clone() });
+        }
+        let mut inner = self.lock();
+        let before = self.snapshot.load().assignments();
+        let up = inner.table.upsert(spec, now_unix())?;
+        let link = up.link;
+        let mut abandoned = 0;
+        for old in &up.replaced {
+            abandoned += self.retire(&mut inner, old.seq);
+        }
+        let route = link_route(&link, inner.timing);
+        inner.routes.insert(link.seq, route);
+        let warnings = self.publish(&mut inner, &before);
+        let resolved = inner.table.resolve();
+        let me = resolved.iter().find(|r| r.link.seq == link.seq);
+        let result = LinkUpResult {
+            id: link.spec.id.clone(),
+            accepted: me.map(|r| r.accepted.iter().map(ToString::to_string).collect()).unwrap_or_default(),
+            refused: me.map(|r| r.refused.clone()).unwrap_or_default(),
+            anchors: me.map(|r| r.anchors.clone()).unwrap_or_default(),
+            replaced: up.replaced.iter().map(|l| l.spec.id.clone()).collect(),
+            default_route: me.is_some_and(|r| r.is_default_route),
+            warnings,
+        };
+        info!(
+            link = %result.id,
+            profile = ?link.spec.profile,
+            servers = ?link.spec.servers.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            accepted = ?result.accepted,
+            refused = ?result.refused.iter().map(|r| r.domain.to_string()).collect::<Vec<_>>(),
+            replaced = ?result.replaced,
+            abandoned,
+            "link up"
+        );
+        for r in &result.refused {
+            warn!(link = %result.id, domain = %r.domain, reason = %r.reason, "split domain refused");
+        }
+        Ok(result)
+    }
+
+    /// Tears a link down. An unknown id is not an error.
+    pub fn link_down(&self, id: &str) -> LinkDownResult {
+        let mut inner = self.lock();
+        let before = self.snapshot.load().assignments();
+        let Some(link) = inner.table.remove(id) else {
+            return LinkDownResult {
+                id: id.to_string(),
+                found: false,
+                domains_removed: vec![],
+                anchors_dropped: 0,
+                cache_entries_flushed: 0,
+                queries_abandoned: 0,
+                warnings: vec![],
+            };
+        };
+        let mut flushed = self.cache.flush_route(link.seq);
+        let abandoned = self.retire(&mut inner, link.seq);
+        let domains_removed: Vec<String> =
+            before.iter().filter(|(_, r)| **r == link.seq).map(|(d, _)| d.to_string()).collect();
+        let flushed_before = self.cache.len();
+        let warnings = self.publish(&mut inner, &before);
+        flushed += flushed_before.saturating_sub(self.cache.len());
+        info!(link = %id, domains = ?domains_removed, flushed, abandoned, "link down");
+        LinkDownResult {
+            id: id.to_string(),
+            found: true,
+            domains_removed,
+            anchors_dropped: link.spec.anchors.len(),
+            cache_entries_flushed: flushed,
+            queries_abandoned: abandoned,
+            warnings,
+        }
+    }
+
+    /// Replaces the default upstream (config reload, resolv.conf change).
+    pub fn set_system_upstream(&self, servers: &[SocketAddr], source: String, timing: Timing) {
+        let mut inner = self.lock();
+        let unchanged = inner.timing.total == timing.total
+            && inner.system.upstream.servers().iter().map(|s| s.addr).eq(servers.iter().copied())
+            && matches!(&inner.system.owner, Owner::System { source: s } if *s == source);
+        if unchanged {
+            return;
+        }
+        info!(servers = ?servers, %source, "default upstream");
+        let old = std::mem::replace(&mut inner.system, system_route(servers, source, timing));
+        old.cancel.cancel();
+        inner.timing = timing;
+        self.cache.flush_route(SYSTEM_ROUTE);
+        let before = self.snapshot.load().assignments();
+        self.publish(&mut inner, &before);
+    }
+
+    /// Cancels a retired route's in-flight queries and forgets it. Returns how many were in flight.
+    fn retire(&self, inner: &mut Inner, seq: u64) -> u64 {
+        let Some(route) = inner.routes.remove(&seq) else { return 0 };
+        let in_flight = route.stats.in_flight.load(Ordering::Relaxed);
+        route.cancel.cancel();
+        self.cache.flush_route(seq);
+        in_flight
+    }
+
+    /// Swaps in a snapshot for the current table, flushes the cache for every domain whose route
+    /// changed, and saves the table. Returns warnings.
+    fn publish(&self, inner: &mut Inner, before: &HashMap<crate::domain::DomainName, u64>) -> Vec<String> {
+        let snapshot = build_snapshot(inner);
+        let after = snapshot.assignments();
+        self.snapshot.store(Arc::new(snapshot));
+        let changed: HashSet<&crate::domain::DomainName> = before
+            .iter()
+            .filter(|(d, r)| after.get(*d) != Some(*r))
+            .map(|(d, _)| d)
+            .chain(after.iter().filter(|(d, r)| before.get(*d) != Some(*r)).map(|(d, _)| d))
+            .collect();
+        for domain in changed {
+            self.cache.flush_domain(&domain.to_lower_name());
+        }
+        let links: Vec<Link> = inner.table.links().into_iter().cloned().collect();
+        match self.store.save(&links) {
+            Ok(()) => vec![],
+            Err(e) => {
+                let msg = format!(
+                    "the change is in effect but could not be saved to {}: {e}; it will be lost if the daemon restarts",
+                    self.store.path().display()
+                );
+                warn!("{msg}");
+                vec![msg]
+            }
+        }
+    }
+
+    /// Everything `splitdns status` shows.
+    pub fn status(&self) -> Status {
+        let inner = self.lock();
+        let snapshot = self.snapshot.load();
+        let default = snapshot.default_route();
+        let links = inner
+            .table
+            .resolve()
+            .into_iter()
+            .map(|r| {
+                let route = inner.routes.get(&r.link.seq);
+                LinkStatus {
+                    id: r.link.spec.id.clone(),
+                    profile: r.link.spec.profile.clone(),
+                    up_since: r.link.up_since,
+                    servers: route.map(|rt| servers_status(rt)).unwrap_or_default(),
+                    interface: r.link.spec.interface.clone(),
+                    source: r.link.spec.source.map(|s| s.to_string()),
+                    full_tunnel: r.link.spec.full_tunnel,
+                    default_route: r.is_default_route,
+                    domains: r.accepted.iter().map(ToString::to_string).collect(),
+                    refused: r.refused.clone(),
+                    anchors: r.anchors.clone(),
+                    dnssec: "insecure (answers are not validated in this release)".into(),
+                    counters: route.map(|rt| counters(rt)).unwrap_or_default(),
+                }
+            })
+            .collect();
+        let source = match &default.owner {
+            Owner::System { source } => source.clone(),
+            Owner::Link { id } => format!("full-tunnel link {id:?} (default route)"),
+        };
+        let s = &self.stats;
+        Status {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            pid: std::process::id(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            listen: self.listen.lock().unwrap_or_else(|e| e.into_inner()).iter().map(ToString::to_string).collect(),
+            state_file: self.store.path().display().to_string(),
+            default_upstream: UpstreamStatus { source, servers: servers_status(default), counters: counters(default) },
+            links,
+            counters: Counters {
+                queries: s.queries.load(Ordering::Relaxed),
+                cache_hits: s.cache_hits.load(Ordering::Relaxed),
+                cache_misses: s.cache_misses.load(Ordering::Relaxed),
+                servfail: s.servfail.load(Ordering::Relaxed),
+                refused: s.refused.load(Ordering::Relaxed),
+                formerr: s.formerr.load(Ordering::Relaxed),
+            },
+            cache: CacheStatus {
+                entries: self.cache.len(),
+                bytes: self.cache.weight(),
+                max_bytes: self.cache.limits().max_bytes,
+            },
+        }
+    }
+}
+
+fn build_snapshot(inner: &Inner) -> Snapshot {
+    let resolved = inner.table.resolve();
+    let mut domains = Vec::new();
+    let mut default = inner.system.clone();
+    for r in &resolved {
+        let Some(route) = inner.routes.get(&r.link.seq) else { continue };
+        for d in &r.accepted {
+            domains.push((d.clone(), route.clone()));
+        }
+        if r.is_default_route {
+            default = route.clone();
+        }
+    }
+    Snapshot::new(domains, default)
+}
+
+fn servers_status(route: &Route) -> Vec<ServerStatus> {
+    let epoch = route.upstream.epoch();
+    route
+        .upstream
+        .servers()
+        .iter()
+        .map(|s| ServerStatus {
+            addr: s.addr.to_string(),
+            transport: if s.prefers_tcp(epoch) { "tcp (udp unanswered)".into() } else { "udp".into() },
+            answers_udp: s.answers_udp.load(Ordering::Relaxed),
+            answers_tcp: s.answers_tcp.load(Ordering::Relaxed),
+            failures: s.failures.load(Ordering::Relaxed),
+        })
+        .collect()
+}
+
+fn counters(route: &Route) -> RouteCounters {
+    let s = &route.stats;
+    RouteCounters {
+        queries: s.queries.load(Ordering::Relaxed),
+        cache_hits: s.cache_hits.load(Ordering::Relaxed),
+        forwards: s.forwards.load(Ordering::Relaxed),
+        failures: s.failures.load(Ordering::Relaxed),
+        abandoned: s.abandoned.load(Ordering::Relaxed),
+    }
+}
+
+/// True when a network interface of that name exists.
+pub fn interface_exists(name: &str) -> bool {
+    nix::net::if_::if_nametoindex(name).is_ok()
+}

@@ -1,0 +1,118 @@
+//! The daemon: wires configuration, state, the DNS listener and the control socket together, and
+//! owns the process lifecycle (SIGHUP reloads the config, SIGTERM/SIGINT shut down cleanly).
+
+pub mod agent;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::config::{self, Overrides, Settings, UpstreamSource};
+use crate::control::server::{ControlServer, PeerPolicy};
+use crate::dns::cache::Cache;
+use crate::dns::handler::{Handler, Stats};
+use crate::dns::listener::Listener;
+use crate::state::persist::Store;
+use agent::Agent;
+
+/// The default upstream servers for `settings`, and a word on where they came from.
+pub fn system_upstream(settings: &Settings, listen: &[SocketAddr]) -> (Vec<SocketAddr>, String) {
+    match &settings.upstream {
+        UpstreamSource::Configured(servers) => (servers.clone(), "configuration".into()),
+        UpstreamSource::ResolvConf(path) => {
+            let (mut servers, notes) = config::read_resolv_conf(path, listen);
+            let mut source = path.display().to_string();
+            // Behind systemd-resolved's stub, the real upstreams are in its own resolv.conf.
+            let resolved = std::path::Path::new("/run/systemd/resolve/resolv.conf");
+            if !servers.is_empty() && servers.iter().all(|s| s.ip().to_string() == "127.0.0.53") && resolved.exists() {
+                let (real, _) = config::read_resolv_conf(resolved, listen);
+                if !real.is_empty() {
+                    servers = real;
+                    source = resolved.display().to_string();
+                }
+            }
+            for n in notes {
+                warn!("{n}");
+            }
+            if servers.is_empty() {
+                warn!("no default upstream: names outside split domains will get SERVFAIL until one is configured");
+            }
+            (servers, source)
+        }
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(config_path: Option<std::path::PathBuf>, overrides: Overrides) -> anyhow::Result<()> {
+    let settings = config::load(config_path.as_deref(), &overrides)?;
+    let store = Store::new(&settings.state_dir);
+    let loaded = store.load();
+    for w in &loaded.warnings {
+        warn!("{w}");
+    }
+    let cache = Arc::new(Cache::new(settings.cache));
+    let stats = Arc::new(Stats::default());
+    let (servers, source) = system_upstream(&settings, &settings.listen);
+    let (agent, warnings) = Agent::new(loaded.links, &servers, source, settings.timing, cache.clone(), stats.clone(), store);
+    for w in warnings {
+        warn!("{w}");
+    }
+    let agent = Arc::new(agent);
+
+    let policy = PeerPolicy::for_this_process(settings.control_group.as_deref())?;
+    let control = ControlServer::bind(&settings.control_socket, policy.group.as_ref().map(|g| g.0)).await?;
+    let handler = Handler::new(agent.snapshot(), cache, stats);
+    let listener = Listener::bind(&settings.listen, handler).await?;
+    agent.set_listen(listener.addrs().to_vec());
+    // If resolv.conf named our own (ephemeral) address, re-read it now that we know our ports.
+    if settings.listen.iter().any(|a| a.port() == 0) {
+        let (servers, source) = system_upstream(&settings, listener.addrs());
+        agent.set_system_upstream(&servers, source, settings.timing);
+    }
+    info!(
+        listen = ?listener.addrs(),
+        control = %settings.control_socket.display(),
+        state = %settings.state_dir.display(),
+        "splitdns {} ready",
+        env!("CARGO_PKG_VERSION")
+    );
+
+    let shutdown = CancellationToken::new();
+    let control_task = tokio::spawn(control.serve(agent.clone(), policy, shutdown.clone()));
+
+    let mut hup = signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?;
+    let mut term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+    let listen = listener.addrs().to_vec();
+    loop {
+        tokio::select! {
+            _ = hup.recv() => reload(&agent, config_path.as_deref(), &overrides, &settings, &listen),
+            _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
+            _ = int.recv() => { info!("SIGINT: shutting down"); break; }
+        }
+    }
+    shutdown.cancel();
+    let _ = control_task.await;
+    listener.shutdown().await;
+    info!("stopped; links are saved and will be restored at the next start");
+    Ok(())
+}
+
+/// SIGHUP: re-read the config file and resolv.conf. A broken config keeps the running one.
+fn reload(agent: &Agent, path: Option<&std::path::Path>, overrides: &Overrides, running: &Settings, listen: &[SocketAddr]) {
+    match config::load(path, overrides) {
+        Ok(new) => {
+            if new.listen != running.listen || new.control_socket != running.control_socket {
+                warn!("SIGHUP: listen addresses and the control socket change only at restart");
+            }
+            let (servers, source) = system_upstream(&new, listen);
+            agent.set_system_upstream(&servers, source, new.timing);
+            info!("SIGHUP: configuration reloaded");
+        }
+        Err(e) => error!("SIGHUP: {e:#}; keeping the running configuration"),
+    }
+}

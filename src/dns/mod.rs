@@ -1,0 +1,9 @@
+//! Serving DNS: the loopback listener, the per-query handler, routing snapshots, the answer cache and
+//! the upstream transport. This side reads routing snapshots; it never changes link state.
+
+pub mod cache;
+pub mod ede;
+pub mod handler;
+pub mod listener;
+pub mod route;
+pub mod upstream;

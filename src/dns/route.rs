@@ -1,0 +1,147 @@
+//! Routes and the routing snapshot the listener reads.
+//!
+//! A [`Route`] is where a query goes: the public upstream (route 0) or one link's internal servers,
+//! with that link's counters and the token that abandons its in-flight queries at teardown. A
+//! [`Snapshot`] maps split domains to routes and is immutable: the control side builds a new one on
+//! every link change and swaps it in atomically, so the query path never takes a lock to route.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hickory_proto::rr::{LowerName, Name};
+use tokio_util::sync::CancellationToken;
+
+use super::upstream::Upstream;
+use crate::domain::DomainName;
+
+/// Route id of the system (public) upstream.
+pub const SYSTEM_ROUTE: u64 = 0;
+
+/// Who a route belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// The normal upstream, with a word on where its servers came from.
+    System { source: String },
+    /// A VPN link, by id.
+    Link { id: String },
+}
+
+/// Per-route counters, read by `status`.
+#[derive(Debug, Default)]
+pub struct RouteStats {
+    pub queries: AtomicU64,
+    pub cache_hits: AtomicU64,
+    pub forwards: AtomicU64,
+    pub failures: AtomicU64,
+    pub abandoned: AtomicU64,
+    /// Queries waiting on this route's servers right now.
+    pub in_flight: AtomicU64,
+}
+
+impl RouteStats {
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// One destination for queries.
+#[derive(Debug)]
+pub struct Route {
+    /// [`SYSTEM_ROUTE`] or the link's sequence number; also the cache partition.
+    pub id: u64,
+    pub owner: Owner,
+    pub upstream: Upstream,
+    /// Fired at teardown: every query still waiting on this route's servers gives up at once.
+    pub cancel: CancellationToken,
+    pub stats: RouteStats,
+}
+
+impl Route {
+    pub fn new(id: u64, owner: Owner, upstream: Upstream) -> Self {
+        Self { id, owner, upstream, cancel: CancellationToken::new(), stats: RouteStats::default() }
+    }
+
+    /// A human description for logs and error texts.
+    pub fn describe(&self) -> String {
+        match &self.owner {
+            Owner::System { .. } => "the default upstream".to_string(),
+            Owner::Link { id } => format!("link {id:?}"),
+        }
+    }
+}
+
+/// The immutable routing table: split domain → route, plus the default route.
+#[derive(Debug)]
+pub struct Snapshot {
+    by_domain: HashMap<LowerName, (DomainName, Arc<Route>)>,
+    default: Arc<Route>,
+    max_labels: usize,
+}
+
+impl Snapshot {
+    pub fn new(domains: Vec<(DomainName, Arc<Route>)>, default: Arc<Route>) -> Self {
+        let max_labels = domains.iter().map(|(d, _)| d.label_count()).max().unwrap_or(0);
+        let by_domain = domains.into_iter().map(|(d, r)| (d.to_lower_name(), (d, r))).collect();
+        Self { by_domain, default, max_labels }
+    }
+
+    /// The route for `name` by longest whole-label suffix, with the split domain that matched
+    /// (`None` means the default route).
+    pub fn route(&self, name: &LowerName) -> (&Arc<Route>, Option<&DomainName>) {
+        let labels = name.num_labels() as usize;
+        if !self.by_domain.is_empty() {
+            let name: &Name = name;
+            for k in (1..=labels.min(self.max_labels)).rev() {
+                let candidate = LowerName::new(&name.trim_to(k));
+                if let Some((d, r)) = self.by_domain.get(&candidate) {
+                    return (r, Some(d));
+                }
+            }
+        }
+        (&self.default, None)
+    }
+
+    pub fn default_route(&self) -> &Arc<Route> {
+        &self.default
+    }
+
+    /// Every (domain, route id) pair, for diffing one snapshot against the next.
+    pub fn assignments(&self) -> HashMap<DomainName, u64> {
+        self.by_domain.values().map(|(d, r)| (d.clone(), r.id)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dns::upstream::{Bind, Timing};
+    use std::str::FromStr;
+
+    fn route(id: u64) -> Arc<Route> {
+        Arc::new(Route::new(id, Owner::Link { id: id.to_string() }, Upstream::new(&[], Bind::default(), Timing::default())))
+    }
+
+    fn lookup(s: &Snapshot, name: &str) -> u64 {
+        s.route(&LowerName::from_str(name).unwrap()).0.id
+    }
+
+    #[test]
+    fn longest_whole_label_suffix_case_insensitive() {
+        let s = Snapshot::new(
+            vec![
+                ("corp.example".parse().unwrap(), route(1)),
+                ("eng.corp.example".parse().unwrap(), route(2)),
+            ],
+            route(0),
+        );
+        assert_eq!(lookup(&s, "corp.example."), 1);
+        assert_eq!(lookup(&s, "A.B.Corp.Example."), 1);
+        assert_eq!(lookup(&s, "eng.corp.example."), 2);
+        assert_eq!(lookup(&s, "x.ENG.corp.example."), 2);
+        assert_eq!(lookup(&s, "othercorp.example."), 0);
+        assert_eq!(lookup(&s, "example."), 0);
+        assert_eq!(lookup(&s, "."), 0);
+        assert_eq!(lookup(&s, "corp.example.net."), 0);
+    }
+}

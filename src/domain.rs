@@ -1,0 +1,152 @@
+//! Domain names as splitdns stores, compares and shows them.
+//!
+//! Split domains, whitelist entries and DS owners all arrive from outside (hooks, config, the user), so
+//! they are validated strictly once, here, and carried as [`DomainName`] from then on: ASCII, lower
+//! case, LDH labels of 1–63 octets, at most 253 octets, no trailing dot, never the root. Comparisons are
+//! by whole labels, so `corp.example` covers `a.corp.example` but never `othercorp.example`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use hickory_proto::rr::{LowerName, Name};
+use serde::{Deserialize, Serialize};
+
+/// A validated, normalised domain name (never the root).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct DomainName(String);
+
+/// Why a string is not an acceptable domain name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    #[error("the root domain \".\" cannot be used here")]
+    Root,
+    #[error("{0:?} is not a domain name: it is empty")]
+    Empty(String),
+    #[error("{0:?} is not a domain name: only ASCII letters, digits, '-' and '.' are allowed (use the IDNA A-label, xn--…, for international names)")]
+    BadChar(String),
+    #[error("{0:?} is not a domain name: it has an empty label (two dots in a row, or a leading dot)")]
+    EmptyLabel(String),
+    #[error("{0:?} is not a domain name: a label is longer than 63 characters")]
+    LabelTooLong(String),
+    #[error("{0:?} is not a domain name: it is longer than 253 characters")]
+    TooLong(String),
+    #[error("{0:?} is not a domain name: a label starts or ends with '-'")]
+    Hyphen(String),
+}
+
+impl DomainName {
+    /// Parses and normalises a domain name in presentation form (one trailing dot allowed).
+    pub fn parse(input: &str) -> Result<Self, DomainError> {
+        let s = input.strip_suffix('.').unwrap_or(input);
+        if input == "." {
+            return Err(DomainError::Root);
+        }
+        if s.is_empty() {
+            return Err(DomainError::Empty(input.to_string()));
+        }
+        if s.len() > 253 {
+            return Err(DomainError::TooLong(input.to_string()));
+        }
+        for label in s.split('.') {
+            if label.is_empty() {
+                return Err(DomainError::EmptyLabel(input.to_string()));
+            }
+            if label.len() > 63 {
+                return Err(DomainError::LabelTooLong(input.to_string()));
+            }
+            if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+                return Err(DomainError::BadChar(input.to_string()));
+            }
+            if label.starts_with('-') || label.ends_with('-') {
+                return Err(DomainError::Hyphen(input.to_string()));
+            }
+        }
+        Ok(Self(s.to_ascii_lowercase()))
+    }
+
+    /// The name without a trailing dot, e.g. `corp.example`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The fully qualified form, e.g. `corp.example.`.
+    pub fn fqdn(&self) -> String {
+        format!("{}.", self.0)
+    }
+
+    /// Number of labels (`corp.example` has 2).
+    pub fn label_count(&self) -> usize {
+        self.0.split('.').count()
+    }
+
+    /// True when `self` equals `ancestor` or lies below it, by whole labels.
+    pub fn is_at_or_under(&self, ancestor: &DomainName) -> bool {
+        self.0 == ancestor.0
+            || (self.0.len() > ancestor.0.len()
+                && self.0.ends_with(&ancestor.0)
+                && self.0.as_bytes()[self.0.len() - ancestor.0.len() - 1] == b'.')
+    }
+
+    /// The hickory wire-level name (fully qualified, lower case).
+    pub fn to_lower_name(&self) -> LowerName {
+        // A validated LDH name always converts; fall back to root never happens, but avoid a panic.
+        LowerName::new(&Name::from_ascii(self.fqdn()).unwrap_or_else(|_| Name::root()))
+    }
+}
+
+impl fmt::Display for DomainName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for DomainName {
+    type Err = DomainError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl TryFrom<String> for DomainName {
+    type Error = DomainError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s)
+    }
+}
+
+impl From<DomainName> for String {
+    fn from(d: DomainName) -> String {
+        d.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalises_case_and_trailing_dot() {
+        assert_eq!(DomainName::parse("Corp.Example.").unwrap().as_str(), "corp.example");
+    }
+
+    #[test]
+    fn rejects_bad_names() {
+        for bad in [".", "", "a..b", ".a", "a b", "a\\.b", "a\0b", "-a.b", "a-.b", "é.example"] {
+            assert!(DomainName::parse(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(DomainName::parse(&format!("{}.x", "a".repeat(64))).is_err());
+        let long = vec!["abcdefghi"; 26].join(".");
+        assert!(long.len() > 253 && DomainName::parse(&long).is_err());
+        assert_eq!(DomainName::parse("."), Err(DomainError::Root));
+    }
+
+    #[test]
+    fn whole_label_suffix() {
+        let corp = DomainName::parse("corp.example").unwrap();
+        assert!(DomainName::parse("a.b.corp.example").unwrap().is_at_or_under(&corp));
+        assert!(DomainName::parse("corp.example").unwrap().is_at_or_under(&corp));
+        assert!(!DomainName::parse("othercorp.example").unwrap().is_at_or_under(&corp));
+        assert!(!DomainName::parse("example").unwrap().is_at_or_under(&corp));
+    }
+}

@@ -1,0 +1,14 @@
+//! splitdns: a client-side split-DNS resolver agent for VPNs (RFC 8598).
+//!
+//! Data flows one way: hooks and the CLI send link changes over the [`control`] socket; the
+//! [`daemon`] applies them to the link table in [`state`] and publishes an immutable routing snapshot;
+//! the [`dns`] listener reads snapshots to route, cache and forward queries.
+
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod dns;
+pub mod domain;
+pub mod state;
+pub mod trust;

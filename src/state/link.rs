@@ -1,0 +1,256 @@
+//! A link: one VPN connection as a hook describes it.
+//!
+//! [`LinkSpec`] is what `link up` carries over the control socket and what is persisted in the state
+//! directory. It is validated here, before the link table sees it, so that a malformed hook call is
+//! refused with a precise message and changes nothing.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::DomainName;
+use crate::trust::DsAnchor;
+
+/// Limits that keep a hostile or buggy hook from growing the daemon without bound.
+pub const MAX_ID_LEN: usize = 200;
+pub const MAX_SERVERS: usize = 16;
+pub const MAX_DOMAINS: usize = 256;
+pub const MAX_ANCHORS: usize = 64;
+
+/// A DNS server address: IPv4 or IPv6, optional port (default 53).
+///
+/// Accepted forms: `10.0.0.1`, `10.0.0.1:5300`, `fd00::1`, `[fd00::1]:5300`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ServerAddr(pub SocketAddr);
+
+impl FromStr for ServerAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if let Ok(sa) = s.parse::<SocketAddr>() {
+            return check_port(sa, s);
+        }
+        if let Ok(ip) = s.parse::<IpAddr>() {
+            return Ok(ServerAddr(SocketAddr::new(ip, 53)));
+        }
+        Err(format!(
+            "{s:?} is not a server address: use IPv4 or IPv6 with an optional port, e.g. 10.0.0.1, 10.0.0.1:5300, fd00::1 or [fd00::1]:5300"
+        ))
+    }
+}
+
+fn check_port(sa: SocketAddr, s: &str) -> Result<ServerAddr, String> {
+    if sa.port() == 0 {
+        Err(format!("{s:?}: port 0 is not a server port"))
+    } else {
+        Ok(ServerAddr(sa))
+    }
+}
+
+impl fmt::Display for ServerAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.port() == 53 {
+            write!(f, "{}", self.0.ip())
+        } else {
+            write!(f, "{}", self.0)
+        }
+    }
+}
+
+impl TryFrom<String> for ServerAddr {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<ServerAddr> for String {
+    fn from(s: ServerAddr) -> String {
+        s.to_string()
+    }
+}
+
+/// Everything a hook says about one VPN connection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSpec {
+    /// The connection's id as the VPN client names it (e.g. a NetworkManager UUID).
+    pub id: String,
+    /// The VPN profile; two links of one profile are the same logical entity (RFC 8598 §8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// The internal DNS servers.
+    pub servers: Vec<ServerAddr>,
+    /// Split domains routed to `servers`.
+    #[serde(default)]
+    pub domains: Vec<DomainName>,
+    /// DS trust anchors offered for the split domains (RFC 8598 INTERNAL_DNSSEC_TA).
+    #[serde(default)]
+    pub anchors: Vec<DsAnchor>,
+    /// Tunnel interface: queries to `servers` are bound to it (SO_BINDTODEVICE).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    /// Source address for queries to `servers`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<IpAddr>,
+    /// A full tunnel ignores split domains and anchors (RFC 8598 §2).
+    #[serde(default)]
+    pub full_tunnel: bool,
+    /// With `full_tunnel`: use `servers` as the default upstream while the link is up.
+    #[serde(default)]
+    pub default_route: bool,
+}
+
+/// Why a link spec was refused. Nothing changes when one is returned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    #[error("link id must be 1 to {MAX_ID_LEN} printable characters, got {0:?}")]
+    Id(String),
+    #[error("profile name must be 1 to {MAX_ID_LEN} printable characters, got {0:?}")]
+    Profile(String),
+    #[error("link {0:?} has no DNS server: give at least one --server")]
+    NoServers(String),
+    #[error("link {id:?}: too many {what} ({got}, at most {max})")]
+    TooMany { id: String, what: &'static str, got: usize, max: usize },
+    #[error("link {0:?}: --default-route needs --full-tunnel (a split tunnel only routes its own domains)")]
+    DefaultRouteNeedsFullTunnel(String),
+    #[error("link {id:?}: interface name {name:?} is not valid (1 to 15 characters, no '/', no white space)")]
+    Interface { id: String, name: String },
+    #[error("link {id:?}: source address {source_addr} and server {server} are of different IP families")]
+    SourceFamily { id: String, source_addr: IpAddr, server: ServerAddr },
+}
+
+fn printable(s: &str) -> bool {
+    !s.is_empty() && s.len() <= MAX_ID_LEN && !s.chars().any(char::is_control)
+}
+
+impl LinkSpec {
+    /// Checks everything that can be checked without touching the system.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        if !printable(&self.id) {
+            return Err(SpecError::Id(self.id.clone()));
+        }
+        if let Some(p) = &self.profile
+            && !printable(p)
+        {
+            return Err(SpecError::Profile(p.clone()));
+        }
+        if self.servers.is_empty() {
+            return Err(SpecError::NoServers(self.id.clone()));
+        }
+        let too_many = |what, got, max| SpecError::TooMany { id: self.id.clone(), what, got, max };
+        if self.servers.len() > MAX_SERVERS {
+            return Err(too_many("servers", self.servers.len(), MAX_SERVERS));
+        }
+        if self.domains.len() > MAX_DOMAINS {
+            return Err(too_many("domains", self.domains.len(), MAX_DOMAINS));
+        }
+        if self.anchors.len() > MAX_ANCHORS {
+            return Err(too_many("trust anchors", self.anchors.len(), MAX_ANCHORS));
+        }
+        if self.default_route && !self.full_tunnel {
+            return Err(SpecError::DefaultRouteNeedsFullTunnel(self.id.clone()));
+        }
+        if let Some(name) = &self.interface
+            && (name.is_empty()
+                || name.len() > 15
+                || name.contains('/')
+                || name.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return Err(SpecError::Interface { id: self.id.clone(), name: name.clone() });
+        }
+        if let Some(src) = self.source
+            && let Some(server) = self.servers.iter().find(|s| s.0.is_ipv4() != src.is_ipv4())
+        {
+            return Err(SpecError::SourceFamily { id: self.id.clone(), source_addr: src, server: *server });
+        }
+        Ok(())
+    }
+
+    /// The identity used for ownership of domains: the profile, or the link id when there is none.
+    pub fn owner_identity(&self) -> OwnerIdentity<'_> {
+        match &self.profile {
+            Some(p) => OwnerIdentity::Profile(p),
+            None => OwnerIdentity::Link(&self.id),
+        }
+    }
+}
+
+/// Who owns a split domain: a profile (its links are one logical entity) or a lone link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnerIdentity<'a> {
+    Profile(&'a str),
+    Link(&'a str),
+}
+
+impl fmt::Display for OwnerIdentity<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OwnerIdentity::Profile(p) => write!(f, "profile {p:?}"),
+            OwnerIdentity::Link(l) => write!(f, "link {l:?} (no profile)"),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn spec(id: &str, profile: Option<&str>, domains: &[&str]) -> LinkSpec {
+        LinkSpec {
+            id: id.into(),
+            profile: profile.map(Into::into),
+            servers: vec!["10.0.0.1".parse().unwrap()],
+            domains: domains.iter().map(|d| d.parse().unwrap()).collect(),
+            anchors: vec![],
+            interface: None,
+            source: None,
+            full_tunnel: false,
+            default_route: false,
+        }
+    }
+
+    #[test]
+    fn server_addr_forms() {
+        assert_eq!("10.0.0.1".parse::<ServerAddr>().unwrap().0, "10.0.0.1:53".parse().unwrap());
+        assert_eq!("10.0.0.1:5300".parse::<ServerAddr>().unwrap().0.port(), 5300);
+        assert_eq!("[fd00::1]:5300".parse::<ServerAddr>().unwrap().0.port(), 5300);
+        assert_eq!("fd00::1".parse::<ServerAddr>().unwrap().0.port(), 53);
+        for bad in ["", "host.example", "10.0.0.1:0", "10.0.0.1:99999", "fd00::1:53]"] {
+            assert!(bad.parse::<ServerAddr>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn validation() {
+        assert!(spec("a", None, &["corp.example"]).validate().is_ok());
+        let mut s = spec("", None, &[]);
+        assert!(matches!(s.validate(), Err(SpecError::Id(_))));
+        s = spec("a\nb", None, &[]);
+        assert!(matches!(s.validate(), Err(SpecError::Id(_))));
+        s = spec("a", None, &[]);
+        s.servers.clear();
+        assert!(matches!(s.validate(), Err(SpecError::NoServers(_))));
+        s = spec("a", None, &[]);
+        s.default_route = true;
+        assert!(matches!(s.validate(), Err(SpecError::DefaultRouteNeedsFullTunnel(_))));
+        s = spec("a", None, &[]);
+        s.interface = Some("a/b".into());
+        assert!(matches!(s.validate(), Err(SpecError::Interface { .. })));
+        s = spec("a", None, &[]);
+        s.source = Some("fd00::2".parse().unwrap());
+        assert!(matches!(s.validate(), Err(SpecError::SourceFamily { .. })));
+    }
+
+    #[test]
+    fn json_round_trip_and_unknown_fields() {
+        let s = spec("a", Some("corp"), &["corp.example"]);
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<LinkSpec>(&json).unwrap(), s);
+        assert!(serde_json::from_str::<LinkSpec>(r#"{"id":"a","servers":["10.0.0.1"],"whitelist":["x"]}"#).is_err());
+        assert!(serde_json::from_str::<LinkSpec>(r#"{"id":"a","servers":["10.0.0.1"],"domains":["."]}"#).is_err());
+    }
+}

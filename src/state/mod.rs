@@ -1,0 +1,9 @@
+//! The daemon's truth about VPN links: what each connection offered ([`link`]), who owns which
+//! domain ([`table`]), and its copy on disk ([`persist`]). Nothing here does DNS.
+
+pub mod link;
+pub mod persist;
+pub mod table;
+
+pub use link::{LinkSpec, ServerAddr, SpecError};
+pub use table::{Link, LinkTable, Resolved};

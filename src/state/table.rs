@@ -1,0 +1,289 @@
+//! The link table: which VPN connection owns which split domain.
+//!
+//! Pure data and decisions, no I/O: links come in through [`LinkTable::upsert`] and go out through
+//! [`LinkTable::remove`]; [`LinkTable::resolve`] recomputes, from scratch and deterministically, who
+//! owns every domain. Rules (RFC 8598 §2, §5, §8):
+//! - a link with the same id, or the same profile, as an existing one replaces it (a reconnect);
+//! - a domain belongs to the first link (in link-up order) that claims it; a later link of another
+//!   profile is refused that domain, and the refusal is reported;
+//! - a full-tunnel link's split domains and anchors are ignored; with `default_route` it becomes the
+//!   default upstream (the most recent such link wins).
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use super::link::{LinkSpec, SpecError};
+use crate::domain::DomainName;
+use crate::trust::DsAnchor;
+
+/// A link in the table: its spec plus when it came up.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    #[serde(flatten)]
+    pub spec: LinkSpec,
+    /// Link-up order; unique for the life of the state file. Also names the link's runtime route.
+    pub seq: u64,
+    /// Seconds since the Unix epoch when the link came up.
+    pub up_since: u64,
+}
+
+/// The table of links, keyed by link id.
+#[derive(Debug, Default)]
+pub struct LinkTable {
+    links: BTreeMap<String, Link>,
+    next_seq: u64,
+}
+
+/// What an upsert did.
+#[derive(Debug)]
+pub struct Upsert {
+    /// Links that were replaced (same id or same profile).
+    pub replaced: Vec<Link>,
+    /// The new link.
+    pub link: Link,
+}
+
+/// Why a domain of a link is not routed to it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub domain: DomainName,
+    pub reason: String,
+}
+
+/// The state of one offered trust anchor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnchorView {
+    pub anchor: DsAnchor,
+    /// `stored` (kept with the link; validation is not enabled in this release) or `ignored`.
+    pub state: String,
+    pub reason: String,
+}
+
+/// One link as resolved against all others.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    pub link: Link,
+    /// Split domains routed to this link.
+    pub accepted: Vec<DomainName>,
+    /// Split domains not routed to this link, with the reason.
+    pub refused: Vec<Refusal>,
+    pub anchors: Vec<AnchorView>,
+    /// True when this link is the default upstream.
+    pub is_default_route: bool,
+}
+
+impl LinkTable {
+    /// Restores a table from persisted links (already validated by the caller).
+    pub fn from_links(links: Vec<Link>) -> Self {
+        let next_seq = links.iter().map(|l| l.seq + 1).max().unwrap_or(1);
+        let links = links.into_iter().map(|l| (l.spec.id.clone(), l)).collect();
+        Self { links, next_seq }
+    }
+
+    /// Adds a link, replacing any link with the same id or the same profile.
+    pub fn upsert(&mut self, spec: LinkSpec, now: u64) -> Result<Upsert, SpecError> {
+        spec.validate()?;
+        let mut replaced = Vec::new();
+        let stale: Vec<String> = self
+            .links
+            .values()
+            .filter(|l| {
+                l.spec.id == spec.id || (spec.profile.is_some() && l.spec.profile == spec.profile)
+            })
+            .map(|l| l.spec.id.clone())
+            .collect();
+        for id in stale {
+            if let Some(old) = self.links.remove(&id) {
+                replaced.push(old);
+            }
+        }
+        let seq = self.next_seq.max(1);
+        self.next_seq = seq + 1;
+        let link = Link { spec, seq, up_since: now };
+        self.links.insert(link.spec.id.clone(), link.clone());
+        Ok(Upsert { replaced, link })
+    }
+
+    /// Removes a link by id. `None` when there was no such link (not an error: a down event may
+    /// arrive twice, or after a restart that already dropped the link).
+    pub fn remove(&mut self, id: &str) -> Option<Link> {
+        self.links.remove(id)
+    }
+
+    /// All links in link-up order.
+    pub fn links(&self) -> Vec<&Link> {
+        let mut v: Vec<&Link> = self.links.values().collect();
+        v.sort_by_key(|l| l.seq);
+        v
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Link> {
+        self.links.get(id)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.links.is_empty()
+    }
+
+    /// Recomputes ownership of every domain, in link-up order.
+    pub fn resolve(&self) -> Vec<Resolved> {
+        let mut owners: HashMap<&DomainName, &Link> = HashMap::new();
+        let default_route = self
+            .links()
+            .into_iter()
+            .filter(|l| l.spec.full_tunnel && l.spec.default_route)
+            .max_by_key(|l| l.seq)
+            .map(|l| l.seq);
+        let mut out = Vec::new();
+        for link in self.links() {
+            let mut accepted = Vec::new();
+            let mut refused = Vec::new();
+            for domain in &link.spec.domains {
+                if accepted.contains(domain) {
+                    continue;
+                }
+                if link.spec.full_tunnel {
+                    refused.push(Refusal {
+                        domain: domain.clone(),
+                        reason: "full-tunnel link: split domains are ignored (RFC 8598 §2)".into(),
+                    });
+                    continue;
+                }
+                match owners.get(domain) {
+                    Some(owner) => refused.push(Refusal {
+                        domain: domain.clone(),
+                        reason: format!(
+                            "already routed to link {:?} of {}; two unrelated connections may not \
+                             share a split domain (RFC 8598 §8)",
+                            owner.spec.id,
+                            owner.spec.owner_identity()
+                        ),
+                    }),
+                    None => {
+                        owners.insert(domain, link);
+                        accepted.push(domain.clone());
+                    }
+                }
+            }
+            let anchors = link
+                .spec
+                .anchors
+                .iter()
+                .map(|a| anchor_view(link, a, &accepted))
+                .collect();
+            out.push(Resolved {
+                link: link.clone(),
+                accepted,
+                refused,
+                anchors,
+                is_default_route: default_route == Some(link.seq),
+            });
+        }
+        out
+    }
+}
+
+fn anchor_view(link: &Link, anchor: &DsAnchor, accepted: &[DomainName]) -> AnchorView {
+    let (state, reason) = if link.spec.full_tunnel {
+        ("ignored", "full-tunnel link: trust anchors are ignored (RFC 8598 §2)".to_string())
+    } else if !accepted.iter().any(|d| anchor.owner.is_at_or_under(d)) {
+        (
+            "ignored",
+            format!(
+                "{} is not at or under a split domain accepted for this link (RFC 8598 §6)",
+                anchor.owner
+            ),
+        )
+    } else {
+        ("stored", "kept with the link; DNSSEC validation is not enabled in this release".into())
+    };
+    AnchorView { anchor: anchor.clone(), state: state.into(), reason }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::link::tests::spec;
+
+    fn accepted(r: &[Resolved], id: &str) -> Vec<String> {
+        r.iter()
+            .find(|x| x.link.spec.id == id)
+            .map(|x| x.accepted.iter().map(|d| d.to_string()).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn second_profile_is_refused_same_profile_replaces() {
+        let mut t = LinkTable::default();
+        t.upsert(spec("a", Some("corp"), &["corp.example"]), 1).unwrap();
+        t.upsert(spec("b", Some("other"), &["corp.example", "lab.example"]), 2).unwrap();
+        let r = t.resolve();
+        assert_eq!(accepted(&r, "a"), ["corp.example"]);
+        assert_eq!(accepted(&r, "b"), ["lab.example"]);
+        let b = r.iter().find(|x| x.link.spec.id == "b").unwrap();
+        assert_eq!(b.refused.len(), 1);
+        assert!(b.refused[0].reason.contains("\"a\""), "{}", b.refused[0].reason);
+
+        // Same profile, new id: a reconnect replaces the old link.
+        let up = t.upsert(spec("a2", Some("corp"), &["corp.example"]), 3).unwrap();
+        assert_eq!(up.replaced.len(), 1);
+        assert_eq!(up.replaced[0].spec.id, "a");
+        assert!(t.get("a").is_none());
+        // b came up before a2 now, so b owns corp.example; a2 is refused.
+        let r = t.resolve();
+        assert_eq!(accepted(&r, "b"), ["corp.example", "lab.example"]);
+        assert!(accepted(&r, "a2").is_empty());
+    }
+
+    #[test]
+    fn links_without_profile_do_not_share() {
+        let mut t = LinkTable::default();
+        t.upsert(spec("a", None, &["corp.example"]), 1).unwrap();
+        t.upsert(spec("b", None, &["corp.example"]), 2).unwrap();
+        let r = t.resolve();
+        assert_eq!(accepted(&r, "a"), ["corp.example"]);
+        assert!(accepted(&r, "b").is_empty());
+        // When a goes away, b gets the domain.
+        t.remove("a");
+        assert_eq!(accepted(&t.resolve(), "b"), ["corp.example"]);
+    }
+
+    #[test]
+    fn full_tunnel_ignores_domains_and_anchors() {
+        let mut t = LinkTable::default();
+        let mut s = spec("ft", None, &["corp.example"]);
+        s.full_tunnel = true;
+        s.default_route = true;
+        s.anchors = vec![format!("corp.example. IN DS 1 13 2 {}", "AB".repeat(32)).parse().unwrap()];
+        t.upsert(s, 1).unwrap();
+        let r = t.resolve();
+        assert!(r[0].accepted.is_empty());
+        assert_eq!(r[0].anchors[0].state, "ignored");
+        assert!(r[0].is_default_route);
+    }
+
+    #[test]
+    fn anchor_outside_accepted_domains_is_ignored() {
+        let mut t = LinkTable::default();
+        let mut s = spec("a", None, &["corp.example"]);
+        s.anchors = vec![
+            format!("corp.example. IN DS 1 13 2 {}", "AB".repeat(32)).parse().unwrap(),
+            format!("other.example. IN DS 1 13 2 {}", "AB".repeat(32)).parse().unwrap(),
+        ];
+        t.upsert(s, 1).unwrap();
+        let r = t.resolve();
+        assert_eq!(r[0].anchors[0].state, "stored");
+        assert_eq!(r[0].anchors[1].state, "ignored");
+    }
+
+    #[test]
+    fn invalid_spec_changes_nothing() {
+        let mut t = LinkTable::default();
+        t.upsert(spec("a", Some("p"), &["corp.example"]), 1).unwrap();
+        let mut bad = spec("b", Some("p"), &["corp.example"]);
+        bad.servers.clear();
+        assert!(t.upsert(bad, 2).is_err());
+        assert!(t.get("a").is_some(), "a refused spec of the same profile must not evict the old link");
+    }
+}

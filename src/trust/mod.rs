@@ -1,0 +1,8 @@
+//! Trust anchors: the DS records a VPN offers for its split domains.
+//!
+//! This release stores and reports anchors; DNSSEC validation from them is a later step. Nothing here
+//! talks to the network or to the whitelist.
+
+pub mod ds;
+
+pub use ds::DsAnchor;

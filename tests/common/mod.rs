@@ -1,0 +1,6 @@
+//! Shared test support: loopback authoritative servers ([`auth`]) and a raw DNS client ([`client`]).
+//! Use from an integration test with `mod common;`.
+#![allow(dead_code)]
+
+pub mod auth;
+pub mod client;
