@@ -180,9 +180,13 @@ fn init_logging(format: LogFormat) {
         LogFormat::Text => false,
         LogFormat::Auto => std::env::var_os("JOURNAL_STREAM").is_some(),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     if journal {
-        builder.without_time().with_ansi(false).init();
+        builder.without_time().init();
     } else {
         builder.init();
     }

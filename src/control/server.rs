@@ -55,7 +55,7 @@ impl PeerPolicy {
             return true;
         }
         match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
-            Ok(Some(user)) => members.iter().any(|m| *m == user.name),
+            Ok(Some(user)) => members.contains(&user.name),
             _ => false,
         }
     }

@@ -123,7 +123,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::new(dir.path());
         assert!(store.load().links.is_empty());
-        let links = vec![Link { spec: spec("a", Some("p"), &["corp.example"]), seq: 3, up_since: 7 }];
+        let links = vec![Link { spec: spec("a", Some("p"), &["corp.example"]), seq: 3, up_since: 7, claim: None }];
         store.save(&links).unwrap();
         let loaded = store.load();
         assert_eq!(loaded.links, links);

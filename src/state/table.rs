@@ -26,6 +26,17 @@ pub struct Link {
     pub seq: u64,
     /// Seconds since the Unix epoch when the link came up.
     pub up_since: u64,
+    /// Position in the queue of claims on domains. A reconnect of the same id or profile keeps the
+    /// position of the link it replaces, so a refused rival never takes a domain over on reconnect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<u64>,
+}
+
+impl Link {
+    /// The link's rank in domain ownership: lower claims first.
+    pub fn claim_rank(&self) -> u64 {
+        self.claim.unwrap_or(self.seq)
+    }
 }
 
 /// The table of links, keyed by link id.
@@ -100,7 +111,8 @@ impl LinkTable {
         }
         let seq = self.next_seq.max(1);
         self.next_seq = seq + 1;
-        let link = Link { spec, seq, up_since: now };
+        let claim = replaced.iter().map(Link::claim_rank).min();
+        let link = Link { spec, seq, up_since: now, claim };
         self.links.insert(link.spec.id.clone(), link.clone());
         Ok(Upsert { replaced, link })
     }
@@ -126,7 +138,7 @@ impl LinkTable {
         self.links.is_empty()
     }
 
-    /// Recomputes ownership of every domain, in link-up order.
+    /// Recomputes ownership of every domain, in claim order.
     pub fn resolve(&self) -> Vec<Resolved> {
         let mut owners: HashMap<&DomainName, &Link> = HashMap::new();
         let default_route = self
@@ -136,7 +148,9 @@ impl LinkTable {
             .max_by_key(|l| l.seq)
             .map(|l| l.seq);
         let mut out = Vec::new();
-        for link in self.links() {
+        let mut by_claim = self.links();
+        by_claim.sort_by_key(|l| (l.claim_rank(), l.seq));
+        for link in by_claim {
             let mut accepted = Vec::new();
             let mut refused = Vec::new();
             for domain in &link.spec.domains {
@@ -230,10 +244,13 @@ mod tests {
         assert_eq!(up.replaced.len(), 1);
         assert_eq!(up.replaced[0].spec.id, "a");
         assert!(t.get("a").is_none());
-        // b came up before a2 now, so b owns corp.example; a2 is refused.
+        // The reconnect keeps a's place in line: b does not take corp.example over.
         let r = t.resolve();
-        assert_eq!(accepted(&r, "b"), ["corp.example", "lab.example"]);
-        assert!(accepted(&r, "a2").is_empty());
+        assert_eq!(accepted(&r, "a2"), ["corp.example"]);
+        assert_eq!(accepted(&r, "b"), ["lab.example"]);
+        // Once the profile really goes away, b gets the domain.
+        t.remove("a2");
+        assert_eq!(accepted(&t.resolve(), "b"), ["corp.example", "lab.example"]);
     }
 
     #[test]

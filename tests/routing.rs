@@ -1,0 +1,304 @@
+//! Issue 2 end to end: routing by longest suffix, no leaks, teardown's four effects (RFC 8598 §5),
+//! ownership conflicts (RFC 8598 §8), full tunnels (§2) and restart.
+//!
+//! Every test runs the real daemon binary against real authoritative servers on loopback: an
+//! "internal" one per VPN and a "public" one that serves a *different* `corp.example` as a leak canary.
+
+mod common;
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use common::auth::{AuthOptions, AuthServer, zone};
+use common::client::{self, Q, a_addrs, ede, rcode};
+use common::daemon::Daemon;
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+
+const PUBLIC_CORP: &str = "www 60 IN A 203.0.113.66\nnx 60 IN A 203.0.113.67";
+
+async fn public() -> AuthServer {
+    AuthServer::start(&[
+        ("corp.example.", &zone("corp.example.", PUBLIC_CORP)),
+        ("example.", &zone("example.", "othercorp 60 IN A 203.0.113.1\nwww.eng.corp 60 IN A 203.0.113.2")),
+        ("pub.test.", &zone("pub.test.", "www 60 IN A 198.51.100.1")),
+    ])
+    .await
+}
+
+async fn internal(records: &str) -> AuthServer {
+    AuthServer::start(&[("corp.example.", &zone("corp.example.", records))]).await
+}
+
+async fn a(d: &Daemon, name: &str) -> Vec<Ipv4Addr> {
+    let m = client::udp(d.dns, name, RecordType::A, &Q::default()).await.expect("answer");
+    a_addrs(&m)
+}
+
+fn addr(s: &AuthServer) -> String {
+    s.addr().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn longest_suffix_across_nested_links_and_no_leak() {
+    let public = public().await;
+    let corp = internal("www 60 IN A 10.1.0.1\neng 60 IN A 10.1.0.9").await;
+    let eng = AuthServer::start(&[("eng.corp.example.", &zone("eng.corp.example.", "www 60 IN A 10.2.0.1"))]).await;
+    let d = Daemon::start(&[public.addr()], &[]).await;
+    d.link_up(&["--id", "corp", "--profile", "corp", "--server", &addr(&corp), "--domain", "corp.example"]);
+    d.link_up(&["--id", "eng", "--profile", "eng", "--server", &addr(&eng), "--domain", "Eng.Corp.Example."]);
+
+    assert_eq!(a(&d, "www.corp.example").await, [Ipv4Addr::new(10, 1, 0, 1)]);
+    assert_eq!(a(&d, "WWW.ENG.corp.example").await, [Ipv4Addr::new(10, 2, 0, 1)]);
+    // Whole labels only: othercorp.example is public.
+    assert_eq!(a(&d, "othercorp.example").await, [Ipv4Addr::new(203, 0, 113, 1)]);
+    assert_eq!(a(&d, "www.pub.test").await, [Ipv4Addr::new(198, 51, 100, 1)]);
+
+    assert_eq!(public.count_under("corp.example"), 0, "split names leaked: {:?}", public.queries());
+    assert_eq!(corp.count_under("eng.corp.example"), 0, "nested domain went to the outer link");
+    assert_eq!(corp.count_under("pub.test") + eng.count_under("pub.test"), 0, "public name sent to a tunnel");
+    assert_eq!(corp.count_under("othercorp.example") + eng.count_under("othercorp.example"), 0);
+
+    // While the internal server is down, split names fail closed and still never leak.
+    corp.stop().await;
+    let m = client::udp(d.dns, "new.corp.example", RecordType::A, &Q::default()).await.expect("answer");
+    assert_eq!(rcode(&m), ResponseCode::ServFail);
+    let (code, text) = ede(&m).expect("extended DNS error");
+    assert!(code == 22 || code == 23, "EDE code {code}");
+    assert!(text.contains("corp"), "EDE text should name the link: {text}");
+    assert_eq!(public.count_under("corp.example"), 0, "leak while the tunnel server was down");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apex_of_outer_domain_and_nested_split() {
+    let public = public().await;
+    let corp = internal("eng 60 IN A 10.1.0.9").await;
+    let eng = AuthServer::start(&[("eng.corp.example.", &zone("eng.corp.example.", "@ 60 IN A 10.2.0.2"))]).await;
+    let d = Daemon::start(&[public.addr()], &[]).await;
+    d.link_up(&["--id", "corp", "--server", &addr(&corp), "--domain", "corp.example"]);
+    assert_eq!(a(&d, "eng.corp.example").await, [Ipv4Addr::new(10, 1, 0, 9)]);
+    d.link_up(&["--id", "eng", "--server", &addr(&eng), "--domain", "eng.corp.example"]);
+    // The nested link takes over its subtree at once; the outer link's cached answer is not served.
+    assert_eq!(a(&d, "eng.corp.example").await, [Ipv4Addr::new(10, 2, 0, 2)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn teardown_removes_routes_flushes_cache_drops_anchors_abandons_queries() {
+    let public = public().await;
+    let corp = internal("www 60 IN A 10.1.0.1").await;
+    let d = Daemon::start(&[public.addr()], &[]).await;
+    let ds = format!("corp.example. IN DS 4242 13 2 {}", "AB".repeat(32));
+    d.link_up(&["--id", "vpn", "--server", &addr(&corp), "--domain", "corp.example", "--ta", &ds]);
+
+    // Fill the cache with a positive and a negative answer; second queries are cache hits.
+    for _ in 0..2 {
+        assert_eq!(a(&d, "www.corp.example").await, [Ipv4Addr::new(10, 1, 0, 1)]);
+        let m = client::udp(d.dns, "missing.corp.example", RecordType::A, &Q::default()).await.unwrap();
+        assert_eq!(rcode(&m), ResponseCode::NXDomain);
+    }
+    assert_eq!(corp.count(), 2, "second round should come from the cache: {:?}", corp.queries());
+    let st = d.status().await;
+    assert_eq!(st["links"][0]["anchors"][0]["anchor"].as_str().unwrap(), ds);
+    assert_eq!(st["cache"]["entries"], 2, "{st}");
+
+    // 1. Forwarding rules: after down, the name goes to the public upstream.
+    let out = d.link_down("vpn");
+    assert!(out.contains("1 domain(s) no longer routed"), "{out}");
+    assert!(out.contains("1 trust anchor(s) dropped"), "{out}");
+    // The positive and the negative entry are gone from memory, not just unreachable.
+    assert!(out.contains("2 cached answer(s) flushed"), "{out}");
+    assert_eq!(d.status().await["cache"]["entries"], 0);
+    assert_eq!(a(&d, "www.corp.example").await, [Ipv4Addr::new(203, 0, 113, 66)]);
+    let m = client::udp(d.dns, "missing.corp.example", RecordType::A, &Q::default()).await.unwrap();
+    assert_eq!(rcode(&m), ResponseCode::NXDomain);
+    assert_eq!(public.count_under("corp.example"), 2);
+
+    // 2. Cache flushed (negative entries too): the same link back up asks its server again.
+    d.link_up(&["--id", "vpn", "--server", &addr(&corp), "--domain", "corp.example"]);
+    assert_eq!(a(&d, "www.corp.example").await, [Ipv4Addr::new(10, 1, 0, 1)]);
+    let m = client::udp(d.dns, "missing.corp.example", RecordType::A, &Q::default()).await.unwrap();
+    assert_eq!(rcode(&m), ResponseCode::NXDomain);
+    assert_eq!(corp.count(), 4, "answers survived teardown in the cache: {:?}", corp.queries());
+
+    // 3. Anchors dropped: the new link (without --ta) has none.
+    let st = d.status().await;
+    assert_eq!(st["links"][0]["anchors"].as_array().unwrap().len(), 0, "{st}");
+
+    // 4. In-flight queries abandoned at once, not left to time out.
+    let slow = AuthServer::start_with(
+        AuthOptions { delay: Some(Duration::from_secs(30)), ..Default::default() },
+        &[("slow.example.", &zone("slow.example.", "www 60 IN A 10.9.9.9"))],
+    )
+    .await;
+    d.link_up(&["--id", "slow", "--server", &addr(&slow), "--domain", "slow.example"]);
+    let dns = d.dns;
+    let pending = tokio::spawn(async move {
+        client::udp(dns, "www.slow.example", RecordType::A, &Q { timeout: Duration::from_secs(20), ..Q::default() }).await
+    });
+    // Wait until the query reached the slow server, then tear the link down.
+    for _ in 0..200 {
+        if slow.count() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(slow.count(), 1);
+    let out = d.link_down("slow");
+    assert!(out.contains("1 query(ies) abandoned"), "{out}");
+    let m = pending.await.unwrap().expect("an answer, not a client timeout");
+    assert_eq!(rcode(&m), ResponseCode::ServFail);
+    let (_, text) = ede(&m).expect("EDE");
+    assert!(text.contains("went down"), "abandoned query should say why: {text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn domain_of_another_profile_is_refused_same_profile_replaces() {
+    let public = public().await;
+    let a_srv = internal("www 60 IN A 10.1.0.1").await;
+    let b_srv = internal("www 60 IN A 10.66.0.1").await;
+    let d = Daemon::start(&[public.addr()], &[]).await;
+    d.link_up(&["--id", "a", "--profile", "corp", "--server", &addr(&a_srv), "--domain", "corp.example"]);
+    let out = d.link_up(&["--id", "b", "--profile", "evil", "--server", &addr(&b_srv), "--domain", "corp.example"]);
+    assert!(out.contains("NOT routing corp.example"), "{out}");
+    let st = d.status().await;
+    let b = st["links"].as_array().unwrap().iter().find(|l| l["id"] == "b").unwrap().clone();
+    assert_eq!(b["domains"].as_array().unwrap().len(), 0);
+    assert_eq!(b["refused"][0]["domain"], "corp.example");
+    assert!(b["refused"][0]["reason"].as_str().unwrap().contains("RFC 8598 §8"));
+    assert_eq!(a(&d, "www.corp.example").await, [Ipv4Addr::new(10, 1, 0, 1)]);
+    assert_eq!(b_srv.count(), 0);
+
+    // The text view says it too.
+    let (ok, text, _) = d.cli(&["status"]);
+    assert!(ok && text.contains("refused   corp.example"), "{text}");
+
+    // The same profile reconnecting (new id) replaces its old link and keeps the domain.
+    let a2 = internal("www 60 IN A 10.1.0.2").await;
+    let out = d.link_up(&["--id", "a-reconnect", "--profile", "corp", "--server", &addr(&a2), "--domain", "corp.example"]);
+    assert!(out.contains("replaced link a"), "{out}");
+    let st = d.status().await;
+    let ids: Vec<&str> = st["links"].as_array().unwrap().iter().map(|l| l["id"].as_str().unwrap()).collect();
+    assert!(!ids.contains(&"a"), "{ids:?}");
+    // The reconnect keeps the profile's claim: the refused rival does not take the domain over.
+    let owner = st["links"].as_array().unwrap().iter().find(|l| !l["domains"].as_array().unwrap().is_empty()).unwrap();
+    assert_eq!(owner["id"], "a-reconnect");
+    assert_eq!(a(&d, "www.corp.example").await, [Ipv4Addr::new(10, 1, 0, 2)]);
+    assert_eq!(b_srv.count(), 0);
+    // When the profile goes away for good, the other link's claim takes effect.
+    d.link_down("a-reconnect");
+    assert_eq!(a(&d, "www.corp.example").await, [Ipv4Addr::new(10, 66, 0, 1)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_tunnel_default_route_and_ignored_split_config() {
+    let public = public().await;
+    let tunnel = AuthServer::start(&[
+        ("pub.test.", &zone("pub.test.", "www 60 IN A 10.200.0.1")),
+        ("corp.example.", &zone("corp.example.", "www 60 IN A 10.200.0.2")),
+    ])
+    .await;
+    let d = Daemon::start(&[public.addr()], &[]).await;
+    let ds = format!("corp.example. IN DS 4242 13 2 {}", "AB".repeat(32));
+    let out = d.link_up(&[
+        "--id", "ft", "--server", &addr(&tunnel), "--domain", "corp.example", "--ta", &ds, "--full-tunnel", "--default-route",
+    ]);
+    assert!(out.contains("default route"), "{out}");
+    let st = d.status().await;
+    assert_eq!(st["links"][0]["domains"].as_array().unwrap().len(), 0);
+    assert_eq!(st["links"][0]["anchors"][0]["state"], "ignored");
+    assert!(st["default_upstream"]["source"].as_str().unwrap().contains("ft"));
+    // Everything goes down the tunnel while it is up.
+    assert_eq!(a(&d, "www.pub.test").await, [Ipv4Addr::new(10, 200, 0, 1)]);
+    assert_eq!(a(&d, "www.corp.example").await, [Ipv4Addr::new(10, 200, 0, 2)]);
+    assert_eq!(public.count(), 0);
+    d.link_down("ft");
+    assert_eq!(a(&d, "www.pub.test").await, [Ipv4Addr::new(198, 51, 100, 1)]);
+
+    // A full tunnel without --default-route changes nothing for routing.
+    d.link_up(&["--id", "ft2", "--server", &addr(&tunnel), "--domain", "corp.example", "--full-tunnel"]);
+    assert_eq!(a(&d, "www.corp.example").await, [Ipv4Addr::new(203, 0, 113, 66)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_survive_restart_and_crash() {
+    let public = public().await;
+    let corp = internal("www 60 IN A 10.1.0.1").await;
+    let mut d = Daemon::start(&[public.addr()], &[]).await;
+    d.link_up(&["--id", "vpn", "--profile", "corp", "--server", &addr(&corp), "--domain", "corp.example"]);
+
+    assert!(d.stop(), "SIGTERM should exit cleanly; log:\n{}", d.log_text());
+    d.restart().await;
+    assert_eq!(a(&d, "www.corp.example").await, [Ipv4Addr::new(10, 1, 0, 1)]);
+    assert_eq!(d.status().await["links"][0]["profile"], "corp");
+
+    d.crash();
+    d.restart().await;
+    assert_eq!(a(&d, "www.corp.example").await, [Ipv4Addr::new(10, 1, 0, 1)]);
+    assert_eq!(public.count_under("corp.example"), 0);
+
+    // A link that went down stays down after a restart.
+    d.link_down("vpn");
+    d.crash();
+    d.restart().await;
+    assert_eq!(d.status().await["links"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_state_file_is_set_aside_not_fatal() {
+    let public = public().await;
+    let mut d = Daemon::start(&[public.addr()], &[]).await;
+    d.crash();
+    std::fs::create_dir_all(&d.state_dir).unwrap();
+    std::fs::write(d.state_dir.join("links.json"), b"{\"version\":1,\"links\":[{\"id\":").unwrap();
+    d.restart().await;
+    assert_eq!(d.status().await["links"].as_array().unwrap().len(), 0);
+    let aside = std::fs::read_dir(&d.state_dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .any(|e| e.file_name().to_string_lossy().starts_with("links.json.corrupt-"));
+    assert!(aside, "the corrupt file should be kept for inspection");
+    assert!(d.log_text().contains("corrupt"), "the daemon should say so");
+    assert_eq!(a(&d, "www.pub.test").await, [Ipv4Addr::new(198, 51, 100, 1)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_default_upstream() {
+    let first = public().await;
+    let second = AuthServer::start(&[("pub.test.", &zone("pub.test.", "www 60 IN A 198.51.100.2"))]).await;
+    let d = Daemon::start(&[], &[]).await;
+    // The helper wrote config.toml; point it at `first`, reload, then at `second`.
+    let config = d.dir.path().join("config.toml");
+    std::fs::write(&config, format!("upstream = [\"{}\"]\n", first.addr())).unwrap();
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    let mut got = vec![];
+    for _ in 0..100 {
+        got = a(&d, "www.pub.test").await;
+        if !got.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(got, [Ipv4Addr::new(198, 51, 100, 1)]);
+    std::fs::write(&config, format!("upstream = [\"{}\"]\n", second.addr())).unwrap();
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    for _ in 0..100 {
+        got = a(&d, "www.pub.test").await;
+        if got == [Ipv4Addr::new(198, 51, 100, 2)] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(got, [Ipv4Addr::new(198, 51, 100, 2)]);
+    // A broken config keeps the running one.
+    std::fs::write(&config, "upstream = [\"not an address\"\n").unwrap();
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    for _ in 0..100 {
+        if d.log_text().contains("keeping the running configuration") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(d.log_text().contains("keeping the running configuration"), "{}", d.log_text());
+    let st = d.status().await;
+    assert_eq!(st["default_upstream"]["servers"][0]["addr"], second.addr().to_string());
+}
