@@ -13,9 +13,9 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, Overrides};
+use crate::domain::DomainName;
 use crate::state::ServerAddr;
 use crate::trust::DsAnchor;
-use crate::domain::DomainName;
 
 const AFTER_HELP: &str = "\
 Files (system daemon / user daemon):
@@ -138,14 +138,20 @@ struct LinkUpArgs {
 /// Entry point of the `splitdns` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("splitdns: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let socket = cli.control_socket.clone().unwrap_or_else(config::default_client_socket);
+    let socket = cli
+        .control_socket
+        .clone()
+        .unwrap_or_else(config::default_client_socket);
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Daemon(args) => {

@@ -7,7 +7,7 @@ use crate::control::client::{DEFAULT_TIMEOUT, call};
 use crate::control::protocol::{Request, ServerStatus, Status};
 
 pub(super) async fn show(socket: &Path, json: bool) -> anyhow::Result<()> {
-    let s: Status = call(socket, &Request::Status, DEFAULT_TIMEOUT).await?;
+    let s: Status = call(socket, &Request::Status {}, DEFAULT_TIMEOUT).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&s)?);
     } else {
@@ -36,14 +36,22 @@ fn servers(list: &[ServerStatus]) -> String {
 /// Renders the status as text.
 pub fn render(s: &Status) -> String {
     let mut o = String::new();
-    let _ = writeln!(o, "splitdns {} (pid {}), up {}s", s.version, s.pid, s.uptime_secs);
+    let _ = writeln!(
+        o,
+        "splitdns {} (pid {}), up {}s",
+        s.version, s.pid, s.uptime_secs
+    );
     let _ = writeln!(o, "listening   {}", s.listen.join(", "));
     let _ = writeln!(o, "state file  {}", s.state_file);
     let _ = writeln!(o);
     let _ = writeln!(o, "default upstream ({})", s.default_upstream.source);
     let _ = writeln!(o, "  servers   {}", servers(&s.default_upstream.servers));
     let c = &s.default_upstream.counters;
-    let _ = writeln!(o, "  queries   {} (cache hits {}, forwarded {}, failed {})", c.queries, c.cache_hits, c.forwards, c.failures);
+    let _ = writeln!(
+        o,
+        "  queries   {} (cache hits {}, forwarded {}, failed {})",
+        c.queries, c.cache_hits, c.forwards, c.failures
+    );
     let _ = writeln!(o);
     if s.links.is_empty() {
         let _ = writeln!(o, "no links: every name goes to the default upstream");
@@ -93,6 +101,10 @@ pub fn render(s: &Status) -> String {
         "totals      {} queries, {} cache hits, {} misses, {} SERVFAIL, {} REFUSED, {} FORMERR",
         c.queries, c.cache_hits, c.cache_misses, c.servfail, c.refused, c.formerr
     );
-    let _ = writeln!(o, "cache       {} entries, {} of {} bytes", s.cache.entries, s.cache.bytes, s.cache.max_bytes);
+    let _ = writeln!(
+        o,
+        "cache       {} entries, {} of {} bytes",
+        s.cache.entries, s.cache.bytes, s.cache.max_bytes
+    );
     o
 }

@@ -17,9 +17,14 @@ pub const MAX_REQUEST: usize = 64 * 1024;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(tag = "cmd", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Request {
-    LinkUp { link: LinkSpec },
-    LinkDown { id: String },
-    Status,
+    LinkUp {
+        link: LinkSpec,
+    },
+    LinkDown {
+        id: String,
+    },
+    /// A struct variant (not a unit one) so that `deny_unknown_fields` applies to it too.
+    Status {},
 }
 
 /// A reply line.
@@ -35,13 +40,21 @@ pub struct Reply {
 impl Reply {
     pub fn ok(result: impl Serialize) -> Self {
         match serde_json::to_value(result) {
-            Ok(v) => Self { ok: true, error: None, result: Some(v) },
+            Ok(v) => Self {
+                ok: true,
+                error: None,
+                result: Some(v),
+            },
             Err(e) => Self::err(format!("internal error: cannot encode the reply: {e}")),
         }
     }
 
     pub fn err(message: impl Into<String>) -> Self {
-        Self { ok: false, error: Some(message.into()), result: None }
+        Self {
+            ok: false,
+            error: Some(message.into()),
+            result: None,
+        }
     }
 }
 
@@ -166,10 +179,18 @@ mod tests {
     fn parses_and_rejects() {
         let r: Request = serde_json::from_str(r#"{"cmd":"link-down","id":"x"}"#).unwrap();
         assert_eq!(r, Request::LinkDown { id: "x".into() });
-        assert_eq!(serde_json::from_str::<Request>(r#"{"cmd":"status"}"#).unwrap(), Request::Status);
+        assert_eq!(
+            serde_json::from_str::<Request>(r#"{"cmd":"status"}"#).unwrap(),
+            Request::Status {}
+        );
+        assert_eq!(
+            serde_json::to_string(&Request::Status {}).unwrap(),
+            r#"{"cmd":"status"}"#
+        );
         for bad in [
             r#"{"cmd":"link-down"}"#,
             r#"{"cmd":"link-down","id":"x","extra":1}"#,
+            r#"{"cmd":"status","verbose":true}"#,
             r#"{"cmd":"whitelist-add","domain":"corp.example"}"#,
             r#"{"cmd":"link-up","link":{"id":"a","servers":["nope"]}}"#,
             r#"[1,2]"#,

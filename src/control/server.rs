@@ -42,7 +42,10 @@ impl PeerPolicy {
                 Some((g.gid.as_raw(), g.mem))
             }
         };
-        Ok(Self { daemon_uid: nix::unistd::geteuid().as_raw(), group })
+        Ok(Self {
+            daemon_uid: nix::unistd::geteuid().as_raw(),
+            group,
+        })
     }
 
     /// True when a peer with these credentials may send requests.
@@ -50,7 +53,9 @@ impl PeerPolicy {
         if uid == 0 || uid == self.daemon_uid {
             return true;
         }
-        let Some((group_gid, members)) = &self.group else { return false };
+        let Some((group_gid, members)) = &self.group else {
+            return false;
+        };
         if gid == *group_gid {
             return true;
         }
@@ -72,8 +77,12 @@ impl ControlServer {
     /// crashed daemon is replaced; a live one is an error.
     pub async fn bind(path: &Path, group_gid: Option<u32>) -> anyhow::Result<Self> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create the control socket's directory {}", dir.display()))?;
+            std::fs::create_dir_all(dir).with_context(|| {
+                format!(
+                    "cannot create the control socket's directory {}",
+                    dir.display()
+                )
+            })?;
         }
         if path.exists() {
             if UnixStream::connect(path).await.is_ok() {
@@ -83,8 +92,9 @@ impl ControlServer {
                     path.display()
                 );
             }
-            std::fs::remove_file(path)
-                .with_context(|| format!("cannot remove the stale control socket {}", path.display()))?;
+            std::fs::remove_file(path).with_context(|| {
+                format!("cannot remove the stale control socket {}", path.display())
+            })?;
         }
         let listener = UnixListener::bind(path)
             .with_context(|| format!("cannot create the control socket {}", path.display()))?;
@@ -95,7 +105,10 @@ impl ControlServer {
             nix::unistd::chown(path, None, Some(nix::unistd::Gid::from_raw(gid)))
                 .with_context(|| format!("cannot give {} to the control group", path.display()))?;
         }
-        Ok(Self { listener, path: path.to_path_buf() })
+        Ok(Self {
+            listener,
+            path: path.to_path_buf(),
+        })
     }
 
     /// Serves connections until `shutdown` fires, then removes the socket file.
@@ -151,6 +164,11 @@ async fn serve_connection(mut stream: UnixStream, agent: &Agent, policy: &PeerPo
     loop {
         // Answer every complete line already buffered.
         while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
+            if pos + 1 > MAX_REQUEST {
+                // A line that grew past the limit over several reads is as refused as one sent whole.
+                let _ = write_reply(&mut stream, &too_large()).await;
+                return;
+            }
             let line: Vec<u8> = buf.drain(..=pos).collect();
             let reply = handle_line(&line[..line.len() - 1], agent, cred.uid());
             if write_reply(&mut stream, &reply).await.is_err() {
@@ -158,11 +176,7 @@ async fn serve_connection(mut stream: UnixStream, agent: &Agent, policy: &PeerPo
             }
         }
         if buf.len() >= MAX_REQUEST {
-            let _ = write_reply(
-                &mut stream,
-                &Reply::err(format!("request too large: at most {MAX_REQUEST} bytes per line")),
-            )
-            .await;
+            let _ = write_reply(&mut stream, &too_large()).await;
             return;
         }
         match tokio::time::timeout(IDLE, stream.read(&mut chunk)).await {
@@ -183,17 +197,25 @@ async fn serve_connection(mut stream: UnixStream, agent: &Agent, policy: &PeerPo
     }
 }
 
+fn too_large() -> Reply {
+    Reply::err(format!(
+        "request too large: at most {MAX_REQUEST} bytes per line"
+    ))
+}
+
 fn handle_line(line: &[u8], agent: &Agent, uid: u32) -> Reply {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     if line.iter().all(u8::is_ascii_whitespace) {
-        return Reply::err("empty request: send one JSON object per line, e.g. {\"cmd\":\"status\"}");
+        return Reply::err(
+            "empty request: send one JSON object per line, e.g. {\"cmd\":\"status\"}",
+        );
     }
     let request: Request = match serde_json::from_slice(line) {
         Ok(r) => r,
         Err(e) => return Reply::err(format!("bad request: {e}")),
     };
     match request {
-        Request::Status => Reply::ok(agent.status()),
+        Request::Status {} => Reply::ok(agent.status()),
         Request::LinkUp { link } => {
             let id = link.id.clone();
             match agent.link_up(link) {
@@ -209,7 +231,8 @@ fn handle_line(line: &[u8], agent: &Agent, uid: u32) -> Reply {
 }
 
 async fn write_reply(stream: &mut UnixStream, reply: &Reply) -> std::io::Result<()> {
-    let mut line = serde_json::to_vec(reply).unwrap_or_else(|_| br#"{"ok":false,"error":"internal"}"#.to_vec());
+    let mut line = serde_json::to_vec(reply)
+        .unwrap_or_else(|_| br#"{"ok":false,"error":"internal"}"#.to_vec());
     line.push(b'\n');
     stream.write_all(&line).await
 }

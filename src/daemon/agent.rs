@@ -16,8 +16,8 @@ use arc_swap::ArcSwap;
 use tracing::{info, warn};
 
 use crate::control::protocol::{
-    CacheStatus, Counters, LinkDownResult, LinkStatus, LinkUpResult, RouteCounters, ServerStatus, Status,
-    UpstreamStatus,
+    CacheStatus, Counters, LinkDownResult, LinkStatus, LinkUpResult, RouteCounters, ServerStatus,
+    Status, UpstreamStatus,
 };
 use crate::dns::cache::Cache;
 use crate::dns::handler::Stats;
@@ -54,17 +54,33 @@ pub struct Agent {
 }
 
 fn now_unix() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn system_route(servers: &[SocketAddr], source: String, timing: Timing) -> Arc<Route> {
-    Arc::new(Route::new(SYSTEM_ROUTE, Owner::System { source }, Upstream::new(servers, Bind::default(), timing)))
+    Arc::new(Route::new(
+        SYSTEM_ROUTE,
+        Owner::System { source },
+        Upstream::new(servers, Bind::default(), timing),
+    ))
 }
 
 fn link_route(link: &Link, timing: Timing) -> Arc<Route> {
     let servers: Vec<SocketAddr> = link.spec.servers.iter().map(|s| s.0).collect();
-    let bind = Bind { interface: link.spec.interface.clone(), source: link.spec.source };
-    Arc::new(Route::new(link.seq, Owner::Link { id: link.spec.id.clone() }, Upstream::new(&servers, bind, timing)))
+    let bind = Bind {
+        interface: link.spec.interface.clone(),
+        source: link.spec.source,
+    };
+    Arc::new(Route::new(
+        link.seq,
+        Owner::Link {
+            id: link.spec.id.clone(),
+        },
+        Upstream::new(&servers, bind, timing),
+    ))
 }
 
 impl Agent {
@@ -91,9 +107,18 @@ impl Agent {
             }
         }
         let table = LinkTable::from_links(kept);
-        let routes: HashMap<u64, Arc<Route>> = table.links().into_iter().map(|l| (l.seq, link_route(l, timing))).collect();
+        let routes: HashMap<u64, Arc<Route>> = table
+            .links()
+            .into_iter()
+            .map(|l| (l.seq, link_route(l, timing)))
+            .collect();
         let system = system_route(system_servers, system_source, timing);
-        let inner = Inner { table, routes, system, timing };
+        let inner = Inner {
+            table,
+            routes,
+            system,
+            timing,
+        };
         let snapshot = Arc::new(ArcSwap::from_pointee(build_snapshot(&inner)));
         let agent = Self {
             inner: Mutex::new(inner),
@@ -129,7 +154,10 @@ impl Agent {
         if let Some(name) = &spec.interface
             && !interface_exists(name)
         {
-            return Err(LinkError::NoInterface { id: spec.id.clone(), name: name.clone() });
+            return Err(LinkError::NoInterface {
+                id: spec.id.clone(),
+                name: name.clone(),
+            });
         }
         let mut inner = self.lock();
         let before = self.snapshot.load().assignments();
@@ -146,7 +174,9 @@ impl Agent {
         let me = resolved.iter().find(|r| r.link.seq == link.seq);
         let result = LinkUpResult {
             id: link.spec.id.clone(),
-            accepted: me.map(|r| r.accepted.iter().map(ToString::to_string).collect()).unwrap_or_default(),
+            accepted: me
+                .map(|r| r.accepted.iter().map(ToString::to_string).collect())
+                .unwrap_or_default(),
             refused: me.map(|r| r.refused.clone()).unwrap_or_default(),
             anchors: me.map(|r| r.anchors.clone()).unwrap_or_default(),
             replaced: up.replaced.iter().map(|l| l.spec.id.clone()).collect(),
@@ -186,8 +216,11 @@ impl Agent {
         };
         let mut flushed = self.cache.flush_route(link.seq);
         let abandoned = self.retire(&mut inner, link.seq);
-        let domains_removed: Vec<String> =
-            before.iter().filter(|(_, r)| **r == link.seq).map(|(d, _)| d.to_string()).collect();
+        let domains_removed: Vec<String> = before
+            .iter()
+            .filter(|(_, r)| **r == link.seq)
+            .map(|(d, _)| d.to_string())
+            .collect();
         let flushed_before = self.cache.len();
         let warnings = self.publish(&mut inner, &before);
         flushed += flushed_before.saturating_sub(self.cache.len());
@@ -207,7 +240,13 @@ impl Agent {
     pub fn set_system_upstream(&self, servers: &[SocketAddr], source: String, timing: Timing) {
         let mut inner = self.lock();
         let unchanged = inner.timing.total == timing.total
-            && inner.system.upstream.servers().iter().map(|s| s.addr).eq(servers.iter().copied())
+            && inner
+                .system
+                .upstream
+                .servers()
+                .iter()
+                .map(|s| s.addr)
+                .eq(servers.iter().copied())
             && matches!(&inner.system.owner, Owner::System { source: s } if *s == source);
         if unchanged {
             return;
@@ -223,7 +262,9 @@ impl Agent {
 
     /// Cancels a retired route's in-flight queries and forgets it. Returns how many were in flight.
     fn retire(&self, inner: &mut Inner, seq: u64) -> u64 {
-        let Some(route) = inner.routes.remove(&seq) else { return 0 };
+        let Some(route) = inner.routes.remove(&seq) else {
+            return 0;
+        };
         let in_flight = route.stats.in_flight.load(Ordering::Relaxed);
         route.cancel.cancel();
         self.cache.flush_route(seq);
@@ -232,7 +273,11 @@ impl Agent {
 
     /// Swaps in a snapshot for the current table, flushes the cache for every domain whose route
     /// changed, and saves the table. Returns warnings.
-    fn publish(&self, inner: &mut Inner, before: &HashMap<crate::domain::DomainName, u64>) -> Vec<String> {
+    fn publish(
+        &self,
+        inner: &mut Inner,
+        before: &HashMap<crate::domain::DomainName, u64>,
+    ) -> Vec<String> {
         let snapshot = build_snapshot(inner);
         let after = snapshot.assignments();
         self.snapshot.store(Arc::new(snapshot));
@@ -240,7 +285,12 @@ impl Agent {
             .iter()
             .filter(|(d, r)| after.get(*d) != Some(*r))
             .map(|(d, _)| d)
-            .chain(after.iter().filter(|(d, r)| before.get(*d) != Some(*r)).map(|(d, _)| d))
+            .chain(
+                after
+                    .iter()
+                    .filter(|(d, r)| before.get(*d) != Some(*r))
+                    .map(|(d, _)| d),
+            )
             .collect();
         for domain in changed {
             self.cache.flush_domain(&domain.to_lower_name());
@@ -296,9 +346,19 @@ impl Agent {
             version: env!("CARGO_PKG_VERSION").to_string(),
             pid: std::process::id(),
             uptime_secs: self.started.elapsed().as_secs(),
-            listen: self.listen.lock().unwrap_or_else(|e| e.into_inner()).iter().map(ToString::to_string).collect(),
+            listen: self
+                .listen
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
             state_file: self.store.path().display().to_string(),
-            default_upstream: UpstreamStatus { source, servers: servers_status(default), counters: counters(default) },
+            default_upstream: UpstreamStatus {
+                source,
+                servers: servers_status(default),
+                counters: counters(default),
+            },
             links,
             counters: Counters {
                 queries: s.queries.load(Ordering::Relaxed),
@@ -322,7 +382,9 @@ fn build_snapshot(inner: &Inner) -> Snapshot {
     let mut domains = Vec::new();
     let mut default = inner.system.clone();
     for r in &resolved {
-        let Some(route) = inner.routes.get(&r.link.seq) else { continue };
+        let Some(route) = inner.routes.get(&r.link.seq) else {
+            continue;
+        };
         for d in &r.accepted {
             domains.push((d.clone(), route.clone()));
         }
@@ -341,7 +403,11 @@ fn servers_status(route: &Route) -> Vec<ServerStatus> {
         .iter()
         .map(|s| ServerStatus {
             addr: s.addr.to_string(),
-            transport: if s.prefers_tcp(epoch) { "tcp (udp unanswered)".into() } else { "udp".into() },
+            transport: if s.prefers_tcp(epoch) {
+                "tcp (udp unanswered)".into()
+            } else {
+                "udp".into()
+            },
             answers_udp: s.answers_udp.load(Ordering::Relaxed),
             answers_tcp: s.answers_tcp.load(Ordering::Relaxed),
             failures: s.failures.load(Ordering::Relaxed),

@@ -28,7 +28,10 @@ pub fn system_upstream(settings: &Settings, listen: &[SocketAddr]) -> (Vec<Socke
             let mut source = path.display().to_string();
             // Behind systemd-resolved's stub, the real upstreams are in its own resolv.conf.
             let resolved = std::path::Path::new("/run/systemd/resolve/resolv.conf");
-            if !servers.is_empty() && servers.iter().all(|s| s.ip().to_string() == "127.0.0.53") && resolved.exists() {
+            if !servers.is_empty()
+                && servers.iter().all(|s| s.ip().to_string() == "127.0.0.53")
+                && resolved.exists()
+            {
                 let (real, _) = config::read_resolv_conf(resolved, listen);
                 if !real.is_empty() {
                     servers = real;
@@ -39,7 +42,9 @@ pub fn system_upstream(settings: &Settings, listen: &[SocketAddr]) -> (Vec<Socke
                 warn!("{n}");
             }
             if servers.is_empty() {
-                warn!("no default upstream: names outside split domains will get SERVFAIL until one is configured");
+                warn!(
+                    "no default upstream: names outside split domains will get SERVFAIL until one is configured"
+                );
             }
             (servers, source)
         }
@@ -47,7 +52,10 @@ pub fn system_upstream(settings: &Settings, listen: &[SocketAddr]) -> (Vec<Socke
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
-pub async fn run(config_path: Option<std::path::PathBuf>, overrides: Overrides) -> anyhow::Result<()> {
+pub async fn run(
+    config_path: Option<std::path::PathBuf>,
+    overrides: Overrides,
+) -> anyhow::Result<()> {
     let settings = config::load(config_path.as_deref(), &overrides)?;
     let store = Store::new(&settings.state_dir);
     let loaded = store.load();
@@ -57,14 +65,23 @@ pub async fn run(config_path: Option<std::path::PathBuf>, overrides: Overrides) 
     let cache = Arc::new(Cache::new(settings.cache));
     let stats = Arc::new(Stats::default());
     let (servers, source) = system_upstream(&settings, &settings.listen);
-    let (agent, warnings) = Agent::new(loaded.links, &servers, source, settings.timing, cache.clone(), stats.clone(), store);
+    let (agent, warnings) = Agent::new(
+        loaded.links,
+        &servers,
+        source,
+        settings.timing,
+        cache.clone(),
+        stats.clone(),
+        store,
+    );
     for w in warnings {
         warn!("{w}");
     }
     let agent = Arc::new(agent);
 
     let policy = PeerPolicy::for_this_process(settings.control_group.as_deref())?;
-    let control = ControlServer::bind(&settings.control_socket, policy.group.as_ref().map(|g| g.0)).await?;
+    let control =
+        ControlServer::bind(&settings.control_socket, policy.group.as_ref().map(|g| g.0)).await?;
     let handler = Handler::new(agent.snapshot(), cache, stats);
     let listener = Listener::bind(&settings.listen, handler).await?;
     agent.set_listen(listener.addrs().to_vec());
@@ -103,7 +120,13 @@ pub async fn run(config_path: Option<std::path::PathBuf>, overrides: Overrides) 
 }
 
 /// SIGHUP: re-read the config file and resolv.conf. A broken config keeps the running one.
-fn reload(agent: &Agent, path: Option<&std::path::Path>, overrides: &Overrides, running: &Settings, listen: &[SocketAddr]) {
+fn reload(
+    agent: &Agent,
+    path: Option<&std::path::Path>,
+    overrides: &Overrides,
+    running: &Settings,
+    listen: &[SocketAddr],
+) {
     match config::load(path, overrides) {
         Ok(new) => {
             if new.listen != running.listen || new.control_socket != running.control_socket {

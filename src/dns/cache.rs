@@ -58,7 +58,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_bytes: 8 * 1024 * 1024, max_ttl: 86_400, max_negative_ttl: 900 }
+        Self {
+            max_bytes: 8 * 1024 * 1024,
+            max_ttl: 86_400,
+            max_negative_ttl: 900,
+        }
     }
 }
 
@@ -84,7 +88,10 @@ const ENTRY_OVERHEAD: u64 = 160;
 impl Cache {
     pub fn new(limits: Limits) -> Self {
         let items = (limits.max_bytes / 512).max(16) as usize;
-        Self { inner: QuickCache::with_weighter(items, limits.max_bytes.max(4096), ByWeight), limits }
+        Self {
+            inner: QuickCache::with_weighter(items, limits.max_bytes.max(4096), ByWeight),
+            limits,
+        }
     }
 
     /// A fresh entry for `key`, or `None`. Expired entries are removed on the way.
@@ -124,7 +131,8 @@ impl Cache {
         if msg.metadata.truncation {
             return None;
         }
-        let negative = rcode == ResponseCode::NXDomain || (rcode == ResponseCode::NoError && msg.answers.is_empty());
+        let negative = rcode == ResponseCode::NXDomain
+            || (rcode == ResponseCode::NoError && msg.answers.is_empty());
         if negative {
             // RFC 2308 §5: the lesser of the SOA's TTL and its MINIMUM field. No SOA, no caching.
             let soa_ttl = msg.authorities.iter().find_map(|r| match &r.data {
@@ -207,7 +215,11 @@ mod tests {
 
     fn answer(name: &str, ttl: u32) -> Message {
         let mut m = Message::new(1, MessageType::Response, OpCode::Query);
-        m.add_answer(Record::from_rdata(Name::from_str(name).unwrap(), ttl, RData::A(A::new(10, 0, 0, 1))));
+        m.add_answer(Record::from_rdata(
+            Name::from_str(name).unwrap(),
+            ttl,
+            RData::A(A::new(10, 0, 0, 1)),
+        ));
         m
     }
 
@@ -223,7 +235,11 @@ mod tests {
             60,
             minimum,
         );
-        m.add_authority(Record::from_rdata(Name::from_str("corp.example.").unwrap(), soa_ttl, RData::SOA(soa)));
+        m.add_authority(Record::from_rdata(
+            Name::from_str("corp.example.").unwrap(),
+            soa_ttl,
+            RData::SOA(soa),
+        ));
         m
     }
 
@@ -231,11 +247,27 @@ mod tests {
     fn honours_ttl() {
         let c = Cache::new(Limits::default());
         let now = Instant::now();
-        c.insert(key(1, "a.corp.example."), &answer("a.corp.example.", 30), 60, now);
-        assert!(c.get(&key(1, "a.corp.example."), now + Duration::from_secs(29)).is_some());
-        assert!(c.get(&key(1, "a.corp.example."), now + Duration::from_secs(30)).is_none());
+        c.insert(
+            key(1, "a.corp.example."),
+            &answer("a.corp.example.", 30),
+            60,
+            now,
+        );
+        assert!(
+            c.get(&key(1, "a.corp.example."), now + Duration::from_secs(29))
+                .is_some()
+        );
+        assert!(
+            c.get(&key(1, "a.corp.example."), now + Duration::from_secs(30))
+                .is_none()
+        );
         // Another route never sees it.
-        c.insert(key(1, "b.corp.example."), &answer("b.corp.example.", 30), 60, now);
+        c.insert(
+            key(1, "b.corp.example."),
+            &answer("b.corp.example.", 30),
+            60,
+            now,
+        );
         assert!(c.get(&key(2, "b.corp.example."), now).is_none());
     }
 
@@ -244,8 +276,14 @@ mod tests {
         let c = Cache::new(Limits::default());
         let now = Instant::now();
         c.insert(key(1, "nx.corp.example."), &nxdomain(300, 20), 60, now);
-        assert!(c.get(&key(1, "nx.corp.example."), now + Duration::from_secs(19)).is_some());
-        assert!(c.get(&key(1, "nx.corp.example."), now + Duration::from_secs(20)).is_none());
+        assert!(
+            c.get(&key(1, "nx.corp.example."), now + Duration::from_secs(19))
+                .is_some()
+        );
+        assert!(
+            c.get(&key(1, "nx.corp.example."), now + Duration::from_secs(20))
+                .is_none()
+        );
         let mut bare = Message::new(1, MessageType::Response, OpCode::Query);
         bare.metadata.response_code = ResponseCode::NXDomain;
         c.insert(key(1, "bare.corp.example."), &bare, 60, now);
@@ -256,11 +294,34 @@ mod tests {
     fn flushes_by_route_and_domain() {
         let c = Cache::new(Limits::default());
         let now = Instant::now();
-        c.insert(key(1, "a.corp.example."), &answer("a.corp.example.", 300), 60, now);
-        c.insert(key(0, "corp.example."), &answer("corp.example.", 300), 60, now);
-        c.insert(key(0, "othercorp.example."), &answer("othercorp.example.", 300), 60, now);
-        c.insert(key(2, "x.lab.example."), &answer("x.lab.example.", 300), 60, now);
-        assert_eq!(c.flush_domain(&LowerName::from_str("corp.example.").unwrap()), 2);
+        c.insert(
+            key(1, "a.corp.example."),
+            &answer("a.corp.example.", 300),
+            60,
+            now,
+        );
+        c.insert(
+            key(0, "corp.example."),
+            &answer("corp.example.", 300),
+            60,
+            now,
+        );
+        c.insert(
+            key(0, "othercorp.example."),
+            &answer("othercorp.example.", 300),
+            60,
+            now,
+        );
+        c.insert(
+            key(2, "x.lab.example."),
+            &answer("x.lab.example.", 300),
+            60,
+            now,
+        );
+        assert_eq!(
+            c.flush_domain(&LowerName::from_str("corp.example.").unwrap()),
+            2
+        );
         assert!(c.get(&key(0, "othercorp.example."), now).is_some());
         assert_eq!(c.flush_route(2), 1);
         assert_eq!(c.len(), 1);
@@ -268,7 +329,10 @@ mod tests {
 
     #[test]
     fn stays_within_byte_budget() {
-        let c = Cache::new(Limits { max_bytes: 64 * 1024, ..Limits::default() });
+        let c = Cache::new(Limits {
+            max_bytes: 64 * 1024,
+            ..Limits::default()
+        });
         let now = Instant::now();
         for i in 0..10_000 {
             let n = format!("h{i}.corp.example.");

@@ -23,5 +23,6 @@ pub fn attach(edns: &mut Edns, code: u16, text: &str) {
         end -= 1;
     }
     data.extend_from_slice(&text.as_bytes()[..end]);
-    edns.options_mut().insert(EdnsOption::Unknown(OPTION_CODE, data));
+    edns.options_mut()
+        .insert(EdnsOption::Unknown(OPTION_CODE, data));
 }

@@ -3,14 +3,22 @@
 //! A split name is only ever sent to its link's servers; if they fail the client gets SERVFAIL with an
 //! RFC 8914 extended error, never an answer from elsewhere (fail closed, RFC 8598 §5). Names under no
 //! split domain go to the default route. Responses carry RA, never AA, and no AD: nothing is
-//! validated in this release.
+//! validated in this release. Identical questions in flight on one route share one upstream
+//! transaction, so a flood of copies cannot multiply the chances of a spoofed answer (the birthday
+//! attack of CVE-2020-25686) nor the load on a tunnel's servers.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
+
 use arc_swap::ArcSwap;
-use hickory_proto::op::{Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, Query, ResponseCode};
+use hickory_proto::op::{
+    Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, Query, ResponseCode,
+};
 use hickory_proto::rr::{DNSClass, Record, RecordType};
 use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
@@ -44,9 +52,26 @@ struct Outcome {
 
 impl Outcome {
     fn error(rcode: ResponseCode, ede: Option<(u16, String)>) -> Self {
-        Self { rcode, answers: vec![], authorities: vec![], additionals: vec![], ede }
+        Self {
+            rcode,
+            answers: vec![],
+            authorities: vec![],
+            additionals: vec![],
+            ede,
+        }
     }
 }
+
+/// An upstream answer shared by every client that asked the same question meanwhile.
+#[derive(Debug)]
+struct Fetched {
+    rcode: ResponseCode,
+    answers: Vec<Record>,
+    authorities: Vec<Record>,
+    additionals: Vec<Record>,
+}
+
+type Pending = Shared<BoxFuture<'static, Result<Arc<Fetched>, UpstreamError>>>;
 
 /// The hickory-server request handler for the loopback listener.
 #[derive(Clone)]
@@ -54,11 +79,69 @@ pub struct Handler {
     snapshot: Arc<ArcSwap<Snapshot>>,
     cache: Arc<Cache>,
     stats: Arc<Stats>,
+    in_flight: Arc<Mutex<HashMap<Key, Pending>>>,
 }
 
 impl Handler {
     pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, cache: Arc<Cache>, stats: Arc<Stats>) -> Self {
-        Self { snapshot, cache, stats }
+        Self {
+            snapshot,
+            cache,
+            stats,
+            in_flight: Arc::default(),
+        }
+    }
+
+    /// Joins the transaction already asking this question on this route, or starts one.
+    fn fetch(
+        &self,
+        route: Arc<Route>,
+        query: &Query,
+        flags: QueryFlags,
+        key: Key,
+        now: Instant,
+    ) -> Pending {
+        let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = map.get(&key) {
+            return p.clone();
+        }
+        let (cache, in_flight, query, k) = (
+            self.cache.clone(),
+            self.in_flight.clone(),
+            query.clone(),
+            key.clone(),
+        );
+        let fut = async move {
+            RouteStats::bump(&route.stats.forwards);
+            route.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+            let why = || format!("{} went down (RFC 8598 §5)", route.describe());
+            let result = route
+                .upstream
+                .query(&query, flags, &route.cancel, why)
+                .await;
+            route.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+            in_flight
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&k);
+            let msg = result?;
+            // Never cache an answer for a route that went down while we waited.
+            if !route.cancel.is_cancelled() {
+                let wire_len =
+                    (msg.answers.len() + msg.authorities.len() + msg.additionals.len()) * 64;
+                cache.insert(k, &msg, wire_len, now);
+            }
+            Ok(Arc::new(Fetched {
+                rcode: msg.metadata.response_code,
+                answers: msg.answers,
+                authorities: msg.authorities,
+                additionals: msg.additionals,
+            }))
+        }
+        .boxed()
+        .shared();
+        map.insert(key, fut.clone());
+        fut
     }
 
     async fn resolve(&self, query: &Query, flags: QueryFlags) -> Outcome {
@@ -99,26 +182,14 @@ impl Handler {
             };
         }
         self.stats.cache_misses.fetch_add(1, Ordering::Relaxed);
-        RouteStats::bump(&route.stats.forwards);
-        let why = || format!("{} went down (RFC 8598 §5)", route.describe());
-        route.stats.in_flight.fetch_add(1, Ordering::Relaxed);
-        let result = route.upstream.query(query, flags, &route.cancel, why).await;
-        route.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
-        match result {
-            Ok(msg) => {
-                let wire_len = msg.answers.len() * 64 + msg.authorities.len() * 64;
-                // Never cache an answer for a route that went down while we waited.
-                if !route.cancel.is_cancelled() {
-                    self.cache.insert(key, &msg, wire_len, now);
-                }
-                Outcome {
-                    rcode: msg.metadata.response_code,
-                    answers: msg.answers,
-                    authorities: msg.authorities,
-                    additionals: msg.additionals,
-                    ede: None,
-                }
-            }
+        match self.fetch(route.clone(), query, flags, key, now).await {
+            Ok(f) => Outcome {
+                rcode: f.rcode,
+                answers: f.answers.clone(),
+                authorities: f.authorities.clone(),
+                additionals: f.additionals.clone(),
+                ede: None,
+            },
             Err(e) => {
                 if matches!(e, UpstreamError::Abandoned(_)) {
                     RouteStats::bump(&route.stats.abandoned);
@@ -153,7 +224,13 @@ impl RequestHandler for Handler {
 
         let outcome = if !request.src().ip().is_loopback() {
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
-            Outcome::error(ResponseCode::Refused, Some((ede::PROHIBITED, "splitdns only serves loopback clients".into())))
+            Outcome::error(
+                ResponseCode::Refused,
+                Some((
+                    ede::PROHIBITED,
+                    "splitdns only serves loopback clients".into(),
+                )),
+            )
         } else if meta.message_type != MessageType::Query {
             self.stats.formerr.fetch_add(1, Ordering::Relaxed);
             Outcome::error(ResponseCode::FormErr, None)
@@ -169,10 +246,16 @@ impl RequestHandler for Handler {
                     let query = info.query.original();
                     if query.query_class() != DNSClass::IN {
                         self.stats.refused.fetch_add(1, Ordering::Relaxed);
-                        Outcome::error(ResponseCode::Refused, Some((ede::NOT_SUPPORTED, "only class IN is served".into())))
+                        Outcome::error(
+                            ResponseCode::Refused,
+                            Some((ede::NOT_SUPPORTED, "only class IN is served".into())),
+                        )
                     } else if matches!(query.query_type(), RecordType::AXFR | RecordType::IXFR) {
                         self.stats.refused.fetch_add(1, Ordering::Relaxed);
-                        Outcome::error(ResponseCode::Refused, Some((ede::NOT_SUPPORTED, "zone transfers are not served".into())))
+                        Outcome::error(
+                            ResponseCode::Refused,
+                            Some((ede::NOT_SUPPORTED, "zone transfers are not served".into())),
+                        )
                     } else {
                         self.resolve(query, flags).await
                     }
@@ -212,7 +295,10 @@ impl RequestHandler for Handler {
                 warn!(error = %e, "could not send a response");
                 let mut metadata = Metadata::response_from_request(meta);
                 metadata.response_code = ResponseCode::ServFail;
-                ResponseInfo::from(Header { metadata, counts: HeaderCounts::default() })
+                ResponseInfo::from(Header {
+                    metadata,
+                    counts: HeaderCounts::default(),
+                })
             }
         }
     }

@@ -61,7 +61,9 @@ async fn bind_pair(addr: SocketAddr) -> anyhow::Result<(UdpSocket, TcpListener)>
                 " (ports below 1024 need root or CAP_NET_BIND_SERVICE: run under the packaged systemd \
                  unit, or `sudo setcap cap_net_bind_service=+ep $(command -v splitdns)`)"
             }
-            std::io::ErrorKind::AddrInUse => " (another DNS server already listens there; pick another address with --listen)",
+            std::io::ErrorKind::AddrInUse => {
+                " (another DNS server already listens there; pick another address with --listen)"
+            }
             _ => "",
         }
     };
@@ -78,7 +80,9 @@ async fn bind_pair(addr: SocketAddr) -> anyhow::Result<(UdpSocket, TcpListener)>
         let bound = udp.local_addr()?;
         match TcpListener::bind(bound).await {
             Ok(tcp) => return Ok((udp, tcp)),
-            Err(e) if addr.port() == 0 && e.kind() == std::io::ErrorKind::AddrInUse => last = Some(e),
+            Err(e) if addr.port() == 0 && e.kind() == std::io::ErrorKind::AddrInUse => {
+                last = Some(e)
+            }
             Err(e) => {
                 let h = hint(&e);
                 return Err(e).with_context(|| format!("cannot listen on {bound}/tcp{h}"));

@@ -59,7 +59,13 @@ pub struct Route {
 
 impl Route {
     pub fn new(id: u64, owner: Owner, upstream: Upstream) -> Self {
-        Self { id, owner, upstream, cancel: CancellationToken::new(), stats: RouteStats::default() }
+        Self {
+            id,
+            owner,
+            upstream,
+            cancel: CancellationToken::new(),
+            stats: RouteStats::default(),
+        }
     }
 
     /// A human description for logs and error texts.
@@ -81,9 +87,20 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn new(domains: Vec<(DomainName, Arc<Route>)>, default: Arc<Route>) -> Self {
-        let max_labels = domains.iter().map(|(d, _)| d.label_count()).max().unwrap_or(0);
-        let by_domain = domains.into_iter().map(|(d, r)| (d.to_lower_name(), (d, r))).collect();
-        Self { by_domain, default, max_labels }
+        let max_labels = domains
+            .iter()
+            .map(|(d, _)| d.label_count())
+            .max()
+            .unwrap_or(0);
+        let by_domain = domains
+            .into_iter()
+            .map(|(d, r)| (d.to_lower_name(), (d, r)))
+            .collect();
+        Self {
+            by_domain,
+            default,
+            max_labels,
+        }
     }
 
     /// The route for `name` by longest whole-label suffix, with the split domain that matched
@@ -108,7 +125,10 @@ impl Snapshot {
 
     /// Every (domain, route id) pair, for diffing one snapshot against the next.
     pub fn assignments(&self) -> HashMap<DomainName, u64> {
-        self.by_domain.values().map(|(d, r)| (d.clone(), r.id)).collect()
+        self.by_domain
+            .values()
+            .map(|(d, r)| (d.clone(), r.id))
+            .collect()
     }
 }
 
@@ -119,7 +139,11 @@ mod tests {
     use std::str::FromStr;
 
     fn route(id: u64) -> Arc<Route> {
-        Arc::new(Route::new(id, Owner::Link { id: id.to_string() }, Upstream::new(&[], Bind::default(), Timing::default())))
+        Arc::new(Route::new(
+            id,
+            Owner::Link { id: id.to_string() },
+            Upstream::new(&[], Bind::default(), Timing::default()),
+        ))
     }
 
     fn lookup(s: &Snapshot, name: &str) -> u64 {

@@ -112,7 +112,12 @@ impl LinkTable {
         let seq = self.next_seq.max(1);
         self.next_seq = seq + 1;
         let claim = replaced.iter().map(Link::claim_rank).min();
-        let link = Link { spec, seq, up_since: now, claim };
+        let link = Link {
+            spec,
+            seq,
+            up_since: now,
+            claim,
+        };
         self.links.insert(link.spec.id.clone(), link.clone());
         Ok(Upsert { replaced, link })
     }
@@ -200,7 +205,10 @@ impl LinkTable {
 
 fn anchor_view(link: &Link, anchor: &DsAnchor, accepted: &[DomainName]) -> AnchorView {
     let (state, reason) = if link.spec.full_tunnel {
-        ("ignored", "full-tunnel link: trust anchors are ignored (RFC 8598 §2)".to_string())
+        (
+            "ignored",
+            "full-tunnel link: trust anchors are ignored (RFC 8598 §2)".to_string(),
+        )
     } else if !accepted.iter().any(|d| anchor.owner.is_at_or_under(d)) {
         (
             "ignored",
@@ -210,9 +218,16 @@ fn anchor_view(link: &Link, anchor: &DsAnchor, accepted: &[DomainName]) -> Ancho
             ),
         )
     } else {
-        ("stored", "kept with the link; DNSSEC validation is not enabled in this release".into())
+        (
+            "stored",
+            "kept with the link; DNSSEC validation is not enabled in this release".into(),
+        )
     };
-    AnchorView { anchor: anchor.clone(), state: state.into(), reason }
+    AnchorView {
+        anchor: anchor.clone(),
+        state: state.into(),
+        reason,
+    }
 }
 
 #[cfg(test)]
@@ -230,17 +245,28 @@ mod tests {
     #[test]
     fn second_profile_is_refused_same_profile_replaces() {
         let mut t = LinkTable::default();
-        t.upsert(spec("a", Some("corp"), &["corp.example"]), 1).unwrap();
-        t.upsert(spec("b", Some("other"), &["corp.example", "lab.example"]), 2).unwrap();
+        t.upsert(spec("a", Some("corp"), &["corp.example"]), 1)
+            .unwrap();
+        t.upsert(
+            spec("b", Some("other"), &["corp.example", "lab.example"]),
+            2,
+        )
+        .unwrap();
         let r = t.resolve();
         assert_eq!(accepted(&r, "a"), ["corp.example"]);
         assert_eq!(accepted(&r, "b"), ["lab.example"]);
         let b = r.iter().find(|x| x.link.spec.id == "b").unwrap();
         assert_eq!(b.refused.len(), 1);
-        assert!(b.refused[0].reason.contains("\"a\""), "{}", b.refused[0].reason);
+        assert!(
+            b.refused[0].reason.contains("\"a\""),
+            "{}",
+            b.refused[0].reason
+        );
 
         // Same profile, new id: a reconnect replaces the old link.
-        let up = t.upsert(spec("a2", Some("corp"), &["corp.example"]), 3).unwrap();
+        let up = t
+            .upsert(spec("a2", Some("corp"), &["corp.example"]), 3)
+            .unwrap();
         assert_eq!(up.replaced.len(), 1);
         assert_eq!(up.replaced[0].spec.id, "a");
         assert!(t.get("a").is_none());
@@ -272,7 +298,11 @@ mod tests {
         let mut s = spec("ft", None, &["corp.example"]);
         s.full_tunnel = true;
         s.default_route = true;
-        s.anchors = vec![format!("corp.example. IN DS 1 13 2 {}", "AB".repeat(32)).parse().unwrap()];
+        s.anchors = vec![
+            format!("corp.example. IN DS 1 13 2 {}", "AB".repeat(32))
+                .parse()
+                .unwrap(),
+        ];
         t.upsert(s, 1).unwrap();
         let r = t.resolve();
         assert!(r[0].accepted.is_empty());
@@ -285,8 +315,12 @@ mod tests {
         let mut t = LinkTable::default();
         let mut s = spec("a", None, &["corp.example"]);
         s.anchors = vec![
-            format!("corp.example. IN DS 1 13 2 {}", "AB".repeat(32)).parse().unwrap(),
-            format!("other.example. IN DS 1 13 2 {}", "AB".repeat(32)).parse().unwrap(),
+            format!("corp.example. IN DS 1 13 2 {}", "AB".repeat(32))
+                .parse()
+                .unwrap(),
+            format!("other.example. IN DS 1 13 2 {}", "AB".repeat(32))
+                .parse()
+                .unwrap(),
         ];
         t.upsert(s, 1).unwrap();
         let r = t.resolve();
@@ -297,10 +331,14 @@ mod tests {
     #[test]
     fn invalid_spec_changes_nothing() {
         let mut t = LinkTable::default();
-        t.upsert(spec("a", Some("p"), &["corp.example"]), 1).unwrap();
+        t.upsert(spec("a", Some("p"), &["corp.example"]), 1)
+            .unwrap();
         let mut bad = spec("b", Some("p"), &["corp.example"]);
         bad.servers.clear();
         assert!(t.upsert(bad, 2).is_err());
-        assert!(t.get("a").is_some(), "a refused spec of the same profile must not evict the old link");
+        assert!(
+            t.get("a").is_some(),
+            "a refused spec of the same profile must not evict the old link"
+        );
     }
 }

@@ -42,6 +42,8 @@ pub struct LoggedQuery {
     pub cd: bool,
     /// Source port of the client (the daemon's upstream socket).
     pub src_port: u16,
+    /// Source address of the client.
+    pub src_ip: std::net::IpAddr,
     /// DNS message id.
     pub id: u16,
 }
@@ -273,6 +275,7 @@ impl RequestHandler for CountingHandler {
                     do_bit,
                     cd: request.metadata.checking_disabled,
                     src_port: request.src().port(),
+                    src_ip: request.src().ip(),
                     id: request.metadata.id,
                 });
             }

@@ -55,15 +55,28 @@ impl Daemon {
         // Never read the machine's own config or resolv.conf.
         let config = self.dir.path().join("config.toml");
         if !config.exists() {
-            std::fs::write(&config, format!("resolv_conf = {:?}\n", self.dir.path().join("no-resolv.conf"))).unwrap();
+            std::fs::write(
+                &config,
+                format!(
+                    "resolv_conf = {:?}\n",
+                    self.dir.path().join("no-resolv.conf")
+                ),
+            )
+            .unwrap();
         }
         cmd.arg("--config").arg(&config);
         for u in &self.upstream {
             cmd.arg("--upstream").arg(u.to_string());
         }
         cmd.args(&self.extra);
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
-        cmd.stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
         cmd.env("RUST_LOG", "splitdns=debug");
         self.child = Some(cmd.spawn().expect("spawn splitdns"));
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -78,7 +91,11 @@ impl Daemon {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "daemon did not come up; log:\n{}", self.log_text());
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not come up; log:\n{}",
+                self.log_text()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -102,11 +119,18 @@ impl Daemon {
     }
 
     async fn try_status(&self) -> Result<Value, String> {
-        let stream = UnixStream::connect(&self.socket).await.map_err(|e| e.to_string())?;
+        let stream = UnixStream::connect(&self.socket)
+            .await
+            .map_err(|e| e.to_string())?;
         let (r, mut w) = stream.into_split();
-        w.write_all(b"{\"cmd\":\"status\"}\n").await.map_err(|e| e.to_string())?;
+        w.write_all(b"{\"cmd\":\"status\"}\n")
+            .await
+            .map_err(|e| e.to_string())?;
         let mut line = String::new();
-        BufReader::new(r).read_line(&mut line).await.map_err(|e| e.to_string())?;
+        BufReader::new(r)
+            .read_line(&mut line)
+            .await
+            .map_err(|e| e.to_string())?;
         let v: Value = serde_json::from_str(&line).map_err(|e| e.to_string())?;
         Ok(v["result"].clone())
     }
@@ -139,7 +163,11 @@ impl Daemon {
         let mut all = vec!["link", "up"];
         all.extend_from_slice(args);
         let (ok, out, err) = self.cli(&all);
-        assert!(ok, "link up {args:?} failed: {err}\nlog:\n{}", self.log_text());
+        assert!(
+            ok,
+            "link up {args:?} failed: {err}\nlog:\n{}",
+            self.log_text()
+        );
         out
     }
 
@@ -158,7 +186,9 @@ impl Daemon {
 
     /// Stops the daemon with SIGTERM and waits; returns whether it exited successfully.
     pub fn stop(&mut self) -> bool {
-        let Some(mut child) = self.child.take() else { return false };
+        let Some(mut child) = self.child.take() else {
+            return false;
+        };
         let pid = nix::unistd::Pid::from_raw(child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -201,23 +231,36 @@ impl Drop for Daemon {
 
 /// Sends one raw line to a control socket and returns the first reply line.
 pub async fn raw_control(socket: &Path, line: &[u8]) -> String {
-    let stream = UnixStream::connect(socket).await.expect("connect control socket");
+    let stream = UnixStream::connect(socket)
+        .await
+        .expect("connect control socket");
     let (r, mut w) = stream.into_split();
     // The daemon may close early (oversized request); ignore write errors.
     let _ = w.write_all(line).await;
     let mut reply = String::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), BufReader::new(r).read_line(&mut reply)).await;
+    let _ = tokio::time::timeout(
+        Duration::from_secs(10),
+        BufReader::new(r).read_line(&mut reply),
+    )
+    .await;
     reply
 }
 
 impl Daemon {
     /// Like [`Daemon::start`], but the daemon's config file also holds `config` (TOML lines such
     /// as `query_timeout_ms = 1000`).
-    pub async fn start_with_config(upstream: &[SocketAddr], extra: &[&str], config: &str) -> Daemon {
+    pub async fn start_with_config(
+        upstream: &[SocketAddr],
+        extra: &[&str],
+        config: &str,
+    ) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let resolv = dir.path().join("no-resolv.conf");
-        std::fs::write(dir.path().join("config.toml"), format!("resolv_conf = {resolv:?}\n{config}\n"))
-            .unwrap();
+        std::fs::write(
+            dir.path().join("config.toml"),
+            format!("resolv_conf = {resolv:?}\n{config}\n"),
+        )
+        .unwrap();
         let mut d = Daemon {
             child: None,
             socket: dir.path().join("control.sock"),

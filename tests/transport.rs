@@ -1,0 +1,732 @@
+//! Upstream transport and listener behaviour of the real daemon: UDP with retransmission and TCP
+//! fallback, truncation, source address and interface binding, response matching, fail-closed
+//! errors (RFC 8914 EDE), and robustness of the loopback listener.
+
+mod common;
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::auth::{AuthOptions, AuthServer, Proto, UdpMode, zone};
+use common::client::{self, Q, a_addrs, ede, rcode};
+use common::daemon::Daemon;
+use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+
+/// Link id used throughout; distinctive so that "the EDE text names the link" cannot match by accident.
+const LINK: &str = "corp-vpn-7";
+
+/// EDE info codes (RFC 8914).
+const EDE_NO_REACHABLE_AUTHORITY: u16 = 22;
+const EDE_NETWORK_ERROR: u16 = 23;
+
+/// The internal view of corp.example.
+fn internal_zone() -> String {
+    zone(
+        "corp.example.",
+        "www 60 IN A 10.1.0.1\n\
+         mail 60 IN A 10.1.0.2\n\
+         h1 60 IN A 10.1.1.1\n\
+         h2 60 IN A 10.1.1.2\n\
+         h3 60 IN A 10.1.1.3\n\
+         h4 60 IN A 10.1.1.4\n\
+         h5 60 IN A 10.1.1.5\n\
+         h6 60 IN A 10.1.1.6",
+    )
+}
+
+/// The public upstream: a real public zone plus a *different* corp.example (the leak canary).
+async fn public_server() -> AuthServer {
+    let public = zone("public.example.", "www 60 IN A 192.0.2.10");
+    let canary = zone(
+        "corp.example.",
+        "www 60 IN A 192.0.2.66\n\
+         mail 60 IN A 192.0.2.67",
+    );
+    AuthServer::start(&[("public.example.", &public), ("corp.example.", &canary)]).await
+}
+
+async fn internal_with(opts: AuthOptions) -> AuthServer {
+    let text = internal_zone();
+    AuthServer::start_with(opts, &[("corp.example.", &text)]).await
+}
+
+/// Brings up LINK for corp.example with `server` and extra CLI flags.
+fn link_up(d: &Daemon, server: SocketAddr, extra: &[&str]) {
+    let server = server.to_string();
+    let mut args = vec![
+        "--id",
+        LINK,
+        "--server",
+        &server,
+        "--domain",
+        "corp.example",
+    ];
+    args.extend_from_slice(extra);
+    d.link_up(&args);
+}
+
+async fn ask_udp(d: &Daemon, name: &str) -> Message {
+    client::udp(d.dns, name, RecordType::A, &Q::default())
+        .await
+        .unwrap_or_else(|e| panic!("no UDP answer for {name}: {e}\nlog:\n{}", d.log_text()))
+}
+
+async fn ask_tcp(d: &Daemon, name: &str) -> Message {
+    client::tcp(d.dns, name, RecordType::A, &Q::default())
+        .await
+        .unwrap_or_else(|e| panic!("no TCP answer for {name}: {e}\nlog:\n{}", d.log_text()))
+}
+
+fn ip(a: u8, b: u8, c: u8, d: u8) -> Ipv4Addr {
+    Ipv4Addr::new(a, b, c, d)
+}
+
+/// Asserts a fail-closed SERVFAIL: the given EDE code, with text naming the link and the domain.
+fn assert_fail_closed(r: &Message, code: u16) {
+    assert_eq!(rcode(r), ResponseCode::ServFail, "{r:?}");
+    assert!(r.answers.is_empty(), "{r:?}");
+    let (got, text) = ede(r).unwrap_or_else(|| panic!("SERVFAIL without an EDE: {r:?}"));
+    assert_eq!(got, code, "EDE text: {text}");
+    assert!(
+        text.contains(LINK),
+        "EDE text does not name the link: {text:?}"
+    );
+    assert!(
+        text.contains("corp.example"),
+        "EDE text does not name the split domain: {text:?}"
+    );
+}
+
+fn server_status(status: &serde_json::Value) -> &serde_json::Value {
+    let links = status["links"].as_array().expect("links array");
+    assert_eq!(links.len(), 1, "{status}");
+    assert_eq!(links[0]["id"], LINK);
+    let servers = links[0]["servers"].as_array().expect("servers array");
+    assert_eq!(servers.len(), 1, "{status}");
+    &servers[0]
+}
+
+// ---------------------------------------------------------------------------------------------
+// A scriptable upstream for what AuthServer cannot show: every UDP datagram (retransmissions,
+// ids, ports) and forged or mismatched replies.
+// ---------------------------------------------------------------------------------------------
+
+/// A datagram the fake sends back for one UDP query.
+enum Out {
+    /// Sent from the fake's own socket to the querier.
+    Reply(Vec<u8>),
+    /// Sent from a different local port (an off-path spoofer guessing the id).
+    FromOtherPort(Vec<u8>),
+}
+
+type Script = Arc<dyn Fn(&Message) -> Vec<Out> + Send + Sync>;
+
+/// A fake DNS server on 127.0.0.1 (same port for UDP and TCP). UDP queries are logged and answered
+/// by a script; TCP queries are logged and proxied to a backend [`AuthServer`], if any.
+struct Fake {
+    addr: SocketAddr,
+    udp_log: Arc<Mutex<Vec<(SocketAddr, Message)>>>,
+    tcp_log: Arc<Mutex<Vec<Message>>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Fake {
+    async fn start(script: Script, tcp_backend: Option<SocketAddr>) -> Fake {
+        let (udp, tcp) = loop {
+            let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            let port = udp.local_addr().unwrap().port();
+            if let Ok(tcp) = TcpListener::bind(("127.0.0.1", port)).await {
+                break (udp, tcp);
+            }
+        };
+        let addr = udp.local_addr().unwrap();
+        let udp_log = Arc::new(Mutex::new(Vec::new()));
+        let tcp_log = Arc::new(Mutex::new(Vec::new()));
+
+        let log = udp_log.clone();
+        let udp_task = tokio::spawn(async move {
+            let mut buf = vec![0u8; 65535];
+            while let Ok((n, peer)) = udp.recv_from(&mut buf).await {
+                let Ok(msg) = Message::from_vec(&buf[..n]) else {
+                    continue;
+                };
+                log.lock().unwrap().push((peer, msg.clone()));
+                for out in script(&msg) {
+                    match out {
+                        Out::Reply(bytes) => {
+                            let _ = udp.send_to(&bytes, peer).await;
+                        }
+                        Out::FromOtherPort(bytes) => {
+                            let other = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+                            let _ = other.send_to(&bytes, peer).await;
+                        }
+                    }
+                }
+            }
+        });
+
+        let log = tcp_log.clone();
+        let tcp_task = tokio::spawn(async move {
+            while let Ok((mut conn, _)) = tcp.accept().await {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    while let Ok(len) = conn.read_u16().await {
+                        let mut query = vec![0u8; usize::from(len)];
+                        if conn.read_exact(&mut query).await.is_err() {
+                            return;
+                        }
+                        if let Ok(msg) = Message::from_vec(&query) {
+                            log.lock().unwrap().push(msg);
+                        }
+                        let Some(backend) = tcp_backend else { return };
+                        let Ok(reply) = proxy_tcp(backend, &query).await else {
+                            return;
+                        };
+                        let mut framed = (reply.len() as u16).to_be_bytes().to_vec();
+                        framed.extend_from_slice(&reply);
+                        if conn.write_all(&framed).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+
+        Fake {
+            addr,
+            udp_log,
+            tcp_log,
+            tasks: vec![udp_task, tcp_task],
+        }
+    }
+
+    fn udp_queries(&self) -> Vec<(SocketAddr, Message)> {
+        self.udp_log.lock().unwrap().clone()
+    }
+
+    fn tcp_queries(&self) -> Vec<Message> {
+        self.tcp_log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Sends one framed query to `backend` over TCP and returns the framed reply's payload.
+async fn proxy_tcp(backend: SocketAddr, query: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut s = TcpStream::connect(backend).await?;
+    let mut framed = (query.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(query);
+    s.write_all(&framed).await?;
+    let len = s.read_u16().await?;
+    let mut reply = vec![0u8; usize::from(len)];
+    s.read_exact(&mut reply).await?;
+    Ok(reply)
+}
+
+/// A NOERROR response with id `id`, question `name`/A and one A record `addr`.
+fn a_response(id: u16, name: &Name, addr: Ipv4Addr) -> Vec<u8> {
+    let mut m = Message::response(id, OpCode::Query);
+    m.metadata.recursion_desired = true;
+    m.metadata.recursion_available = true;
+    m.add_query(Query::query(name.clone(), RecordType::A));
+    m.add_answer(Record::from_rdata(name.clone(), 60, RData::A(A(addr))));
+    m.to_vec().unwrap()
+}
+
+fn qname(msg: &Message) -> String {
+    msg.queries[0]
+        .name()
+        .to_string()
+        .trim_end_matches('.')
+        .to_ascii_lowercase()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------------
+
+/// Every upstream query gets a fresh random source port and a random id, independent of the
+/// client's id, and never leaves from the listener's own socket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn internal_queries_use_random_source_ports_and_ids() {
+    let public = public_server().await;
+    let internal = internal_with(AuthOptions::default()).await;
+    let d = Daemon::start(&[public.addr()], &[]).await;
+    link_up(&d, internal.addr(), &[]);
+
+    // Raw queries that all carry the same client id.
+    const CLIENT_ID: u16 = 0x1234;
+    for i in 1..=6u8 {
+        let name = format!("h{i}.corp.example.");
+        let mut q = Message::new(CLIENT_ID, MessageType::Query, OpCode::Query);
+        q.metadata.recursion_desired = true;
+        q.add_query(Query::query(
+            Name::from_ascii(&name).unwrap(),
+            RecordType::A,
+        ));
+        let reply = client::send_raw_udp(d.dns, &q.to_vec().unwrap(), Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|| panic!("no reply for {name}; log:\n{}", d.log_text()));
+        let reply = Message::from_vec(&reply).expect("reply decodes");
+        assert_eq!(reply.metadata.id, CLIENT_ID, "the client's id is echoed");
+        assert_eq!(rcode(&reply), ResponseCode::NoError);
+        assert_eq!(a_addrs(&reply), vec![ip(10, 1, 1, i)], "{name}");
+    }
+
+    let log = internal.queries();
+    assert_eq!(log.len(), 6, "{log:?}");
+    assert!(log.iter().all(|q| q.proto == Proto::Udp), "{log:?}");
+    let ports: HashSet<u16> = log.iter().map(|q| q.src_port).collect();
+    let ids: HashSet<u16> = log.iter().map(|q| q.id).collect();
+    assert!(ports.len() > 1, "all queries left from one port: {log:?}");
+    assert!(ids.len() > 1, "all queries had one id: {log:?}");
+    assert!(
+        !ports.contains(&d.dns.port()),
+        "a query left from the listener's port {}: {log:?}",
+        d.dns.port()
+    );
+    assert_eq!(public.count_under("corp.example"), 0);
+}
+
+/// A reply counts only if it comes from the server's address and matches our id and question:
+/// forged and mismatched replies that arrive first are ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mismatched_and_spoofed_replies_are_ignored() {
+    let public = public_server().await;
+    let script: Script = Arc::new(|q: &Message| {
+        let id = q.metadata.id;
+        let name = q.queries[0].name().clone();
+        let other = Name::from_ascii("evil.corp.example.").unwrap();
+        let mut echoed_query = q.clone();
+        echoed_query.metadata.message_type = MessageType::Query;
+        vec![
+            // Right id and question, but from another port.
+            Out::FromOtherPort(a_response(id, &name, ip(6, 6, 6, 1))),
+            // Wrong id.
+            Out::Reply(a_response(id ^ 0x5a5a, &name, ip(6, 6, 6, 2))),
+            // Right id, wrong question.
+            Out::Reply(a_response(id, &other, ip(6, 6, 6, 3))),
+            // Right id and question, but not a response (QR=0).
+            Out::Reply(echoed_query.to_vec().unwrap()),
+            // Garbage.
+            Out::Reply(vec![0xff; 7]),
+            // The real answer.
+            Out::Reply(a_response(id, &name, ip(10, 1, 0, 1))),
+        ]
+    });
+    let fake = Fake::start(script, None).await;
+    let d = Daemon::start(&[public.addr()], &[]).await;
+    link_up(&d, fake.addr, &[]);
+
+    let r = ask_udp(&d, "www.corp.example").await;
+    assert_eq!(rcode(&r), ResponseCode::NoError, "{r:?}");
+    assert_eq!(a_addrs(&r), vec![ip(10, 1, 0, 1)]);
+    let r = ask_udp(&d, "mail.corp.example").await;
+    assert_eq!(a_addrs(&r), vec![ip(10, 1, 0, 1)]);
+
+    let udp = fake.udp_queries();
+    assert_eq!(
+        udp.len(),
+        2,
+        "one datagram per query, no retransmission needed"
+    );
+    assert_eq!(qname(&udp[0].1), "www.corp.example");
+    assert_eq!(qname(&udp[1].1), "mail.corp.example");
+    assert!(fake.tcp_queries().is_empty());
+    assert_eq!(public.count_under("corp.example"), 0);
+}
+
+/// TC=1 over UDP makes the daemon repeat the query over TCP; a truncating server still counts as
+/// answering UDP, so the next query starts over UDP again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_answer_is_retried_over_tcp() {
+    let public = public_server().await;
+    let internal = internal_with(AuthOptions {
+        truncate_udp: true,
+        ..AuthOptions::default()
+    })
+    .await;
+    let d = Daemon::start(&[public.addr()], &[]).await;
+    link_up(&d, internal.addr(), &[]);
+
+    let r = ask_udp(&d, "www.corp.example").await;
+    assert_eq!(rcode(&r), ResponseCode::NoError);
+    assert!(!r.metadata.truncation, "the client gets the full answer");
+    assert_eq!(a_addrs(&r), vec![ip(10, 1, 0, 1)]);
+    let r = ask_udp(&d, "mail.corp.example").await;
+    assert_eq!(a_addrs(&r), vec![ip(10, 1, 0, 2)]);
+
+    let seen: Vec<(String, Proto)> = internal
+        .queries()
+        .into_iter()
+        .map(|q| (q.name, q.proto))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("www.corp.example".to_string(), Proto::Udp),
+            ("www.corp.example".to_string(), Proto::Tcp),
+            ("mail.corp.example".to_string(), Proto::Udp),
+            ("mail.corp.example".to_string(), Proto::Tcp),
+        ]
+    );
+    let status = d.status().await;
+    let s = server_status(&status);
+    assert_eq!(s["transport"], "udp", "{s}");
+    assert_eq!(s["answers_tcp"], 2, "{s}");
+    assert_eq!(s["answers_udp"], 0, "{s}");
+    assert_eq!(public.count_under("corp.example"), 0);
+}
+
+/// A server that never answers UDP gets exactly one retransmission (same socket, same id), then
+/// TCP; the daemon remembers that and asks it over TCP first next time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_silent_server_gets_one_retransmission_then_tcp_and_is_remembered() {
+    let public = public_server().await;
+    let backend = internal_with(AuthOptions::default()).await;
+    let fake = Fake::start(Arc::new(|_: &Message| vec![]), Some(backend.addr())).await;
+    // 1 s total: retransmit after 125 ms, TCP after 250 ms.
+    let d = Daemon::start_with_config(&[public.addr()], &[], "query_timeout_ms = 1000").await;
+    link_up(&d, fake.addr, &[]);
+
+    let r = ask_udp(&d, "www.corp.example").await;
+    assert_eq!(rcode(&r), ResponseCode::NoError, "{r:?}");
+    assert_eq!(a_addrs(&r), vec![ip(10, 1, 0, 1)]);
+
+    let udp = fake.udp_queries();
+    assert_eq!(udp.len(), 2, "query + one retransmission: {udp:?}");
+    assert_eq!(udp[0].0, udp[1].0, "the retransmission reuses the socket");
+    assert_eq!(udp[0].1.metadata.id, udp[1].1.metadata.id);
+    assert_eq!(qname(&udp[1].1), "www.corp.example");
+    let tcp = fake.tcp_queries();
+    assert_eq!(tcp.len(), 1, "{tcp:?}");
+    assert_eq!(qname(&tcp[0]), "www.corp.example");
+
+    let status = d.status().await;
+    let s = server_status(&status);
+    assert_eq!(s["transport"], "tcp (udp unanswered)", "{s}");
+    assert_eq!(s["answers_tcp"], 1, "{s}");
+    assert_eq!(s["answers_udp"], 0, "{s}");
+
+    // Remembered: the next query goes straight to TCP, no UDP datagram at all.
+    let r = ask_udp(&d, "mail.corp.example").await;
+    assert_eq!(a_addrs(&r), vec![ip(10, 1, 0, 2)]);
+    assert_eq!(fake.udp_queries().len(), 2, "UDP was tried again");
+    let tcp = fake.tcp_queries();
+    assert_eq!(tcp.len(), 2);
+    assert_eq!(qname(&tcp[1]), "mail.corp.example");
+    let status = d.status().await;
+    assert_eq!(server_status(&status)["answers_tcp"], 2);
+    assert_eq!(public.count_under("corp.example"), 0);
+}
+
+/// `--source` makes queries to the link's servers leave from that address, over UDP and TCP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_address_is_used_for_udp_and_tcp() {
+    let public = public_server().await;
+    // Truncating, so that every query goes over both transports.
+    let internal = internal_with(AuthOptions {
+        truncate_udp: true,
+        ..AuthOptions::default()
+    })
+    .await;
+    let d = Daemon::start(&[public.addr()], &[]).await;
+    link_up(&d, internal.addr(), &["--source", "127.0.0.5"]);
+
+    let r = ask_udp(&d, "www.corp.example").await;
+    assert_eq!(a_addrs(&r), vec![ip(10, 1, 0, 1)]);
+
+    let log = internal.queries();
+    let protos: Vec<Proto> = log.iter().map(|q| q.proto).collect();
+    assert_eq!(protos, vec![Proto::Udp, Proto::Tcp], "{log:?}");
+    let want: IpAddr = "127.0.0.5".parse().unwrap();
+    for q in &log {
+        assert_eq!(q.src_ip, want, "{q:?}");
+    }
+    let status = d.status().await;
+    assert_eq!(status["links"][0]["source"], "127.0.0.5", "{status}");
+
+    // The public upstream is not bound to the link's source.
+    let r = ask_udp(&d, "www.public.example").await;
+    assert_eq!(a_addrs(&r), vec![ip(192, 0, 2, 10)]);
+    let q = public.queries();
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0].src_ip, IpAddr::V4(Ipv4Addr::LOCALHOST));
+}
+
+/// A source address that cannot be bound fails closed with EDE 23: no silent fallback to another
+/// address, no query to the internal server from elsewhere, no leak to the public upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unbindable_source_address_fails_closed_with_network_error() {
+    let public = public_server().await;
+    let internal = internal_with(AuthOptions::default()).await;
+    let d = Daemon::start(&[public.addr()], &[]).await;
+    // 192.0.2.1 (TEST-NET-1) is not an address of this machine, so binding it fails with
+    // EADDRNOTAVAIL (assumes the default net.ipv4.ip_nonlocal_bind = 0).
+    link_up(&d, internal.addr(), &["--source", "192.0.2.1"]);
+
+    let r = ask_udp(&d, "www.corp.example").await;
+    assert_fail_closed(&r, EDE_NETWORK_ERROR);
+    assert_eq!(internal.count(), 0, "{:?}", internal.queries());
+    assert_eq!(public.count_under("corp.example"), 0);
+}
+
+/// `--interface lo` binds the link's sockets (UDP and TCP) to loopback, which reaches the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interface_lo_is_accepted_and_used() {
+    let public = public_server().await;
+    let internal = internal_with(AuthOptions {
+        truncate_udp: true,
+        ..AuthOptions::default()
+    })
+    .await;
+    let d = Daemon::start(&[public.addr()], &[]).await;
+    link_up(&d, internal.addr(), &["--interface", "lo"]);
+
+    let status = d.status().await;
+    assert_eq!(status["links"][0]["interface"], "lo", "{status}");
+    let r = ask_udp(&d, "www.corp.example").await;
+    assert_eq!(rcode(&r), ResponseCode::NoError);
+    assert_eq!(a_addrs(&r), vec![ip(10, 1, 0, 1)]);
+    let protos: Vec<Proto> = internal.queries().iter().map(|q| q.proto).collect();
+    assert_eq!(protos, vec![Proto::Udp, Proto::Tcp]);
+    assert_eq!(public.count_under("corp.example"), 0);
+}
+
+/// An interface that does not exist is refused at link up with a clear error, and nothing
+/// changes: the link with that id keeps its servers and domains and routing still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_interface_is_refused_and_changes_nothing() {
+    let public = public_server().await;
+    let internal = internal_with(AuthOptions::default()).await;
+    let other = internal_with(AuthOptions::default()).await;
+    let d = Daemon::start(&[public.addr()], &[]).await;
+    link_up(&d, internal.addr(), &[]);
+    let before = d.status().await["links"].clone();
+    let state_before = std::fs::read(d.state_dir.join("links.json")).ok();
+
+    let other_addr = other.addr().to_string();
+    let (ok, out, err) = d.cli(&[
+        "link",
+        "up",
+        "--id",
+        LINK,
+        "--server",
+        &other_addr,
+        "--domain",
+        "other.example",
+        "--interface",
+        "doesnotexist0",
+    ]);
+    assert!(!ok, "link up with a missing interface succeeded: {out}");
+    assert!(err.contains("doesnotexist0"), "{err}");
+    assert!(err.contains("does not exist"), "{err}");
+
+    assert_eq!(d.status().await["links"], before);
+    assert_eq!(
+        std::fs::read(d.state_dir.join("links.json")).ok(),
+        state_before
+    );
+    let r = ask_udp(&d, "www.corp.example").await;
+    assert_eq!(a_addrs(&r), vec![ip(10, 1, 0, 1)]);
+    assert_eq!(internal.count(), 1);
+    assert_eq!(other.count(), 0);
+    assert_eq!(public.count_under("corp.example"), 0);
+}
+
+/// A link server that answers REFUSED: SERVFAIL + EDE 22 naming the link, over UDP and TCP, and
+/// the public upstream (which would answer with its own corp.example) is never asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusing_server_fails_closed_with_no_reachable_authority() {
+    let public = public_server().await;
+    let internal = internal_with(AuthOptions {
+        refuse_all: true,
+        ..AuthOptions::default()
+    })
+    .await;
+    let d = Daemon::start(&[public.addr()], &[]).await;
+    link_up(&d, internal.addr(), &[]);
+
+    let r = ask_udp(&d, "www.corp.example").await;
+    assert_fail_closed(&r, EDE_NO_REACHABLE_AUTHORITY);
+    let r = ask_tcp(&d, "mail.corp.example").await;
+    assert_fail_closed(&r, EDE_NO_REACHABLE_AUTHORITY);
+
+    assert!(
+        internal.count_under("corp.example") >= 2,
+        "the link's server was asked"
+    );
+    assert_eq!(
+        public.count_under("corp.example"),
+        0,
+        "{:?}",
+        public.queries()
+    );
+    // The public upstream works (it would have answered the leaked query).
+    let r = ask_udp(&d, "www.public.example").await;
+    assert_eq!(a_addrs(&r), vec![ip(192, 0, 2, 10)]);
+}
+
+/// A link server that never answers (UDP dropped, TCP refused) times out into SERVFAIL + EDE 22.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unanswering_server_times_out_with_no_reachable_authority() {
+    let public = public_server().await;
+    let internal = internal_with(AuthOptions {
+        udp: UdpMode::Blackhole,
+        tcp: false,
+        ..AuthOptions::default()
+    })
+    .await;
+    let d = Daemon::start_with_config(&[public.addr()], &[], "query_timeout_ms = 1000").await;
+    link_up(&d, internal.addr(), &[]);
+
+    let r = ask_udp(&d, "www.corp.example").await;
+    assert_fail_closed(&r, EDE_NO_REACHABLE_AUTHORITY);
+    assert_eq!(
+        public.count_under("corp.example"),
+        0,
+        "{:?}",
+        public.queries()
+    );
+    let status = d.status().await;
+    let s = server_status(&status);
+    assert_eq!(s["transport"], "udp", "TCP never worked: {s}");
+    assert!(s["failures"].as_u64().unwrap() >= 1, "{s}");
+}
+
+/// A link server whose port is closed (ICMP port unreachable) is a network error: EDE 23.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_port_fails_closed_with_network_error() {
+    let public = public_server().await;
+    let closed = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap()
+    };
+    let d = Daemon::start(&[public.addr()], &[]).await;
+    link_up(&d, closed, &[]);
+
+    let r = ask_udp(&d, "www.corp.example").await;
+    assert_fail_closed(&r, EDE_NETWORK_ERROR);
+    let r = ask_tcp(&d, "www.corp.example").await;
+    assert_fail_closed(&r, EDE_NETWORK_ERROR);
+    assert_eq!(
+        public.count_under("corp.example"),
+        0,
+        "{:?}",
+        public.queries()
+    );
+}
+
+/// The listener serves TCP clients, for split and public names alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listener_answers_over_tcp() {
+    let public = public_server().await;
+    let internal = internal_with(AuthOptions::default()).await;
+    let d = Daemon::start(&[public.addr()], &[]).await;
+    link_up(&d, internal.addr(), &[]);
+
+    let r = ask_tcp(&d, "www.corp.example").await;
+    assert_eq!(rcode(&r), ResponseCode::NoError);
+    assert!(r.metadata.recursion_available);
+    assert!(!r.metadata.authoritative);
+    assert_eq!(a_addrs(&r), vec![ip(10, 1, 0, 1)]);
+    let r = ask_tcp(&d, "www.public.example").await;
+    assert_eq!(a_addrs(&r), vec![ip(192, 0, 2, 10)]);
+    let r = ask_tcp(&d, "nope.corp.example").await;
+    assert_eq!(rcode(&r), ResponseCode::NXDomain);
+
+    assert_eq!(internal.count(), 2);
+    assert_eq!(public.count_under("corp.example"), 0);
+    assert_eq!(public.count_under("public.example"), 1);
+}
+
+/// Garbage on the listener (UDP and TCP) does not stop the daemon.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_packets_do_not_stop_the_daemon() {
+    let public = public_server().await;
+    let internal = internal_with(AuthOptions::default()).await;
+    let d = Daemon::start(&[public.addr()], &[]).await;
+    link_up(&d, internal.addr(), &[]);
+
+    let mut truncated_question = vec![0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0];
+    truncated_question.extend_from_slice(&[3, b'w', b'w']);
+    let mut response = Message::response(0x4242, OpCode::Query);
+    response.add_query(Query::query(
+        Name::from_ascii("www.corp.example.").unwrap(),
+        RecordType::A,
+    ));
+    let pseudo_random: Vec<u8> = (0..600u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let garbage: Vec<Vec<u8>> = vec![
+        b"junk".to_vec(),
+        vec![0u8; 12],
+        vec![0xff; 12],
+        truncated_question,
+        pseudo_random,
+        response.to_vec().unwrap(),
+        vec![0u8; 0],
+    ];
+    for g in &garbage {
+        // Any reply (or none) is fine; the daemon must simply survive.
+        let _ = client::send_raw_udp(d.dns, g, Duration::from_millis(200)).await;
+    }
+    // Garbage over TCP too: a bogus length prefix and junk, then a hang-up.
+    {
+        let mut s = TcpStream::connect(d.dns).await.unwrap();
+        let _ = s.write_all(&[0x00, 0x05, 1, 2, 3, 4, 5]).await;
+        let _ = s.write_all(&[0xff, 0xff, 0xde, 0xad]).await;
+    }
+
+    let r = ask_udp(&d, "www.corp.example").await;
+    assert_eq!(rcode(&r), ResponseCode::NoError);
+    assert_eq!(a_addrs(&r), vec![ip(10, 1, 0, 1)]);
+    let r = ask_tcp(&d, "www.public.example").await;
+    assert_eq!(a_addrs(&r), vec![ip(192, 0, 2, 10)]);
+    let status = d.status().await;
+    assert_eq!(status["links"][0]["id"], LINK);
+    assert_eq!(public.count_under("corp.example"), 0);
+}
+
+/// A client that sends no OPT record gets a normal answer without one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_without_edns_gets_a_plain_answer() {
+    let public = public_server().await;
+    let internal = internal_with(AuthOptions::default()).await;
+    let d = Daemon::start(&[public.addr()], &[]).await;
+    link_up(&d, internal.addr(), &[]);
+
+    let no_edns = Q {
+        edns: false,
+        ..Q::default()
+    };
+    for (name, want) in [
+        ("www.corp.example", ip(10, 1, 0, 1)),
+        ("www.public.example", ip(192, 0, 2, 10)),
+    ] {
+        let r = client::udp(d.dns, name, RecordType::A, &no_edns)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(rcode(&r), ResponseCode::NoError, "{name}");
+        assert_eq!(a_addrs(&r), vec![want], "{name}");
+        assert!(
+            r.edns.is_none(),
+            "{name}: OPT in a reply to a non-EDNS query"
+        );
+        assert_eq!(r.queries.len(), 1);
+    }
+    assert_eq!(internal.count(), 1);
+    assert_eq!(public.count_under("corp.example"), 0);
+}
