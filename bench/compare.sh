@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
 # compare.sh — measure splitdns against Unbound, dnsmasq and the authoritative baseline with the
 # shared peer bench (../shared/bench, or $BENCH). Builds the release binary, starts the bench's
-# servers if they are not running, starts splitdns as a bench target, verifies it, runs the bench's
-# compare.sh (its settings pass through: ROUNDS, DURATION, MIXES, LOADS, ...) and stops splitdns.
+# servers if they are not running, starts splitdns as a bench target configured like the peers
+# (corp.example -> 127.0.0.2:5300 with the bench's DS, everything else -> 127.0.0.3:5300), verifies
+# it, runs the bench's compare.sh (its settings pass through: ROUNDS, DURATION, MIXES, LOADS, ...)
+# and stops splitdns.
 #
 #   bench/compare.sh                     # all mixes, the bench's default rounds
 #   MIXES="hit split" ROUNDS=3 bench/compare.sh
 #   KEEP_TARGET=1 bench/compare.sh       # leave splitdns running afterwards
+#   DAEMON_FLAGS="..." bench/compare.sh  # extra daemon flags
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 BENCH=${BENCH:-$(cd "$repo/../shared/bench" 2>/dev/null && pwd || true)}
 [ -n "$BENCH" ] && [ -x "$BENCH/compare.sh" ] || { echo "compare.sh: set BENCH to the shared bench directory" >&2; exit 2; }
 ADDR=${SPLITDNS_BENCH_ADDR:-127.0.0.20:5301}
+BIN=$repo/target/release/splitdns
+STATE=${BENCH_STATE:-/tmp/dnsbench}
 
 cargo build --release --quiet --manifest-path "$repo/Cargo.toml"
 "$BENCH/install.sh" >/dev/null
@@ -20,13 +25,18 @@ if ! "$BENCH/verify.sh" "unbound=127.0.0.10:5301" >/dev/null 2>&1; then
   "$BENCH/gen-zones.sh" >/dev/null
   "$BENCH/start.sh" >/dev/null
 fi
+# shellcheck disable=SC1091
+. "$STATE/ta/ta.env"
 "$BENCH/stop.sh" splitdns >/dev/null 2>&1 || true
-"$BENCH/start-target.sh" splitdns "$ADDR" -- "$here/run-target.sh" "$ADDR"
-# Give the background link-up a moment, then require routing to work before measuring.
-for _ in $(seq 1 50); do
-  kdig +time=1 +retry=0 @"${ADDR%:*}" -p "${ADDR##*:}" host1.corp.example A 2>/dev/null | grep -q 198.18 && break
-  sleep 0.1
-done
+run=$(mktemp -d "${TMPDIR:-/tmp}/splitdns-bench.XXXXXX")
+sock=$run/control.sock
+# The daemon itself is the bench's target process (so its CPU and memory are measured); the link
+# is brought up through the control socket once it answers.
+# shellcheck disable=SC2086
+"$BENCH/start-target.sh" splitdns "$ADDR" -- "$BIN" --control-socket "$sock" daemon --listen "$ADDR" \
+  --upstream 127.0.0.3:5300 --state-dir "$run" --config /dev/null --accept-anchors-without-whitelist ${DAEMON_FLAGS:-}
+"$BIN" --control-socket "$sock" link up --id bench --profile bench --server 127.0.0.2:5300 \
+  --domain corp.example --ta "$TA_DS"
 "$BENCH/verify.sh" "splitdns=$ADDR" || echo "compare.sh: some verify checks failed (see above)" >&2
 "$BENCH/compare.sh" "+splitdns=$ADDR" "$@"
 [ -n "${KEEP_TARGET:-}" ] || "$BENCH/stop.sh" splitdns

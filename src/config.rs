@@ -95,14 +95,8 @@ pub fn system_paths() -> Paths {
 /// A user's paths: `~/.config/splitdns`, `~/.local/state/splitdns`, `$XDG_RUNTIME_DIR/splitdns`.
 pub fn user_paths() -> Option<Paths> {
     let dirs = directories::ProjectDirs::from("", "", "splitdns")?;
-    let state = dirs
-        .state_dir()
-        .unwrap_or_else(|| dirs.data_local_dir())
-        .to_path_buf();
-    let runtime = dirs
-        .runtime_dir()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| state.clone());
+    let state = dirs.state_dir().unwrap_or_else(|| dirs.data_local_dir()).to_path_buf();
+    let runtime = dirs.runtime_dir().map(Path::to_path_buf).unwrap_or_else(|| state.clone());
     Some(Paths {
         config: dirs.config_dir().join("config.toml"),
         state_dir: state,
@@ -113,22 +107,14 @@ pub fn user_paths() -> Option<Paths> {
 
 /// Paths for this process: system paths when running as root, user paths otherwise.
 pub fn default_paths() -> Paths {
-    if nix::unistd::geteuid().is_root() {
-        system_paths()
-    } else {
-        user_paths().unwrap_or_else(system_paths)
-    }
+    if nix::unistd::geteuid().is_root() { system_paths() } else { user_paths().unwrap_or_else(system_paths) }
 }
 
 /// The control socket a CLI command talks to when none is given: the user's daemon if one is
 /// running, else the system daemon.
 pub fn default_client_socket() -> PathBuf {
     let own = default_paths().control_socket;
-    if own.exists() {
-        own
-    } else {
-        system_paths().control_socket
-    }
+    if own.exists() { own } else { system_paths().control_socket }
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5353";
@@ -148,8 +134,7 @@ pub fn load(explicit: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Se
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))
 }
 
@@ -162,8 +147,7 @@ fn settings_from(
     let listen = if !o.listen.is_empty() {
         o.listen.clone()
     } else {
-        file.listen
-            .unwrap_or_else(|| vec![DEFAULT_LISTEN.parse().expect("valid default")])
+        file.listen.unwrap_or_else(|| vec![DEFAULT_LISTEN.parse().expect("valid default")])
     };
     if listen.is_empty() {
         bail!("no listen address: give at least one with --listen or `listen` in the config file");
@@ -173,10 +157,7 @@ fn settings_from(
     } else if let Some(u) = file.upstream.filter(|u| !u.is_empty()) {
         UpstreamSource::Configured(u.iter().map(|s| s.0).collect())
     } else {
-        UpstreamSource::ResolvConf(
-            file.resolv_conf
-                .unwrap_or_else(|| DEFAULT_RESOLV_CONF.into()),
-        )
+        UpstreamSource::ResolvConf(file.resolv_conf.unwrap_or_else(|| DEFAULT_RESOLV_CONF.into()))
     };
     let timeout = file.query_timeout_ms.unwrap_or(4000);
     if !(100..=60_000).contains(&timeout) {
@@ -186,9 +167,7 @@ fn settings_from(
     let cache = Limits {
         max_bytes: file.cache_max_bytes.unwrap_or(defaults.max_bytes),
         max_ttl: file.cache_max_ttl.unwrap_or(defaults.max_ttl),
-        max_negative_ttl: file
-            .cache_max_negative_ttl
-            .unwrap_or(defaults.max_negative_ttl),
+        max_negative_ttl: file.cache_max_negative_ttl.unwrap_or(defaults.max_negative_ttl),
     };
     Ok(Settings {
         config_path,
@@ -200,11 +179,7 @@ fn settings_from(
             .or(file.control_socket)
             .unwrap_or_else(|| paths.control_socket.clone()),
         control_group: file.control_group,
-        state_dir: o
-            .state_dir
-            .clone()
-            .or(file.state_dir)
-            .unwrap_or_else(|| paths.state_dir.clone()),
+        state_dir: o.state_dir.clone().or(file.state_dir).unwrap_or_else(|| paths.state_dir.clone()),
         whitelist: file.whitelist.unwrap_or_else(|| paths.whitelist.clone()),
         timing: Timing::from_total(Duration::from_millis(timeout)),
         cache,
@@ -218,10 +193,7 @@ pub fn read_resolv_conf(path: &Path, own: &[SocketAddr]) -> (Vec<SocketAddr>, Ve
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
-            notes.push(format!(
-                "cannot read {}: {e}; no default upstream until it appears",
-                path.display()
-            ));
+            notes.push(format!("cannot read {}: {e}; no default upstream until it appears", path.display()));
             return (vec![], notes);
         }
     };
@@ -238,14 +210,8 @@ pub fn read_resolv_conf(path: &Path, own: &[SocketAddr]) -> (Vec<SocketAddr>, Ve
             continue;
         };
         let addr = SocketAddr::new(ip, 53);
-        if own
-            .iter()
-            .any(|l| *l == addr || (l.port() == 53 && l.ip().is_unspecified()))
-        {
-            notes.push(format!(
-                "{}: skipping nameserver {ip}: that is splitdns itself",
-                path.display()
-            ));
+        if own.iter().any(|l| *l == addr || (l.port() == 53 && l.ip().is_unspecified())) {
+            notes.push(format!("{}: skipping nameserver {ip}: that is splitdns itself", path.display()));
             continue;
         }
         if !servers.contains(&addr) {
@@ -262,45 +228,35 @@ mod tests {
     #[test]
     fn unknown_keys_are_errors() {
         assert!(toml::from_str::<FileConfig>("listne = [\"127.0.0.1:53\"]").is_err());
-        let f: FileConfig =
-            toml::from_str("listen = [\"127.0.0.1:53\"]\nupstream = [\"10.0.0.1:5300\"]").unwrap();
+        let f: FileConfig = toml::from_str("listen = [\"127.0.0.1:53\"]\nupstream = [\"10.0.0.1:5300\"]").unwrap();
         assert_eq!(f.upstream.unwrap()[0].0.port(), 5300);
     }
 
     #[test]
     fn overrides_win() {
-        let f: FileConfig =
-            toml::from_str("listen = [\"127.0.0.1:53\"]\nstate_dir = \"/a\"").unwrap();
+        let f: FileConfig = toml::from_str("listen = [\"127.0.0.1:53\"]\nstate_dir = \"/a\"").unwrap();
         let o = Overrides {
             listen: vec!["127.0.0.2:53".parse().unwrap()],
             state_dir: Some("/b".into()),
             ..Default::default()
         };
         let s = settings_from(f, None, &o, &system_paths()).unwrap();
-        assert_eq!(
-            s.listen,
-            vec!["127.0.0.2:53".parse::<SocketAddr>().unwrap()]
-        );
+        assert_eq!(s.listen, vec!["127.0.0.2:53".parse::<SocketAddr>().unwrap()]);
         assert_eq!(s.state_dir, PathBuf::from("/b"));
-        assert_eq!(
-            s.upstream,
-            UpstreamSource::ResolvConf(DEFAULT_RESOLV_CONF.into())
-        );
+        assert_eq!(s.upstream, UpstreamSource::ResolvConf(DEFAULT_RESOLV_CONF.into()));
     }
 
     #[test]
     fn resolv_conf_skips_self() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("resolv.conf");
-        std::fs::write(&p, "# x\nnameserver 127.0.0.1\nnameserver 192.0.2.1\nnameserver fe80::1%eth0\nnameserver bogus\nsearch a\n").unwrap();
+        std::fs::write(
+            &p,
+            "# x\nnameserver 127.0.0.1\nnameserver 192.0.2.1\nnameserver fe80::1%eth0\nnameserver bogus\nsearch a\n",
+        )
+        .unwrap();
         let (s, notes) = read_resolv_conf(&p, &["127.0.0.1:53".parse().unwrap()]);
-        assert_eq!(
-            s,
-            vec![
-                "192.0.2.1:53".parse().unwrap(),
-                "[fe80::1]:53".parse().unwrap()
-            ]
-        );
+        assert_eq!(s, vec!["192.0.2.1:53".parse().unwrap(), "[fe80::1]:53".parse().unwrap()]);
         assert_eq!(notes.len(), 2, "{notes:?}");
         // A listener on another port is not "us" for port 53.
         let (s, _) = read_resolv_conf(&p, &["127.0.0.1:5353".parse().unwrap()]);

@@ -21,8 +21,7 @@ use tokio::net::UnixStream;
 async fn servers() -> (AuthServer, AuthServer) {
     let public = zone("public.example.", "www 60 IN A 192.0.2.10");
     let canary = zone("corp.example.", "www 60 IN A 192.0.2.66");
-    let public =
-        AuthServer::start(&[("public.example.", &public), ("corp.example.", &canary)]).await;
+    let public = AuthServer::start(&[("public.example.", &public), ("corp.example.", &canary)]).await;
     let corp = zone("corp.example.", "www 60 IN A 10.1.0.1");
     let internal = AuthServer::start(&[("corp.example.", &corp)]).await;
     (public, internal)
@@ -41,17 +40,11 @@ fn state_file(d: &Daemon) -> Option<Vec<u8>> {
 
 /// Asserts an error reply: `{"ok":false,"error":"<non-empty>"}` and nothing else. Returns the error.
 fn assert_error_reply(raw: &str, what: &str) -> String {
-    assert!(
-        raw.ends_with('\n'),
-        "{what}: reply is not one full line: {raw:?}"
-    );
-    let v: Value = serde_json::from_str(raw)
-        .unwrap_or_else(|e| panic!("{what}: reply {raw:?} is not JSON: {e}"));
+    assert!(raw.ends_with('\n'), "{what}: reply is not one full line: {raw:?}");
+    let v: Value = serde_json::from_str(raw).unwrap_or_else(|e| panic!("{what}: reply {raw:?} is not JSON: {e}"));
     assert_eq!(v["ok"], false, "{what}: {v}");
     assert!(v.get("result").is_none(), "{what}: {v}");
-    let error = v["error"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{what}: no error text: {v}"));
+    let error = v["error"].as_str().unwrap_or_else(|| panic!("{what}: no error text: {v}"));
     assert!(!error.trim().is_empty(), "{what}: empty error text");
     error.to_string()
 }
@@ -60,14 +53,7 @@ fn assert_error_reply(raw: &str, what: &str) -> String {
 async fn daemon_with_link(public: &AuthServer, internal: &AuthServer) -> Daemon {
     let d = Daemon::start(&[public.addr()], &[]).await;
     let server = internal.addr().to_string();
-    d.link_up(&[
-        "--id",
-        "vpn",
-        "--server",
-        &server,
-        "--domain",
-        "corp.example",
-    ]);
+    d.link_up(&["--id", "vpn", "--server", &server, "--domain", "corp.example"]);
     d
 }
 
@@ -97,16 +83,8 @@ async fn malformed_requests_get_errors_and_change_nothing() {
         ("empty line", "".into(), None),
         ("no cmd", r#"{"id":"vpn"}"#.into(), None),
         ("unknown cmd", r#"{"cmd":"reboot"}"#.into(), Some("reboot")),
-        (
-            "whitelist-add",
-            r#"{"cmd":"whitelist-add","domain":"corp.example"}"#.into(),
-            Some("whitelist-add"),
-        ),
-        (
-            "whitelist verb, other spelling",
-            r#"{"cmd":"whitelist","add":"corp.example"}"#.into(),
-            None,
-        ),
+        ("whitelist-add", r#"{"cmd":"whitelist-add","domain":"corp.example"}"#.into(), Some("whitelist-add")),
+        ("whitelist verb, other spelling", r#"{"cmd":"whitelist","add":"corp.example"}"#.into(), None),
         (
             "unknown top-level field on link-up",
             {
@@ -116,85 +94,28 @@ async fn malformed_requests_get_errors_and_change_nothing() {
             },
             Some("force"),
         ),
-        (
-            "unknown field in link-down",
-            r#"{"cmd":"link-down","id":"vpn","force":true}"#.into(),
-            Some("force"),
-        ),
-        (
-            "link-down without id",
-            r#"{"cmd":"link-down"}"#.into(),
-            Some("id"),
-        ),
-        (
-            "link-down with a numeric id",
-            r#"{"cmd":"link-down","id":7}"#.into(),
-            None,
-        ),
-        (
-            "link-up without link",
-            r#"{"cmd":"link-up"}"#.into(),
-            Some("link"),
-        ),
+        ("unknown field in link-down", r#"{"cmd":"link-down","id":"vpn","force":true}"#.into(), Some("force")),
+        ("link-down without id", r#"{"cmd":"link-down"}"#.into(), Some("id")),
+        ("link-down with a numeric id", r#"{"cmd":"link-down","id":7}"#.into(), None),
+        ("link-up without link", r#"{"cmd":"link-up"}"#.into(), Some("link")),
         (
             "link-up without servers",
-            json!({"cmd": "link-up", "link": {"id": "vpn", "domains": ["other.example"]}})
-                .to_string(),
+            json!({"cmd": "link-up", "link": {"id": "vpn", "domains": ["other.example"]}}).to_string(),
             Some("servers"),
         ),
-        (
-            "link-up without id",
-            json!({"cmd": "link-up", "link": {"servers": ["10.0.0.1"]}}).to_string(),
-            Some("id"),
-        ),
-        (
-            "unknown field in link",
-            spec(json!({"whitelist": ["corp.example"]})),
-            Some("whitelist"),
-        ),
+        ("link-up without id", json!({"cmd": "link-up", "link": {"servers": ["10.0.0.1"]}}).to_string(), Some("id")),
+        ("unknown field in link", spec(json!({"whitelist": ["corp.example"]})), Some("whitelist")),
         ("root domain", spec(json!({"domains": ["."]})), Some("root")),
         ("bad domain", spec(json!({"domains": ["bad domain"]})), None),
-        (
-            "server nope",
-            spec(json!({"servers": ["nope"]})),
-            Some("nope"),
-        ),
-        (
-            "server port 0",
-            spec(json!({"servers": ["10.0.0.1:0"]})),
-            None,
-        ),
-        (
-            "empty servers",
-            spec(json!({"servers": []})),
-            Some("server"),
-        ),
-        (
-            "default route without full tunnel",
-            spec(json!({"default_route": true})),
-            Some("full"),
-        ),
+        ("server nope", spec(json!({"servers": ["nope"]})), Some("nope")),
+        ("server port 0", spec(json!({"servers": ["10.0.0.1:0"]})), None),
+        ("empty servers", spec(json!({"servers": []})), Some("server")),
+        ("default route without full tunnel", spec(json!({"default_route": true})), Some("full")),
         ("empty id", spec(json!({"id": ""})), Some("id")),
-        (
-            "control character in id",
-            spec(json!({"id": "vpn\u{1}"})),
-            None,
-        ),
-        (
-            "interface name with a slash",
-            spec(json!({"interface": "a/b"})),
-            Some("a/b"),
-        ),
-        (
-            "source of the wrong family",
-            spec(json!({"source": "fd00::2"})),
-            Some("famil"),
-        ),
-        (
-            "bad trust anchor",
-            spec(json!({"anchors": ["corp.example. IN DS 1 13 2 zz"]})),
-            None,
-        ),
+        ("control character in id", spec(json!({"id": "vpn\u{1}"})), None),
+        ("interface name with a slash", spec(json!({"interface": "a/b"})), Some("a/b")),
+        ("source of the wrong family", spec(json!({"source": "fd00::2"})), Some("famil")),
+        ("bad trust anchor", spec(json!({"anchors": ["corp.example. IN DS 1 13 2 zz"]})), None),
     ];
 
     for (what, line, needle) in &cases {
@@ -210,24 +131,10 @@ async fn malformed_requests_get_errors_and_change_nothing() {
         }
     }
 
-    assert_eq!(
-        d.status().await["links"],
-        links_before,
-        "a malformed request changed the links"
-    );
-    assert_eq!(
-        state_file(&d),
-        saved_before,
-        "a malformed request changed the state file"
-    );
-    assert_eq!(
-        a(&d, "www.corp.example").await,
-        vec![Ipv4Addr::new(10, 1, 0, 1)]
-    );
-    assert_eq!(
-        a(&d, "www.public.example").await,
-        vec![Ipv4Addr::new(192, 0, 2, 10)]
-    );
+    assert_eq!(d.status().await["links"], links_before, "a malformed request changed the links");
+    assert_eq!(state_file(&d), saved_before, "a malformed request changed the state file");
+    assert_eq!(a(&d, "www.corp.example").await, vec![Ipv4Addr::new(10, 1, 0, 1)]);
+    assert_eq!(a(&d, "www.public.example").await, vec![Ipv4Addr::new(192, 0, 2, 10)]);
     assert_eq!(public.count_under("corp.example"), 0);
     assert_eq!(internal.count(), 1);
 }
@@ -258,17 +165,11 @@ async fn oversized_request_is_refused() {
     assert!(error.contains("too large"), "{error}");
 
     // Also without any newline at all.
-    let error = assert_error_reply(
-        &d.raw(&vec![b'x'; 100 * 1024]).await,
-        "oversized, no newline",
-    );
+    let error = assert_error_reply(&d.raw(&vec![b'x'; 100 * 1024]).await, "oversized, no newline");
     assert!(error.contains("too large"), "{error}");
 
     assert_eq!(d.status().await["links"], links_before);
-    assert_eq!(
-        a(&d, "www.corp.example").await,
-        vec![Ipv4Addr::new(10, 1, 0, 1)]
-    );
+    assert_eq!(a(&d, "www.corp.example").await, vec![Ipv4Addr::new(10, 1, 0, 1)]);
 }
 
 /// The size limit holds however the bytes arrive: a line that grows past 64 KiB across two writes
@@ -293,17 +194,10 @@ async fn oversized_request_split_across_writes_is_refused() {
     rest.push(b'\n');
     let _ = w.write_all(&rest).await;
     let mut reply = String::new();
-    let _ = tokio::time::timeout(
-        Duration::from_secs(10),
-        BufReader::new(r).read_line(&mut reply),
-    )
-    .await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), BufReader::new(r).read_line(&mut reply)).await;
 
     let links_after = d.status().await["links"].clone();
-    assert_eq!(
-        links_after, links_before,
-        "a 66 000-byte request was applied"
-    );
+    assert_eq!(links_after, links_before, "a 66 000-byte request was applied");
     let error = assert_error_reply(&reply, "oversized in two writes");
     assert!(error.contains("too large"), "{error}");
 }
@@ -322,14 +216,11 @@ async fn several_requests_on_one_connection_each_get_a_reply() {
     let batch = [
         json!({"cmd": "status"}).to_string(),
         "garbage".to_string(),
-        json!({"cmd": "link-up", "link": {"id": "vpn", "servers": [server], "domains": ["corp.example"]}})
-            .to_string(),
+        json!({"cmd": "link-up", "link": {"id": "vpn", "servers": [server], "domains": ["corp.example"]}}).to_string(),
         json!({"cmd": "link-down", "id": "ghost"}).to_string(),
         json!({"cmd": "status"}).to_string(),
     ];
-    w.write_all(format!("{}\n", batch.join("\n")).as_bytes())
-        .await
-        .unwrap();
+    w.write_all(format!("{}\n", batch.join("\n")).as_bytes()).await.unwrap();
     let mut replies = Vec::new();
     for _ in 0..batch.len() {
         let line = tokio::time::timeout(Duration::from_secs(5), lines.next_line())
@@ -362,9 +253,7 @@ async fn several_requests_on_one_connection_each_get_a_reply() {
         assert_eq!(v["ok"], true);
         assert_eq!(v["result"]["links"].as_array().unwrap().len(), 1);
     }
-    w.write_all(b"{\"cmd\":\"link-down\",\"id\":\"vpn\"}\n")
-        .await
-        .unwrap();
+    w.write_all(b"{\"cmd\":\"link-down\",\"id\":\"vpn\"}\n").await.unwrap();
     let line = lines.next_line().await.unwrap().expect("a reply line");
     let v: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(v["result"]["found"], true, "{v}");
@@ -395,10 +284,7 @@ async fn link_up_and_down_over_the_socket() {
     assert_eq!(links[0]["id"], "vpn");
     assert_eq!(links[0]["domains"], json!(["corp.example"]));
     assert_eq!(links[0]["servers"][0]["addr"], internal.addr().to_string());
-    assert_eq!(
-        a(&d, "www.corp.example").await,
-        vec![Ipv4Addr::new(10, 1, 0, 1)]
-    );
+    assert_eq!(a(&d, "www.corp.example").await, vec![Ipv4Addr::new(10, 1, 0, 1)]);
 
     let before = d.status().await["links"].clone();
     let v = d.request(json!({"cmd": "link-down", "id": "ghost"})).await;
@@ -414,10 +300,7 @@ async fn link_up_and_down_over_the_socket() {
     assert_eq!(v["result"]["domains_removed"], json!(["corp.example"]));
     assert_eq!(d.status().await["links"], json!([]));
     // Without the link, corp.example goes to the public upstream.
-    assert_eq!(
-        a(&d, "www.corp.example").await,
-        vec![Ipv4Addr::new(192, 0, 2, 66)]
-    );
+    assert_eq!(a(&d, "www.corp.example").await, vec![Ipv4Addr::new(192, 0, 2, 66)]);
     assert_eq!(internal.count(), 1);
 
     // The CLI says so for an unknown id, and succeeds.
@@ -454,28 +337,12 @@ fn cli_without_daemon_says_how_to_fix_it() {
     let (ok, out, err) = run_cli(&["--control-socket", "/nonexistent/x", "status"]);
     assert!(!ok, "status without a daemon succeeded: {out}");
     assert!(err.contains("/nonexistent/x"), "{err}");
-    assert!(
-        err.contains("splitdns daemon"),
-        "no hint to start the daemon: {err}"
-    );
-    assert!(
-        err.contains("--control-socket"),
-        "no hint about --control-socket: {err}"
-    );
+    assert!(err.contains("splitdns daemon"), "no hint to start the daemon: {err}");
+    assert!(err.contains("--control-socket"), "no hint about --control-socket: {err}");
 
-    let (ok, _, err) = run_cli(&[
-        "--control-socket",
-        "/nonexistent/x",
-        "link",
-        "down",
-        "--id",
-        "v",
-    ]);
+    let (ok, _, err) = run_cli(&["--control-socket", "/nonexistent/x", "link", "down", "--id", "v"]);
     assert!(!ok);
-    assert!(
-        err.contains("splitdns daemon") && err.contains("--control-socket"),
-        "{err}"
-    );
+    assert!(err.contains("splitdns daemon") && err.contains("--control-socket"), "{err}");
 }
 
 /// A bad `--ta` fails in the CLI itself (before any connection), naming the problem.
@@ -483,31 +350,13 @@ fn cli_without_daemon_says_how_to_fix_it() {
 fn cli_bad_trust_anchor_fails_before_contacting_the_daemon() {
     let digest32 = "AB".repeat(32);
     let cases = [
-        (
-            format!("corp.example. IN DS 12345 13 2 {}", "ZZ".repeat(32)),
-            "not hexadecimal",
-        ),
-        (
-            "corp.example. IN DS 12345 13 2 ABCD".to_string(),
-            "must be 32 bytes",
-        ),
-        (
-            format!("corp.example. IN DS 12345 13 9 {digest32}"),
-            "digest type 9 is not supported",
-        ),
+        (format!("corp.example. IN DS 12345 13 2 {}", "ZZ".repeat(32)), "not hexadecimal"),
+        ("corp.example. IN DS 12345 13 2 ABCD".to_string(), "must be 32 bytes"),
+        (format!("corp.example. IN DS 12345 13 9 {digest32}"), "digest type 9 is not supported"),
         ("corp.example. IN DS 12345".to_string(), "incomplete"),
-        (
-            format!("corp.example. CH DS 12345 13 2 {digest32}"),
-            "only class IN",
-        ),
-        (
-            format!("corp.example. IN DNSKEY 12345 13 2 {digest32}"),
-            "must be DS",
-        ),
-        (
-            format!("corp.example. IN DS 99999 13 2 {digest32}"),
-            "key tag",
-        ),
+        (format!("corp.example. CH DS 12345 13 2 {digest32}"), "only class IN"),
+        (format!("corp.example. IN DNSKEY 12345 13 2 {digest32}"), "must be DS"),
+        (format!("corp.example. IN DS 99999 13 2 {digest32}"), "key tag"),
     ];
     for (ta, needle) in &cases {
         let (ok, out, err) = run_cli(&[
@@ -525,14 +374,8 @@ fn cli_bad_trust_anchor_fails_before_contacting_the_daemon() {
             ta,
         ]);
         assert!(!ok, "--ta {ta:?} accepted: {out}");
-        assert!(
-            err.contains(needle),
-            "--ta {ta:?}: error does not name the problem ({needle:?}): {err}"
-        );
-        assert!(
-            err.contains("--ta"),
-            "--ta {ta:?}: error does not name the flag: {err}"
-        );
+        assert!(err.contains(needle), "--ta {ta:?}: error does not name the problem ({needle:?}): {err}");
+        assert!(err.contains("--ta"), "--ta {ta:?}: error does not name the flag: {err}");
         assert!(
             !err.contains("cannot connect") && !err.contains("/nonexistent/x"),
             "--ta {ta:?}: the CLI tried the daemon first: {err}"

@@ -20,13 +20,7 @@ const PUBLIC_CORP: &str = "www 60 IN A 203.0.113.66\nnx 60 IN A 203.0.113.67";
 async fn public() -> AuthServer {
     AuthServer::start(&[
         ("corp.example.", &zone("corp.example.", PUBLIC_CORP)),
-        (
-            "example.",
-            &zone(
-                "example.",
-                "othercorp 60 IN A 203.0.113.1\nwww.eng.corp 60 IN A 203.0.113.2",
-            ),
-        ),
+        ("example.", &zone("example.", "othercorp 60 IN A 203.0.113.1\nwww.eng.corp 60 IN A 203.0.113.2")),
         ("pub.test.", &zone("pub.test.", "www 60 IN A 198.51.100.1")),
     ])
     .await
@@ -37,9 +31,7 @@ async fn internal(records: &str) -> AuthServer {
 }
 
 async fn a(d: &Daemon, name: &str) -> Vec<Ipv4Addr> {
-    let m = client::udp(d.dns, name, RecordType::A, &Q::default())
-        .await
-        .expect("answer");
+    let m = client::udp(d.dns, name, RecordType::A, &Q::default()).await.expect("answer");
     a_addrs(&m)
 }
 
@@ -51,126 +43,43 @@ fn addr(s: &AuthServer) -> String {
 async fn longest_suffix_across_nested_links_and_no_leak() {
     let public = public().await;
     let corp = internal("www 60 IN A 10.1.0.1\neng 60 IN A 10.1.0.9").await;
-    let eng = AuthServer::start(&[(
-        "eng.corp.example.",
-        &zone("eng.corp.example.", "www 60 IN A 10.2.0.1"),
-    )])
-    .await;
+    let eng = AuthServer::start(&[("eng.corp.example.", &zone("eng.corp.example.", "www 60 IN A 10.2.0.1"))]).await;
     let d = Daemon::start(&[public.addr()], &[]).await;
-    d.link_up(&[
-        "--id",
-        "corp",
-        "--profile",
-        "corp",
-        "--server",
-        &addr(&corp),
-        "--domain",
-        "corp.example",
-    ]);
-    d.link_up(&[
-        "--id",
-        "eng",
-        "--profile",
-        "eng",
-        "--server",
-        &addr(&eng),
-        "--domain",
-        "Eng.Corp.Example.",
-    ]);
+    d.link_up(&["--id", "corp", "--profile", "corp", "--server", &addr(&corp), "--domain", "corp.example"]);
+    d.link_up(&["--id", "eng", "--profile", "eng", "--server", &addr(&eng), "--domain", "Eng.Corp.Example."]);
 
-    assert_eq!(
-        a(&d, "www.corp.example").await,
-        [Ipv4Addr::new(10, 1, 0, 1)]
-    );
-    assert_eq!(
-        a(&d, "WWW.ENG.corp.example").await,
-        [Ipv4Addr::new(10, 2, 0, 1)]
-    );
+    assert_eq!(a(&d, "www.corp.example").await, [Ipv4Addr::new(10, 1, 0, 1)]);
+    assert_eq!(a(&d, "WWW.ENG.corp.example").await, [Ipv4Addr::new(10, 2, 0, 1)]);
     // Whole labels only: othercorp.example is public.
-    assert_eq!(
-        a(&d, "othercorp.example").await,
-        [Ipv4Addr::new(203, 0, 113, 1)]
-    );
-    assert_eq!(
-        a(&d, "www.pub.test").await,
-        [Ipv4Addr::new(198, 51, 100, 1)]
-    );
+    assert_eq!(a(&d, "othercorp.example").await, [Ipv4Addr::new(203, 0, 113, 1)]);
+    assert_eq!(a(&d, "www.pub.test").await, [Ipv4Addr::new(198, 51, 100, 1)]);
 
-    assert_eq!(
-        public.count_under("corp.example"),
-        0,
-        "split names leaked: {:?}",
-        public.queries()
-    );
-    assert_eq!(
-        corp.count_under("eng.corp.example"),
-        0,
-        "nested domain went to the outer link"
-    );
-    assert_eq!(
-        corp.count_under("pub.test") + eng.count_under("pub.test"),
-        0,
-        "public name sent to a tunnel"
-    );
-    assert_eq!(
-        corp.count_under("othercorp.example") + eng.count_under("othercorp.example"),
-        0
-    );
+    assert_eq!(public.count_under("corp.example"), 0, "split names leaked: {:?}", public.queries());
+    assert_eq!(corp.count_under("eng.corp.example"), 0, "nested domain went to the outer link");
+    assert_eq!(corp.count_under("pub.test") + eng.count_under("pub.test"), 0, "public name sent to a tunnel");
+    assert_eq!(corp.count_under("othercorp.example") + eng.count_under("othercorp.example"), 0);
 
     // While the internal server is down, split names fail closed and still never leak.
     corp.stop().await;
-    let m = client::udp(d.dns, "new.corp.example", RecordType::A, &Q::default())
-        .await
-        .expect("answer");
+    let m = client::udp(d.dns, "new.corp.example", RecordType::A, &Q::default()).await.expect("answer");
     assert_eq!(rcode(&m), ResponseCode::ServFail);
     let (code, text) = ede(&m).expect("extended DNS error");
     assert!(code == 22 || code == 23, "EDE code {code}");
-    assert!(
-        text.contains("corp"),
-        "EDE text should name the link: {text}"
-    );
-    assert_eq!(
-        public.count_under("corp.example"),
-        0,
-        "leak while the tunnel server was down"
-    );
+    assert!(text.contains("corp"), "EDE text should name the link: {text}");
+    assert_eq!(public.count_under("corp.example"), 0, "leak while the tunnel server was down");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apex_of_outer_domain_and_nested_split() {
     let public = public().await;
     let corp = internal("eng 60 IN A 10.1.0.9").await;
-    let eng = AuthServer::start(&[(
-        "eng.corp.example.",
-        &zone("eng.corp.example.", "@ 60 IN A 10.2.0.2"),
-    )])
-    .await;
+    let eng = AuthServer::start(&[("eng.corp.example.", &zone("eng.corp.example.", "@ 60 IN A 10.2.0.2"))]).await;
     let d = Daemon::start(&[public.addr()], &[]).await;
-    d.link_up(&[
-        "--id",
-        "corp",
-        "--server",
-        &addr(&corp),
-        "--domain",
-        "corp.example",
-    ]);
-    assert_eq!(
-        a(&d, "eng.corp.example").await,
-        [Ipv4Addr::new(10, 1, 0, 9)]
-    );
-    d.link_up(&[
-        "--id",
-        "eng",
-        "--server",
-        &addr(&eng),
-        "--domain",
-        "eng.corp.example",
-    ]);
+    d.link_up(&["--id", "corp", "--server", &addr(&corp), "--domain", "corp.example"]);
+    assert_eq!(a(&d, "eng.corp.example").await, [Ipv4Addr::new(10, 1, 0, 9)]);
+    d.link_up(&["--id", "eng", "--server", &addr(&eng), "--domain", "eng.corp.example"]);
     // The nested link takes over its subtree at once; the outer link's cached answer is not served.
-    assert_eq!(
-        a(&d, "eng.corp.example").await,
-        [Ipv4Addr::new(10, 2, 0, 2)]
-    );
+    assert_eq!(a(&d, "eng.corp.example").await, [Ipv4Addr::new(10, 2, 0, 2)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,34 +88,15 @@ async fn teardown_removes_routes_flushes_cache_drops_anchors_abandons_queries() 
     let corp = internal("www 60 IN A 10.1.0.1").await;
     let d = Daemon::start(&[public.addr()], &[]).await;
     let ds = format!("corp.example. IN DS 4242 13 2 {}", "AB".repeat(32));
-    d.link_up(&[
-        "--id",
-        "vpn",
-        "--server",
-        &addr(&corp),
-        "--domain",
-        "corp.example",
-        "--ta",
-        &ds,
-    ]);
+    d.link_up(&["--id", "vpn", "--server", &addr(&corp), "--domain", "corp.example", "--ta", &ds]);
 
     // Fill the cache with a positive and a negative answer; second queries are cache hits.
     for _ in 0..2 {
-        assert_eq!(
-            a(&d, "www.corp.example").await,
-            [Ipv4Addr::new(10, 1, 0, 1)]
-        );
-        let m = client::udp(d.dns, "missing.corp.example", RecordType::A, &Q::default())
-            .await
-            .unwrap();
+        assert_eq!(a(&d, "www.corp.example").await, [Ipv4Addr::new(10, 1, 0, 1)]);
+        let m = client::udp(d.dns, "missing.corp.example", RecordType::A, &Q::default()).await.unwrap();
         assert_eq!(rcode(&m), ResponseCode::NXDomain);
     }
-    assert_eq!(
-        corp.count(),
-        2,
-        "second round should come from the cache: {:?}",
-        corp.queries()
-    );
+    assert_eq!(corp.count(), 2, "second round should come from the cache: {:?}", corp.queries());
     let st = d.status().await;
     assert_eq!(st["links"][0]["anchors"][0]["anchor"].as_str().unwrap(), ds);
     assert_eq!(st["cache"]["entries"], 2, "{st}");
@@ -218,80 +108,33 @@ async fn teardown_removes_routes_flushes_cache_drops_anchors_abandons_queries() 
     // The positive and the negative entry are gone from memory, not just unreachable.
     assert!(out.contains("2 cached answer(s) flushed"), "{out}");
     assert_eq!(d.status().await["cache"]["entries"], 0);
-    assert_eq!(
-        a(&d, "www.corp.example").await,
-        [Ipv4Addr::new(203, 0, 113, 66)]
-    );
-    let m = client::udp(d.dns, "missing.corp.example", RecordType::A, &Q::default())
-        .await
-        .unwrap();
+    assert_eq!(a(&d, "www.corp.example").await, [Ipv4Addr::new(203, 0, 113, 66)]);
+    let m = client::udp(d.dns, "missing.corp.example", RecordType::A, &Q::default()).await.unwrap();
     assert_eq!(rcode(&m), ResponseCode::NXDomain);
     assert_eq!(public.count_under("corp.example"), 2);
 
     // 2. Cache flushed (negative entries too): the same link back up asks its server again.
-    d.link_up(&[
-        "--id",
-        "vpn",
-        "--server",
-        &addr(&corp),
-        "--domain",
-        "corp.example",
-    ]);
-    assert_eq!(
-        a(&d, "www.corp.example").await,
-        [Ipv4Addr::new(10, 1, 0, 1)]
-    );
-    let m = client::udp(d.dns, "missing.corp.example", RecordType::A, &Q::default())
-        .await
-        .unwrap();
+    d.link_up(&["--id", "vpn", "--server", &addr(&corp), "--domain", "corp.example"]);
+    assert_eq!(a(&d, "www.corp.example").await, [Ipv4Addr::new(10, 1, 0, 1)]);
+    let m = client::udp(d.dns, "missing.corp.example", RecordType::A, &Q::default()).await.unwrap();
     assert_eq!(rcode(&m), ResponseCode::NXDomain);
-    assert_eq!(
-        corp.count(),
-        4,
-        "answers survived teardown in the cache: {:?}",
-        corp.queries()
-    );
+    assert_eq!(corp.count(), 4, "answers survived teardown in the cache: {:?}", corp.queries());
 
     // 3. Anchors dropped: the new link (without --ta) has none.
     let st = d.status().await;
-    assert_eq!(
-        st["links"][0]["anchors"].as_array().unwrap().len(),
-        0,
-        "{st}"
-    );
+    assert_eq!(st["links"][0]["anchors"].as_array().unwrap().len(), 0, "{st}");
 
     // 4. In-flight queries abandoned at once, not left to time out.
     let slow = AuthServer::start_with(
-        AuthOptions {
-            delay: Some(Duration::from_secs(30)),
-            ..Default::default()
-        },
-        &[(
-            "slow.example.",
-            &zone("slow.example.", "www 60 IN A 10.9.9.9"),
-        )],
+        AuthOptions { delay: Some(Duration::from_secs(30)), ..Default::default() },
+        &[("slow.example.", &zone("slow.example.", "www 60 IN A 10.9.9.9"))],
     )
     .await;
-    d.link_up(&[
-        "--id",
-        "slow",
-        "--server",
-        &addr(&slow),
-        "--domain",
-        "slow.example",
-    ]);
+    d.link_up(&["--id", "slow", "--server", &addr(&slow), "--domain", "slow.example"]);
     let dns = d.dns;
     let pending = tokio::spawn(async move {
-        client::udp(
-            dns,
-            "www.slow.example",
-            RecordType::A,
-            &Q {
-                timeout: Duration::from_secs(20),
-                ..Q::default()
-            },
-        )
-        .await
+        client::udp(dns, "www.slow.example", RecordType::A, &Q { timeout: Duration::from_secs(20), ..Q::default() })
+            .await
     });
     // Wait until the query reached the slow server, then tear the link down.
     for _ in 0..200 {
@@ -303,16 +146,10 @@ async fn teardown_removes_routes_flushes_cache_drops_anchors_abandons_queries() 
     assert_eq!(slow.count(), 1);
     let out = d.link_down("slow");
     assert!(out.contains("1 query(ies) abandoned"), "{out}");
-    let m = pending
-        .await
-        .unwrap()
-        .expect("an answer, not a client timeout");
+    let m = pending.await.unwrap().expect("an answer, not a client timeout");
     assert_eq!(rcode(&m), ResponseCode::ServFail);
     let (_, text) = ede(&m).expect("EDE");
-    assert!(
-        text.contains("went down"),
-        "abandoned query should say why: {text}"
-    );
+    assert!(text.contains("went down"), "abandoned query should say why: {text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -321,47 +158,15 @@ async fn domain_of_another_profile_is_refused_same_profile_replaces() {
     let a_srv = internal("www 60 IN A 10.1.0.1").await;
     let b_srv = internal("www 60 IN A 10.66.0.1").await;
     let d = Daemon::start(&[public.addr()], &[]).await;
-    d.link_up(&[
-        "--id",
-        "a",
-        "--profile",
-        "corp",
-        "--server",
-        &addr(&a_srv),
-        "--domain",
-        "corp.example",
-    ]);
-    let out = d.link_up(&[
-        "--id",
-        "b",
-        "--profile",
-        "evil",
-        "--server",
-        &addr(&b_srv),
-        "--domain",
-        "corp.example",
-    ]);
+    d.link_up(&["--id", "a", "--profile", "corp", "--server", &addr(&a_srv), "--domain", "corp.example"]);
+    let out = d.link_up(&["--id", "b", "--profile", "evil", "--server", &addr(&b_srv), "--domain", "corp.example"]);
     assert!(out.contains("NOT routing corp.example"), "{out}");
     let st = d.status().await;
-    let b = st["links"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["id"] == "b")
-        .unwrap()
-        .clone();
+    let b = st["links"].as_array().unwrap().iter().find(|l| l["id"] == "b").unwrap().clone();
     assert_eq!(b["domains"].as_array().unwrap().len(), 0);
     assert_eq!(b["refused"][0]["domain"], "corp.example");
-    assert!(
-        b["refused"][0]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("RFC 8598 §8")
-    );
-    assert_eq!(
-        a(&d, "www.corp.example").await,
-        [Ipv4Addr::new(10, 1, 0, 1)]
-    );
+    assert!(b["refused"][0]["reason"].as_str().unwrap().contains("RFC 8598 §8"));
+    assert_eq!(a(&d, "www.corp.example").await, [Ipv4Addr::new(10, 1, 0, 1)]);
     assert_eq!(b_srv.count(), 0);
 
     // The text view says it too.
@@ -370,44 +175,20 @@ async fn domain_of_another_profile_is_refused_same_profile_replaces() {
 
     // The same profile reconnecting (new id) replaces its old link and keeps the domain.
     let a2 = internal("www 60 IN A 10.1.0.2").await;
-    let out = d.link_up(&[
-        "--id",
-        "a-reconnect",
-        "--profile",
-        "corp",
-        "--server",
-        &addr(&a2),
-        "--domain",
-        "corp.example",
-    ]);
+    let out =
+        d.link_up(&["--id", "a-reconnect", "--profile", "corp", "--server", &addr(&a2), "--domain", "corp.example"]);
     assert!(out.contains("replaced link a"), "{out}");
     let st = d.status().await;
-    let ids: Vec<&str> = st["links"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["id"].as_str().unwrap())
-        .collect();
+    let ids: Vec<&str> = st["links"].as_array().unwrap().iter().map(|l| l["id"].as_str().unwrap()).collect();
     assert!(!ids.contains(&"a"), "{ids:?}");
     // The reconnect keeps the profile's claim: the refused rival does not take the domain over.
-    let owner = st["links"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| !l["domains"].as_array().unwrap().is_empty())
-        .unwrap();
+    let owner = st["links"].as_array().unwrap().iter().find(|l| !l["domains"].as_array().unwrap().is_empty()).unwrap();
     assert_eq!(owner["id"], "a-reconnect");
-    assert_eq!(
-        a(&d, "www.corp.example").await,
-        [Ipv4Addr::new(10, 1, 0, 2)]
-    );
+    assert_eq!(a(&d, "www.corp.example").await, [Ipv4Addr::new(10, 1, 0, 2)]);
     assert_eq!(b_srv.count(), 0);
     // When the profile goes away for good, the other link's claim takes effect.
     d.link_down("a-reconnect");
-    assert_eq!(
-        a(&d, "www.corp.example").await,
-        [Ipv4Addr::new(10, 66, 0, 1)]
-    );
+    assert_eq!(a(&d, "www.corp.example").await, [Ipv4Addr::new(10, 66, 0, 1)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -415,10 +196,7 @@ async fn full_tunnel_default_route_and_ignored_split_config() {
     let public = public().await;
     let tunnel = AuthServer::start(&[
         ("pub.test.", &zone("pub.test.", "www 60 IN A 10.200.0.1")),
-        (
-            "corp.example.",
-            &zone("corp.example.", "www 60 IN A 10.200.0.2"),
-        ),
+        ("corp.example.", &zone("corp.example.", "www 60 IN A 10.200.0.2")),
     ])
     .await;
     let d = Daemon::start(&[public.addr()], &[]).await;
@@ -439,39 +217,17 @@ async fn full_tunnel_default_route_and_ignored_split_config() {
     let st = d.status().await;
     assert_eq!(st["links"][0]["domains"].as_array().unwrap().len(), 0);
     assert_eq!(st["links"][0]["anchors"][0]["state"], "ignored");
-    assert!(
-        st["default_upstream"]["source"]
-            .as_str()
-            .unwrap()
-            .contains("ft")
-    );
+    assert!(st["default_upstream"]["source"].as_str().unwrap().contains("ft"));
     // Everything goes down the tunnel while it is up.
     assert_eq!(a(&d, "www.pub.test").await, [Ipv4Addr::new(10, 200, 0, 1)]);
-    assert_eq!(
-        a(&d, "www.corp.example").await,
-        [Ipv4Addr::new(10, 200, 0, 2)]
-    );
+    assert_eq!(a(&d, "www.corp.example").await, [Ipv4Addr::new(10, 200, 0, 2)]);
     assert_eq!(public.count(), 0);
     d.link_down("ft");
-    assert_eq!(
-        a(&d, "www.pub.test").await,
-        [Ipv4Addr::new(198, 51, 100, 1)]
-    );
+    assert_eq!(a(&d, "www.pub.test").await, [Ipv4Addr::new(198, 51, 100, 1)]);
 
     // A full tunnel without --default-route changes nothing for routing.
-    d.link_up(&[
-        "--id",
-        "ft2",
-        "--server",
-        &addr(&tunnel),
-        "--domain",
-        "corp.example",
-        "--full-tunnel",
-    ]);
-    assert_eq!(
-        a(&d, "www.corp.example").await,
-        [Ipv4Addr::new(203, 0, 113, 66)]
-    );
+    d.link_up(&["--id", "ft2", "--server", &addr(&tunnel), "--domain", "corp.example", "--full-tunnel"]);
+    assert_eq!(a(&d, "www.corp.example").await, [Ipv4Addr::new(203, 0, 113, 66)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -479,35 +235,16 @@ async fn links_survive_restart_and_crash() {
     let public = public().await;
     let corp = internal("www 60 IN A 10.1.0.1").await;
     let mut d = Daemon::start(&[public.addr()], &[]).await;
-    d.link_up(&[
-        "--id",
-        "vpn",
-        "--profile",
-        "corp",
-        "--server",
-        &addr(&corp),
-        "--domain",
-        "corp.example",
-    ]);
+    d.link_up(&["--id", "vpn", "--profile", "corp", "--server", &addr(&corp), "--domain", "corp.example"]);
 
-    assert!(
-        d.stop(),
-        "SIGTERM should exit cleanly; log:\n{}",
-        d.log_text()
-    );
+    assert!(d.stop(), "SIGTERM should exit cleanly; log:\n{}", d.log_text());
     d.restart().await;
-    assert_eq!(
-        a(&d, "www.corp.example").await,
-        [Ipv4Addr::new(10, 1, 0, 1)]
-    );
+    assert_eq!(a(&d, "www.corp.example").await, [Ipv4Addr::new(10, 1, 0, 1)]);
     assert_eq!(d.status().await["links"][0]["profile"], "corp");
 
     d.crash();
     d.restart().await;
-    assert_eq!(
-        a(&d, "www.corp.example").await,
-        [Ipv4Addr::new(10, 1, 0, 1)]
-    );
+    assert_eq!(a(&d, "www.corp.example").await, [Ipv4Addr::new(10, 1, 0, 1)]);
     assert_eq!(public.count_under("corp.example"), 0);
 
     // A link that went down stays down after a restart.
@@ -523,34 +260,22 @@ async fn corrupt_state_file_is_set_aside_not_fatal() {
     let mut d = Daemon::start(&[public.addr()], &[]).await;
     d.crash();
     std::fs::create_dir_all(&d.state_dir).unwrap();
-    std::fs::write(
-        d.state_dir.join("links.json"),
-        b"{\"version\":1,\"links\":[{\"id\":",
-    )
-    .unwrap();
+    std::fs::write(d.state_dir.join("links.json"), b"{\"version\":1,\"links\":[{\"id\":").unwrap();
     d.restart().await;
     assert_eq!(d.status().await["links"].as_array().unwrap().len(), 0);
     let aside = std::fs::read_dir(&d.state_dir)
         .unwrap()
         .filter_map(Result::ok)
-        .any(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with("links.json.corrupt-")
-        });
+        .any(|e| e.file_name().to_string_lossy().starts_with("links.json.corrupt-"));
     assert!(aside, "the corrupt file should be kept for inspection");
     assert!(d.log_text().contains("corrupt"), "the daemon should say so");
-    assert_eq!(
-        a(&d, "www.pub.test").await,
-        [Ipv4Addr::new(198, 51, 100, 1)]
-    );
+    assert_eq!(a(&d, "www.pub.test").await, [Ipv4Addr::new(198, 51, 100, 1)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_the_default_upstream() {
     let first = public().await;
-    let second =
-        AuthServer::start(&[("pub.test.", &zone("pub.test.", "www 60 IN A 198.51.100.2"))]).await;
+    let second = AuthServer::start(&[("pub.test.", &zone("pub.test.", "www 60 IN A 198.51.100.2"))]).await;
     let d = Daemon::start(&[], &[]).await;
     // The helper wrote config.toml; point it at `first`, reload, then at `second`.
     let config = d.dir.path().join("config.toml");
@@ -584,47 +309,27 @@ async fn sighup_reloads_the_default_upstream() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(
-        d.log_text().contains("keeping the running configuration"),
-        "{}",
-        d.log_text()
-    );
+    assert!(d.log_text().contains("keeping the running configuration"), "{}", d.log_text());
     let st = d.status().await;
-    assert_eq!(
-        st["default_upstream"]["servers"][0]["addr"],
-        second.addr().to_string()
-    );
+    assert_eq!(st["default_upstream"]["servers"][0]["addr"], second.addr().to_string());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identical_questions_in_flight_share_one_upstream_query() {
     let public = public().await;
     let slow = AuthServer::start_with(
-        AuthOptions {
-            delay: Some(Duration::from_millis(500)),
-            ..Default::default()
-        },
-        &[(
-            "corp.example.",
-            &zone("corp.example.", "www 60 IN A 10.1.0.1"),
-        )],
+        AuthOptions { delay: Some(Duration::from_millis(500)), ..Default::default() },
+        &[("corp.example.", &zone("corp.example.", "www 60 IN A 10.1.0.1"))],
     )
     .await;
     let d = Daemon::start(&[public.addr()], &[]).await;
-    d.link_up(&[
-        "--id",
-        "vpn",
-        "--server",
-        &addr(&slow),
-        "--domain",
-        "corp.example",
-    ]);
+    d.link_up(&["--id", "vpn", "--server", &addr(&slow), "--domain", "corp.example"]);
     let mut clients = Vec::new();
     for _ in 0..8 {
         let dns = d.dns;
-        clients.push(tokio::spawn(async move {
-            client::udp(dns, "www.corp.example", RecordType::A, &Q::default()).await
-        }));
+        clients.push(tokio::spawn(
+            async move { client::udp(dns, "www.corp.example", RecordType::A, &Q::default()).await },
+        ));
     }
     for c in clients {
         let m = c.await.unwrap().expect("answer");
@@ -633,10 +338,5 @@ async fn identical_questions_in_flight_share_one_upstream_query() {
     // Count transactions (source port + id); a UDP retransmission of the same one does not count.
     let transactions: std::collections::HashSet<(u16, u16)> =
         slow.queries().iter().map(|q| (q.src_port, q.id)).collect();
-    assert_eq!(
-        transactions.len(),
-        1,
-        "8 identical questions should cause one upstream query: {:?}",
-        slow.queries()
-    );
+    assert_eq!(transactions.len(), 1, "8 identical questions should cause one upstream query: {:?}", slow.queries());
 }

@@ -59,14 +59,7 @@ async fn internal_with(opts: AuthOptions) -> AuthServer {
 /// Brings up LINK for corp.example with `server` and extra CLI flags.
 fn link_up(d: &Daemon, server: SocketAddr, extra: &[&str]) {
     let server = server.to_string();
-    let mut args = vec![
-        "--id",
-        LINK,
-        "--server",
-        &server,
-        "--domain",
-        "corp.example",
-    ];
+    let mut args = vec!["--id", LINK, "--server", &server, "--domain", "corp.example"];
     args.extend_from_slice(extra);
     d.link_up(&args);
 }
@@ -93,14 +86,8 @@ fn assert_fail_closed(r: &Message, code: u16) {
     assert!(r.answers.is_empty(), "{r:?}");
     let (got, text) = ede(r).unwrap_or_else(|| panic!("SERVFAIL without an EDE: {r:?}"));
     assert_eq!(got, code, "EDE text: {text}");
-    assert!(
-        text.contains(LINK),
-        "EDE text does not name the link: {text:?}"
-    );
-    assert!(
-        text.contains("corp.example"),
-        "EDE text does not name the split domain: {text:?}"
-    );
+    assert!(text.contains(LINK), "EDE text does not name the link: {text:?}");
+    assert!(text.contains("corp.example"), "EDE text does not name the split domain: {text:?}");
 }
 
 fn server_status(status: &serde_json::Value) -> &serde_json::Value {
@@ -198,12 +185,7 @@ impl Fake {
             }
         });
 
-        Fake {
-            addr,
-            udp_log,
-            tcp_log,
-            tasks: vec![udp_task, tcp_task],
-        }
+        Fake { addr, udp_log, tcp_log, tasks: vec![udp_task, tcp_task] }
     }
 
     fn udp_queries(&self) -> Vec<(SocketAddr, Message)> {
@@ -246,11 +228,7 @@ fn a_response(id: u16, name: &Name, addr: Ipv4Addr) -> Vec<u8> {
 }
 
 fn qname(msg: &Message) -> String {
-    msg.queries[0]
-        .name()
-        .to_string()
-        .trim_end_matches('.')
-        .to_ascii_lowercase()
+    msg.queries[0].name().to_string().trim_end_matches('.').to_ascii_lowercase()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -272,10 +250,7 @@ async fn internal_queries_use_random_source_ports_and_ids() {
         let name = format!("h{i}.corp.example.");
         let mut q = Message::new(CLIENT_ID, MessageType::Query, OpCode::Query);
         q.metadata.recursion_desired = true;
-        q.add_query(Query::query(
-            Name::from_ascii(&name).unwrap(),
-            RecordType::A,
-        ));
+        q.add_query(Query::query(Name::from_ascii(&name).unwrap(), RecordType::A));
         let reply = client::send_raw_udp(d.dns, &q.to_vec().unwrap(), Duration::from_secs(5))
             .await
             .unwrap_or_else(|| panic!("no reply for {name}; log:\n{}", d.log_text()));
@@ -292,11 +267,7 @@ async fn internal_queries_use_random_source_ports_and_ids() {
     let ids: HashSet<u16> = log.iter().map(|q| q.id).collect();
     assert!(ports.len() > 1, "all queries left from one port: {log:?}");
     assert!(ids.len() > 1, "all queries had one id: {log:?}");
-    assert!(
-        !ports.contains(&d.dns.port()),
-        "a query left from the listener's port {}: {log:?}",
-        d.dns.port()
-    );
+    assert!(!ports.contains(&d.dns.port()), "a query left from the listener's port {}: {log:?}", d.dns.port());
     assert_eq!(public.count_under("corp.example"), 0);
 }
 
@@ -337,11 +308,7 @@ async fn mismatched_and_spoofed_replies_are_ignored() {
     assert_eq!(a_addrs(&r), vec![ip(10, 1, 0, 1)]);
 
     let udp = fake.udp_queries();
-    assert_eq!(
-        udp.len(),
-        2,
-        "one datagram per query, no retransmission needed"
-    );
+    assert_eq!(udp.len(), 2, "one datagram per query, no retransmission needed");
     assert_eq!(qname(&udp[0].1), "www.corp.example");
     assert_eq!(qname(&udp[1].1), "mail.corp.example");
     assert!(fake.tcp_queries().is_empty());
@@ -353,11 +320,7 @@ async fn mismatched_and_spoofed_replies_are_ignored() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncated_answer_is_retried_over_tcp() {
     let public = public_server().await;
-    let internal = internal_with(AuthOptions {
-        truncate_udp: true,
-        ..AuthOptions::default()
-    })
-    .await;
+    let internal = internal_with(AuthOptions { truncate_udp: true, ..AuthOptions::default() }).await;
     let d = Daemon::start(&[public.addr()], &[]).await;
     link_up(&d, internal.addr(), &[]);
 
@@ -368,11 +331,7 @@ async fn truncated_answer_is_retried_over_tcp() {
     let r = ask_udp(&d, "mail.corp.example").await;
     assert_eq!(a_addrs(&r), vec![ip(10, 1, 0, 2)]);
 
-    let seen: Vec<(String, Proto)> = internal
-        .queries()
-        .into_iter()
-        .map(|q| (q.name, q.proto))
-        .collect();
+    let seen: Vec<(String, Proto)> = internal.queries().into_iter().map(|q| (q.name, q.proto)).collect();
     assert_eq!(
         seen,
         vec![
@@ -437,11 +396,7 @@ async fn udp_silent_server_gets_one_retransmission_then_tcp_and_is_remembered() 
 async fn source_address_is_used_for_udp_and_tcp() {
     let public = public_server().await;
     // Truncating, so that every query goes over both transports.
-    let internal = internal_with(AuthOptions {
-        truncate_udp: true,
-        ..AuthOptions::default()
-    })
-    .await;
+    let internal = internal_with(AuthOptions { truncate_udp: true, ..AuthOptions::default() }).await;
     let d = Daemon::start(&[public.addr()], &[]).await;
     link_up(&d, internal.addr(), &["--source", "127.0.0.5"]);
 
@@ -487,11 +442,7 @@ async fn unbindable_source_address_fails_closed_with_network_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interface_lo_is_accepted_and_used() {
     let public = public_server().await;
-    let internal = internal_with(AuthOptions {
-        truncate_udp: true,
-        ..AuthOptions::default()
-    })
-    .await;
+    let internal = internal_with(AuthOptions { truncate_udp: true, ..AuthOptions::default() }).await;
     let d = Daemon::start(&[public.addr()], &[]).await;
     link_up(&d, internal.addr(), &["--interface", "lo"]);
 
@@ -535,10 +486,7 @@ async fn unknown_interface_is_refused_and_changes_nothing() {
     assert!(err.contains("does not exist"), "{err}");
 
     assert_eq!(d.status().await["links"], before);
-    assert_eq!(
-        std::fs::read(d.state_dir.join("links.json")).ok(),
-        state_before
-    );
+    assert_eq!(std::fs::read(d.state_dir.join("links.json")).ok(), state_before);
     let r = ask_udp(&d, "www.corp.example").await;
     assert_eq!(a_addrs(&r), vec![ip(10, 1, 0, 1)]);
     assert_eq!(internal.count(), 1);
@@ -551,11 +499,7 @@ async fn unknown_interface_is_refused_and_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusing_server_fails_closed_with_no_reachable_authority() {
     let public = public_server().await;
-    let internal = internal_with(AuthOptions {
-        refuse_all: true,
-        ..AuthOptions::default()
-    })
-    .await;
+    let internal = internal_with(AuthOptions { refuse_all: true, ..AuthOptions::default() }).await;
     let d = Daemon::start(&[public.addr()], &[]).await;
     link_up(&d, internal.addr(), &[]);
 
@@ -564,16 +508,8 @@ async fn refusing_server_fails_closed_with_no_reachable_authority() {
     let r = ask_tcp(&d, "mail.corp.example").await;
     assert_fail_closed(&r, EDE_NO_REACHABLE_AUTHORITY);
 
-    assert!(
-        internal.count_under("corp.example") >= 2,
-        "the link's server was asked"
-    );
-    assert_eq!(
-        public.count_under("corp.example"),
-        0,
-        "{:?}",
-        public.queries()
-    );
+    assert!(internal.count_under("corp.example") >= 2, "the link's server was asked");
+    assert_eq!(public.count_under("corp.example"), 0, "{:?}", public.queries());
     // The public upstream works (it would have answered the leaked query).
     let r = ask_udp(&d, "www.public.example").await;
     assert_eq!(a_addrs(&r), vec![ip(192, 0, 2, 10)]);
@@ -583,23 +519,13 @@ async fn refusing_server_fails_closed_with_no_reachable_authority() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unanswering_server_times_out_with_no_reachable_authority() {
     let public = public_server().await;
-    let internal = internal_with(AuthOptions {
-        udp: UdpMode::Blackhole,
-        tcp: false,
-        ..AuthOptions::default()
-    })
-    .await;
+    let internal = internal_with(AuthOptions { udp: UdpMode::Blackhole, tcp: false, ..AuthOptions::default() }).await;
     let d = Daemon::start_with_config(&[public.addr()], &[], "query_timeout_ms = 1000").await;
     link_up(&d, internal.addr(), &[]);
 
     let r = ask_udp(&d, "www.corp.example").await;
     assert_fail_closed(&r, EDE_NO_REACHABLE_AUTHORITY);
-    assert_eq!(
-        public.count_under("corp.example"),
-        0,
-        "{:?}",
-        public.queries()
-    );
+    assert_eq!(public.count_under("corp.example"), 0, "{:?}", public.queries());
     let status = d.status().await;
     let s = server_status(&status);
     assert_eq!(s["transport"], "udp", "TCP never worked: {s}");
@@ -621,12 +547,7 @@ async fn closed_port_fails_closed_with_network_error() {
     assert_fail_closed(&r, EDE_NETWORK_ERROR);
     let r = ask_tcp(&d, "www.corp.example").await;
     assert_fail_closed(&r, EDE_NETWORK_ERROR);
-    assert_eq!(
-        public.count_under("corp.example"),
-        0,
-        "{:?}",
-        public.queries()
-    );
+    assert_eq!(public.count_under("corp.example"), 0, "{:?}", public.queries());
 }
 
 /// The listener serves TCP clients, for split and public names alike.
@@ -663,13 +584,8 @@ async fn garbage_packets_do_not_stop_the_daemon() {
     let mut truncated_question = vec![0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0];
     truncated_question.extend_from_slice(&[3, b'w', b'w']);
     let mut response = Message::response(0x4242, OpCode::Query);
-    response.add_query(Query::query(
-        Name::from_ascii("www.corp.example.").unwrap(),
-        RecordType::A,
-    ));
-    let pseudo_random: Vec<u8> = (0..600u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
+    response.add_query(Query::query(Name::from_ascii("www.corp.example.").unwrap(), RecordType::A));
+    let pseudo_random: Vec<u8> = (0..600u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     let garbage: Vec<Vec<u8>> = vec![
         b"junk".to_vec(),
         vec![0u8; 12],
@@ -708,23 +624,12 @@ async fn client_without_edns_gets_a_plain_answer() {
     let d = Daemon::start(&[public.addr()], &[]).await;
     link_up(&d, internal.addr(), &[]);
 
-    let no_edns = Q {
-        edns: false,
-        ..Q::default()
-    };
-    for (name, want) in [
-        ("www.corp.example", ip(10, 1, 0, 1)),
-        ("www.public.example", ip(192, 0, 2, 10)),
-    ] {
-        let r = client::udp(d.dns, name, RecordType::A, &no_edns)
-            .await
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let no_edns = Q { edns: false, ..Q::default() };
+    for (name, want) in [("www.corp.example", ip(10, 1, 0, 1)), ("www.public.example", ip(192, 0, 2, 10))] {
+        let r = client::udp(d.dns, name, RecordType::A, &no_edns).await.unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(rcode(&r), ResponseCode::NoError, "{name}");
         assert_eq!(a_addrs(&r), vec![want], "{name}");
-        assert!(
-            r.edns.is_none(),
-            "{name}: OPT in a reply to a non-EDNS query"
-        );
+        assert!(r.edns.is_none(), "{name}: OPT in a reply to a non-EDNS query");
         assert_eq!(r.queries.len(), 1);
     }
     assert_eq!(internal.count(), 1);

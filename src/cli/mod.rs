@@ -80,6 +80,12 @@ struct DaemonArgs {
     /// Filter with RUST_LOG, e.g. RUST_LOG=splitdns=debug.
     #[arg(long, value_name = "FORMAT", default_value = "auto")]
     log_format: LogFormat,
+    /// TESTING ONLY. Use every DNSSEC trust anchor a VPN offers for its split domains without asking
+    /// a whitelist. RFC 8598 §6 forbids this in real use: an anchor lets the VPN server vouch for
+    /// every name below it (TLSA, SSHFP, …), like installing an enterprise CA. Without this flag, no
+    /// anchor is used until the whitelist exists.
+    #[arg(long)]
+    accept_anchors_without_whitelist: bool,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -138,20 +144,14 @@ struct LinkUpArgs {
 /// Entry point of the `splitdns` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("splitdns: cannot start the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let socket = cli
-        .control_socket
-        .clone()
-        .unwrap_or_else(config::default_client_socket);
+    let socket = cli.control_socket.clone().unwrap_or_else(config::default_client_socket);
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Daemon(args) => {
@@ -162,7 +162,12 @@ pub fn main() -> ExitCode {
                     control_socket: cli.control_socket,
                     state_dir: args.state_dir,
                 };
-                crate::daemon::run(args.config, overrides).await
+                let policy = if args.accept_anchors_without_whitelist {
+                    crate::daemon::agent::AnchorPolicy::AcceptAllForTesting
+                } else {
+                    crate::daemon::agent::AnchorPolicy::NoWhitelist
+                };
+                crate::daemon::run(args.config, overrides, policy).await
             }
             Command::Link(LinkCommand::Up(args)) => link::up(&socket, args).await,
             Command::Link(LinkCommand::Down { id }) => link::down(&socket, id).await,
@@ -180,7 +185,9 @@ pub fn main() -> ExitCode {
 
 fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // hickory-server logs every request at INFO; that is a cost per query, not news.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,hickory_server=warn,hickory_net=warn,hickory_proto=warn"));
     let journal = match format {
         LogFormat::Journal => true,
         LogFormat::Text => false,

@@ -36,11 +36,7 @@ fn servers(list: &[ServerStatus]) -> String {
 /// Renders the status as text.
 pub fn render(s: &Status) -> String {
     let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "splitdns {} (pid {}), up {}s",
-        s.version, s.pid, s.uptime_secs
-    );
+    let _ = writeln!(o, "splitdns {} (pid {}), up {}s", s.version, s.pid, s.uptime_secs);
     let _ = writeln!(o, "listening   {}", s.listen.join(", "));
     let _ = writeln!(o, "state file  {}", s.state_file);
     let _ = writeln!(o);
@@ -79,13 +75,40 @@ pub fn render(s: &Status) -> String {
             let _ = writeln!(o, "  domains   (none routed)");
         }
         for d in &l.domains {
-            let _ = writeln!(o, "  domain    {d}  → this link only ({})", l.dnssec);
+            let validated: Vec<&str> = l
+                .trust
+                .iter()
+                .filter(|t| t.zone == *d || t.zone.ends_with(&format!(".{d}")))
+                .map(|t| t.zone.as_str())
+                .collect();
+            let dnssec = if validated.is_empty() {
+                "DNSSEC: insecure, no trust anchor in use".to_string()
+            } else {
+                format!("DNSSEC: validated below {}", validated.join(", "))
+            };
+            let _ = writeln!(o, "  domain    {d}  → this link only; {dnssec}");
         }
         for r in &l.refused {
             let _ = writeln!(o, "  refused   {}: {}", r.domain, r.reason);
         }
         for a in &l.anchors {
             let _ = writeln!(o, "  anchor    {} [{}] {}", a.anchor, a.state, a.reason);
+        }
+        for t in &l.trust {
+            let _ = writeln!(
+                o,
+                "  trust     {} [{}]{}",
+                t.zone,
+                t.state,
+                t.reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default()
+            );
+            if !t.keys.is_empty() {
+                let _ = writeln!(o, "            keys {} (DNSKEY set signed by {:?})", t.keys.join(", "), t.signed_by);
+            }
+            if let Some(n) = t.next_check {
+                let _ = writeln!(o, "            next check at {n} (Unix time)");
+            }
+            let _ = writeln!(o, "            answers: {} secure, {} insecure, {} bogus", t.secure, t.insecure, t.bogus);
         }
         let c = &l.counters;
         let _ = writeln!(
@@ -101,10 +124,6 @@ pub fn render(s: &Status) -> String {
         "totals      {} queries, {} cache hits, {} misses, {} SERVFAIL, {} REFUSED, {} FORMERR",
         c.queries, c.cache_hits, c.cache_misses, c.servfail, c.refused, c.formerr
     );
-    let _ = writeln!(
-        o,
-        "cache       {} entries, {} of {} bytes",
-        s.cache.entries, s.cache.bytes, s.cache.max_bytes
-    );
+    let _ = writeln!(o, "cache       {} entries, {} of {} bytes", s.cache.entries, s.cache.bytes, s.cache.max_bytes);
     o
 }

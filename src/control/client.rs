@@ -15,26 +15,12 @@ use super::protocol::{Reply, Request};
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Sends `request` to the daemon at `socket` and decodes the result.
-pub async fn call<T: DeserializeOwned>(
-    socket: &Path,
-    request: &Request,
-    timeout: Duration,
-) -> anyhow::Result<T> {
+pub async fn call<T: DeserializeOwned>(socket: &Path, request: &Request, timeout: Duration) -> anyhow::Result<T> {
     let reply = tokio::time::timeout(timeout, exchange(socket, request))
         .await
-        .with_context(|| {
-            format!(
-                "the splitdns daemon at {} did not answer within {timeout:?}",
-                socket.display()
-            )
-        })??;
+        .with_context(|| format!("the splitdns daemon at {} did not answer within {timeout:?}", socket.display()))??;
     if !reply.ok {
-        bail!(
-            "{}",
-            reply
-                .error
-                .unwrap_or_else(|| "the daemon reported an unspecified error".into())
-        );
+        bail!("{}", reply.error.unwrap_or_else(|| "the daemon reported an unspecified error".into()));
     }
     let value = reply.result.unwrap_or(serde_json::Value::Null);
     serde_json::from_value(value).context("the daemon's reply does not match this splitdns version")

@@ -40,21 +40,13 @@ pub struct Reply {
 impl Reply {
     pub fn ok(result: impl Serialize) -> Self {
         match serde_json::to_value(result) {
-            Ok(v) => Self {
-                ok: true,
-                error: None,
-                result: Some(v),
-            },
+            Ok(v) => Self { ok: true, error: None, result: Some(v) },
             Err(e) => Self::err(format!("internal error: cannot encode the reply: {e}")),
         }
     }
 
     pub fn err(message: impl Into<String>) -> Self {
-        Self {
-            ok: false,
-            error: Some(message.into()),
-            result: None,
-        }
+        Self { ok: false, error: Some(message.into()), result: None }
     }
 }
 
@@ -124,9 +116,30 @@ pub struct LinkStatus {
     pub domains: Vec<String>,
     pub refused: Vec<Refusal>,
     pub anchors: Vec<AnchorView>,
-    /// `insecure`: answers are passed on unvalidated.
-    pub dnssec: String,
+    /// Anchored zones validated on this link.
+    pub trust: Vec<TrustStatus>,
     pub counters: RouteCounters,
+}
+
+/// One anchored zone in `status`: the DS it came from, the keys it trusts, when they are checked again.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TrustStatus {
+    pub zone: String,
+    pub ds: Vec<String>,
+    /// `verifying`, `verified` or `failed`.
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The trusted DNSKEYs, e.g. `KSK 5051 alg 13`.
+    pub keys: Vec<String>,
+    /// Key tags whose signature over the DNSKEY set matched a DS.
+    pub signed_by: Vec<u16>,
+    pub verified_at: Option<u64>,
+    /// When the key set is fetched and verified again (Unix time).
+    pub next_check: Option<u64>,
+    pub secure: u64,
+    pub insecure: u64,
+    pub bogus: u64,
 }
 
 /// The default upstream in `status`.
@@ -179,14 +192,8 @@ mod tests {
     fn parses_and_rejects() {
         let r: Request = serde_json::from_str(r#"{"cmd":"link-down","id":"x"}"#).unwrap();
         assert_eq!(r, Request::LinkDown { id: "x".into() });
-        assert_eq!(
-            serde_json::from_str::<Request>(r#"{"cmd":"status"}"#).unwrap(),
-            Request::Status {}
-        );
-        assert_eq!(
-            serde_json::to_string(&Request::Status {}).unwrap(),
-            r#"{"cmd":"status"}"#
-        );
+        assert_eq!(serde_json::from_str::<Request>(r#"{"cmd":"status"}"#).unwrap(), Request::Status {});
+        assert_eq!(serde_json::to_string(&Request::Status {}).unwrap(), r#"{"cmd":"status"}"#);
         for bad in [
             r#"{"cmd":"link-down"}"#,
             r#"{"cmd":"link-down","id":"x","extra":1}"#,

@@ -21,6 +21,8 @@ use crate::daemon::agent::Agent;
 
 const IDLE: Duration = Duration::from_secs(30);
 const MAX_CONNECTIONS: usize = 32;
+/// How long `link up` waits for the link's trust anchors to be verified before replying.
+const SETTLE: Duration = Duration::from_secs(3);
 
 /// Who may use the socket.
 #[derive(Debug, Clone)]
@@ -38,14 +40,13 @@ impl PeerPolicy {
             Some(name) => {
                 let g = nix::unistd::Group::from_name(name)
                     .with_context(|| format!("cannot look up control_group {name:?}"))?
-                    .with_context(|| format!("control_group {name:?} does not exist: create it (groupadd) or remove the setting"))?;
+                    .with_context(|| {
+                        format!("control_group {name:?} does not exist: create it (groupadd) or remove the setting")
+                    })?;
                 Some((g.gid.as_raw(), g.mem))
             }
         };
-        Ok(Self {
-            daemon_uid: nix::unistd::geteuid().as_raw(),
-            group,
-        })
+        Ok(Self { daemon_uid: nix::unistd::geteuid().as_raw(), group })
     }
 
     /// True when a peer with these credentials may send requests.
@@ -77,12 +78,8 @@ impl ControlServer {
     /// crashed daemon is replaced; a live one is an error.
     pub async fn bind(path: &Path, group_gid: Option<u32>) -> anyhow::Result<Self> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).with_context(|| {
-                format!(
-                    "cannot create the control socket's directory {}",
-                    dir.display()
-                )
-            })?;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create the control socket's directory {}", dir.display()))?;
         }
         if path.exists() {
             if UnixStream::connect(path).await.is_ok() {
@@ -92,12 +89,11 @@ impl ControlServer {
                     path.display()
                 );
             }
-            std::fs::remove_file(path).with_context(|| {
-                format!("cannot remove the stale control socket {}", path.display())
-            })?;
+            std::fs::remove_file(path)
+                .with_context(|| format!("cannot remove the stale control socket {}", path.display()))?;
         }
-        let listener = UnixListener::bind(path)
-            .with_context(|| format!("cannot create the control socket {}", path.display()))?;
+        let listener =
+            UnixListener::bind(path).with_context(|| format!("cannot create the control socket {}", path.display()))?;
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
             .with_context(|| format!("cannot set the mode of {}", path.display()))?;
@@ -105,10 +101,7 @@ impl ControlServer {
             nix::unistd::chown(path, None, Some(nix::unistd::Gid::from_raw(gid)))
                 .with_context(|| format!("cannot give {} to the control group", path.display()))?;
         }
-        Ok(Self {
-            listener,
-            path: path.to_path_buf(),
-        })
+        Ok(Self { listener, path: path.to_path_buf() })
     }
 
     /// Serves connections until `shutdown` fires, then removes the socket file.
@@ -170,7 +163,7 @@ async fn serve_connection(mut stream: UnixStream, agent: &Agent, policy: &PeerPo
                 return;
             }
             let line: Vec<u8> = buf.drain(..=pos).collect();
-            let reply = handle_line(&line[..line.len() - 1], agent, cred.uid());
+            let reply = handle_line(&line[..line.len() - 1], agent, cred.uid()).await;
             if write_reply(&mut stream, &reply).await.is_err() {
                 return;
             }
@@ -183,7 +176,7 @@ async fn serve_connection(mut stream: UnixStream, agent: &Agent, policy: &PeerPo
             Ok(Ok(0)) | Err(_) => {
                 // EOF or idle. A final request without a newline is still answered.
                 if !buf.is_empty() && buf.len() < MAX_REQUEST {
-                    let reply = handle_line(&buf, agent, cred.uid());
+                    let reply = handle_line(&buf, agent, cred.uid()).await;
                     let _ = write_reply(&mut stream, &reply).await;
                 }
                 return;
@@ -198,17 +191,13 @@ async fn serve_connection(mut stream: UnixStream, agent: &Agent, policy: &PeerPo
 }
 
 fn too_large() -> Reply {
-    Reply::err(format!(
-        "request too large: at most {MAX_REQUEST} bytes per line"
-    ))
+    Reply::err(format!("request too large: at most {MAX_REQUEST} bytes per line"))
 }
 
-fn handle_line(line: &[u8], agent: &Agent, uid: u32) -> Reply {
+async fn handle_line(line: &[u8], agent: &Agent, uid: u32) -> Reply {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     if line.iter().all(u8::is_ascii_whitespace) {
-        return Reply::err(
-            "empty request: send one JSON object per line, e.g. {\"cmd\":\"status\"}",
-        );
+        return Reply::err("empty request: send one JSON object per line, e.g. {\"cmd\":\"status\"}");
     }
     let request: Request = match serde_json::from_slice(line) {
         Ok(r) => r,
@@ -218,7 +207,7 @@ fn handle_line(line: &[u8], agent: &Agent, uid: u32) -> Reply {
         Request::Status {} => Reply::ok(agent.status()),
         Request::LinkUp { link } => {
             let id = link.id.clone();
-            match agent.link_up(link) {
+            match agent.link_up_settled(link, SETTLE).await {
                 Ok(r) => {
                     info!(uid, link = %id, "link up via control socket");
                     Reply::ok(r)
@@ -231,8 +220,7 @@ fn handle_line(line: &[u8], agent: &Agent, uid: u32) -> Reply {
 }
 
 async fn write_reply(stream: &mut UnixStream, reply: &Reply) -> std::io::Result<()> {
-    let mut line = serde_json::to_vec(reply)
-        .unwrap_or_else(|_| br#"{"ok":false,"error":"internal"}"#.to_vec());
+    let mut line = serde_json::to_vec(reply).unwrap_or_else(|_| br#"{"ok":false,"error":"internal"}"#.to_vec());
     line.push(b'\n');
     stream.write_all(&line).await
 }

@@ -16,15 +16,18 @@ use arc_swap::ArcSwap;
 use tracing::{info, warn};
 
 use crate::control::protocol::{
-    CacheStatus, Counters, LinkDownResult, LinkStatus, LinkUpResult, RouteCounters, ServerStatus,
-    Status, UpstreamStatus,
+    CacheStatus, Counters, LinkDownResult, LinkStatus, LinkUpResult, RouteCounters, ServerStatus, Status, TrustStatus,
+    UpstreamStatus,
 };
 use crate::dns::cache::Cache;
 use crate::dns::handler::Stats;
 use crate::dns::route::{Owner, Route, SYSTEM_ROUTE, Snapshot};
 use crate::dns::upstream::{Bind, Timing, Upstream};
+use crate::dns::validate::{TrustState, ZoneTrust};
 use crate::state::persist::Store;
+use crate::state::table::AnchorView;
 use crate::state::{Link, LinkSpec, LinkTable, SpecError};
+use hickory_proto::rr::LowerName;
 
 /// Why a `link up` was refused. Nothing changed.
 #[derive(Debug, thiserror::Error)]
@@ -38,13 +41,32 @@ pub enum LinkError {
 struct Inner {
     table: LinkTable,
     routes: HashMap<u64, Arc<Route>>,
+    /// Validators of anchored zones in force, by (link seq, zone).
+    trusts: HashMap<(u64, LowerName), Arc<ZoneTrust>>,
     system: Arc<Route>,
     timing: Timing,
+}
+
+/// The default upstream's servers and where they came from (config, resolv.conf).
+#[derive(Clone, Debug, Default)]
+pub struct SystemUpstream {
+    pub servers: Vec<SocketAddr>,
+    pub source: String,
+}
+
+/// Which offered trust anchors the agent may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnchorPolicy {
+    /// None: no whitelist exists yet (RFC 8598 §6 W2: without a whitelist, no anchor is used).
+    NoWhitelist,
+    /// Every offered anchor (`--accept-anchors-without-whitelist`, for tests only).
+    AcceptAllForTesting,
 }
 
 /// The daemon's state, shared by the control socket and the signal handlers.
 pub struct Agent {
     inner: Mutex<Inner>,
+    policy: AnchorPolicy,
     snapshot: Arc<ArcSwap<Snapshot>>,
     cache: Arc<Cache>,
     stats: Arc<Stats>,
@@ -54,33 +76,17 @@ pub struct Agent {
 }
 
 fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 fn system_route(servers: &[SocketAddr], source: String, timing: Timing) -> Arc<Route> {
-    Arc::new(Route::new(
-        SYSTEM_ROUTE,
-        Owner::System { source },
-        Upstream::new(servers, Bind::default(), timing),
-    ))
+    Arc::new(Route::new(SYSTEM_ROUTE, Owner::System { source }, Upstream::new(servers, Bind::default(), timing)))
 }
 
 fn link_route(link: &Link, timing: Timing) -> Arc<Route> {
     let servers: Vec<SocketAddr> = link.spec.servers.iter().map(|s| s.0).collect();
-    let bind = Bind {
-        interface: link.spec.interface.clone(),
-        source: link.spec.source,
-    };
-    Arc::new(Route::new(
-        link.seq,
-        Owner::Link {
-            id: link.spec.id.clone(),
-        },
-        Upstream::new(&servers, bind, timing),
-    ))
+    let bind = Bind { interface: link.spec.interface.clone(), source: link.spec.source };
+    Arc::new(Route::new(link.seq, Owner::Link { id: link.spec.id.clone() }, Upstream::new(&servers, bind, timing)))
 }
 
 impl Agent {
@@ -88,40 +94,32 @@ impl Agent {
     /// was down are dropped (their VPN is gone). Returns warnings worth logging.
     pub fn new(
         restored: Vec<Link>,
-        system_servers: &[SocketAddr],
-        system_source: String,
+        system: SystemUpstream,
         timing: Timing,
         cache: Arc<Cache>,
         stats: Arc<Stats>,
         store: Store,
+        policy: AnchorPolicy,
     ) -> (Self, Vec<String>) {
         let mut warnings = Vec::new();
         let mut kept = Vec::new();
         for link in restored {
             match &link.spec.interface {
-                Some(name) if !interface_exists(name) => warnings.push(format!(
-                    "dropping saved link {:?}: its interface {name} no longer exists",
-                    link.spec.id
-                )),
+                Some(name) if !interface_exists(name) => warnings
+                    .push(format!("dropping saved link {:?}: its interface {name} no longer exists", link.spec.id)),
                 _ => kept.push(link),
             }
         }
         let table = LinkTable::from_links(kept);
-        let routes: HashMap<u64, Arc<Route>> = table
-            .links()
-            .into_iter()
-            .map(|l| (l.seq, link_route(l, timing)))
-            .collect();
-        let system = system_route(system_servers, system_source, timing);
-        let inner = Inner {
-            table,
-            routes,
-            system,
-            timing,
-        };
+        let routes: HashMap<u64, Arc<Route>> =
+            table.links().into_iter().map(|l| (l.seq, link_route(l, timing))).collect();
+        let system = system_route(&system.servers, system.source, timing);
+        let mut inner = Inner { table, routes, trusts: HashMap::new(), system, timing };
+        sync_trusts(&mut inner, policy);
         let snapshot = Arc::new(ArcSwap::from_pointee(build_snapshot(&inner)));
         let agent = Self {
             inner: Mutex::new(inner),
+            policy,
             snapshot,
             cache,
             stats,
@@ -154,10 +152,7 @@ impl Agent {
         if let Some(name) = &spec.interface
             && !interface_exists(name)
         {
-            return Err(LinkError::NoInterface {
-                id: spec.id.clone(),
-                name: name.clone(),
-            });
+            return Err(LinkError::NoInterface { id: spec.id.clone(), name: name.clone() });
         }
         let mut inner = self.lock();
         let before = self.snapshot.load().assignments();
@@ -174,11 +169,9 @@ impl Agent {
         let me = resolved.iter().find(|r| r.link.seq == link.seq);
         let result = LinkUpResult {
             id: link.spec.id.clone(),
-            accepted: me
-                .map(|r| r.accepted.iter().map(ToString::to_string).collect())
-                .unwrap_or_default(),
+            accepted: me.map(|r| r.accepted.iter().map(ToString::to_string).collect()).unwrap_or_default(),
             refused: me.map(|r| r.refused.clone()).unwrap_or_default(),
-            anchors: me.map(|r| r.anchors.clone()).unwrap_or_default(),
+            anchors: me.map(|r| self.overlay(&inner, r.link.seq, &r.anchors)).unwrap_or_default(),
             replaced: up.replaced.iter().map(|l| l.spec.id.clone()).collect(),
             default_route: me.is_some_and(|r| r.is_default_route),
             warnings,
@@ -199,6 +192,56 @@ impl Agent {
         Ok(result)
     }
 
+    /// Like [`Agent::link_up`], then waits (at most `wait`) for the link's trust anchors to be
+    /// verified, so the reply says whether they are in force.
+    pub async fn link_up_settled(&self, spec: LinkSpec, wait: std::time::Duration) -> Result<LinkUpResult, LinkError> {
+        let mut result = self.link_up(spec)?;
+        let trusts: Vec<Arc<ZoneTrust>> = {
+            let inner = self.lock();
+            let seq = inner.table.get(&result.id).map(|l| l.seq);
+            inner.trusts.iter().filter(|((s, _), _)| Some(*s) == seq).map(|(_, t)| t.clone()).collect()
+        };
+        let settle = futures_util::future::join_all(trusts.iter().map(|t| t.settled()));
+        let _ = tokio::time::timeout(wait, settle).await;
+        let inner = self.lock();
+        if let Some(r) = inner.table.resolve().into_iter().find(|r| r.link.spec.id == result.id) {
+            result.anchors = self.overlay(&inner, r.link.seq, &r.anchors);
+        }
+        Ok(result)
+    }
+
+    /// The agent's word on each offered anchor: used (and how its verification stands) or not.
+    fn overlay(&self, inner: &Inner, seq: u64, views: &[AnchorView]) -> Vec<AnchorView> {
+        views
+            .iter()
+            .map(|v| {
+                if v.state != "offered" {
+                    return v.clone();
+                }
+                let (state, reason) = match self.policy {
+                    AnchorPolicy::NoWhitelist => (
+                        "not used".to_string(),
+                        "no whitelist: an anchor is used only for a whitelisted domain (RFC 8598 §6), and this                          release has no whitelist yet; for testing only, start the daemon with                          --accept-anchors-without-whitelist"
+                            .to_string(),
+                    ),
+                    AnchorPolicy::AcceptAllForTesting => {
+                        match inner.trusts.get(&(seq, v.anchor.owner.to_lower_name())).map(|t| t.state()) {
+                            Some(st) => match &*st {
+                                TrustState::Pending => ("verifying".into(), "fetching the DNSKEY set".into()),
+                                TrustState::Verified { .. } => {
+                                    ("in use".into(), format!("the DNSKEY set of {} is verified", v.anchor.owner))
+                                }
+                                TrustState::Failed { reason, .. } => ("failed".into(), reason.clone()),
+                            },
+                            None => ("not used".into(), "no validator for this zone".into()),
+                        }
+                    }
+                };
+                AnchorView { anchor: v.anchor.clone(), state, reason }
+            })
+            .collect()
+    }
+
     /// Tears a link down. An unknown id is not an error.
     pub fn link_down(&self, id: &str) -> LinkDownResult {
         let mut inner = self.lock();
@@ -216,11 +259,8 @@ impl Agent {
         };
         let mut flushed = self.cache.flush_route(link.seq);
         let abandoned = self.retire(&mut inner, link.seq);
-        let domains_removed: Vec<String> = before
-            .iter()
-            .filter(|(_, r)| **r == link.seq)
-            .map(|(d, _)| d.to_string())
-            .collect();
+        let domains_removed: Vec<String> =
+            before.iter().filter(|(_, r)| **r == link.seq).map(|(d, _)| d.to_string()).collect();
         let flushed_before = self.cache.len();
         let warnings = self.publish(&mut inner, &before);
         flushed += flushed_before.saturating_sub(self.cache.len());
@@ -240,13 +280,7 @@ impl Agent {
     pub fn set_system_upstream(&self, servers: &[SocketAddr], source: String, timing: Timing) {
         let mut inner = self.lock();
         let unchanged = inner.timing.total == timing.total
-            && inner
-                .system
-                .upstream
-                .servers()
-                .iter()
-                .map(|s| s.addr)
-                .eq(servers.iter().copied())
+            && inner.system.upstream.servers().iter().map(|s| s.addr).eq(servers.iter().copied())
             && matches!(&inner.system.owner, Owner::System { source: s } if *s == source);
         if unchanged {
             return;
@@ -273,11 +307,10 @@ impl Agent {
 
     /// Swaps in a snapshot for the current table, flushes the cache for every domain whose route
     /// changed, and saves the table. Returns warnings.
-    fn publish(
-        &self,
-        inner: &mut Inner,
-        before: &HashMap<crate::domain::DomainName, u64>,
-    ) -> Vec<String> {
+    fn publish(&self, inner: &mut Inner, before: &HashMap<crate::domain::DomainName, u64>) -> Vec<String> {
+        for zone in sync_trusts(inner, self.policy) {
+            self.cache.flush_domain(&zone);
+        }
         let snapshot = build_snapshot(inner);
         let after = snapshot.assignments();
         self.snapshot.store(Arc::new(snapshot));
@@ -285,12 +318,7 @@ impl Agent {
             .iter()
             .filter(|(d, r)| after.get(*d) != Some(*r))
             .map(|(d, _)| d)
-            .chain(
-                after
-                    .iter()
-                    .filter(|(d, r)| before.get(*d) != Some(*r))
-                    .map(|(d, _)| d),
-            )
+            .chain(after.iter().filter(|(d, r)| before.get(*d) != Some(*r)).map(|(d, _)| d))
             .collect();
         for domain in changed {
             self.cache.flush_domain(&domain.to_lower_name());
@@ -331,8 +359,8 @@ impl Agent {
                     default_route: r.is_default_route,
                     domains: r.accepted.iter().map(ToString::to_string).collect(),
                     refused: r.refused.clone(),
-                    anchors: r.anchors.clone(),
-                    dnssec: "insecure (answers are not validated in this release)".into(),
+                    anchors: self.overlay(&inner, r.link.seq, &r.anchors),
+                    trust: trust_status(&inner, r.link.seq),
                     counters: route.map(|rt| counters(rt)).unwrap_or_default(),
                 }
             })
@@ -346,19 +374,9 @@ impl Agent {
             version: env!("CARGO_PKG_VERSION").to_string(),
             pid: std::process::id(),
             uptime_secs: self.started.elapsed().as_secs(),
-            listen: self
-                .listen
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter()
-                .map(ToString::to_string)
-                .collect(),
+            listen: self.listen.lock().unwrap_or_else(|e| e.into_inner()).iter().map(ToString::to_string).collect(),
             state_file: self.store.path().display().to_string(),
-            default_upstream: UpstreamStatus {
-                source,
-                servers: servers_status(default),
-                counters: counters(default),
-            },
+            default_upstream: UpstreamStatus { source, servers: servers_status(default), counters: counters(default) },
             links,
             counters: Counters {
                 queries: s.queries.load(Ordering::Relaxed),
@@ -392,7 +410,80 @@ fn build_snapshot(inner: &Inner) -> Snapshot {
             default = route.clone();
         }
     }
-    Snapshot::new(domains, default)
+    let trust = inner.trusts.values().map(|t| (t.lower.clone(), t.clone())).collect();
+    Snapshot::new(domains, default, trust)
+}
+
+/// Brings the validators in line with the anchors now offered for accepted domains: starts new
+/// ones, keeps unchanged ones (and their verified keys), drops the rest. Returns the zones whose
+/// validation changed (their cached answers must go).
+fn sync_trusts(inner: &mut Inner, policy: AnchorPolicy) -> Vec<LowerName> {
+    let mut wanted: HashMap<(u64, LowerName), (crate::domain::DomainName, Vec<crate::trust::DsAnchor>)> =
+        HashMap::new();
+    if policy == AnchorPolicy::AcceptAllForTesting {
+        for r in inner.table.resolve() {
+            for a in r.anchors.iter().filter(|a| a.state == "offered") {
+                let key = (r.link.seq, a.anchor.owner.to_lower_name());
+                wanted.entry(key).or_insert_with(|| (a.anchor.owner.clone(), vec![])).1.push(a.anchor.clone());
+            }
+        }
+    }
+    let mut changed = Vec::new();
+    inner.trusts.retain(|key, t| {
+        let keep = wanted.get(key).is_some_and(|(_, anchors)| *anchors == t.anchors);
+        if !keep {
+            changed.push(key.1.clone());
+        }
+        keep
+    });
+    for (key, (domain, anchors)) in wanted {
+        if inner.trusts.contains_key(&key) {
+            continue;
+        }
+        let Some(route) = inner.routes.get(&key.0) else { continue };
+        changed.push(key.1.clone());
+        inner.trusts.insert(key, ZoneTrust::start(domain, anchors, route.clone()));
+    }
+    changed
+}
+
+fn trust_status(inner: &Inner, seq: u64) -> Vec<TrustStatus> {
+    let mut out: Vec<TrustStatus> = inner
+        .trusts
+        .iter()
+        .filter(|((s, _), _)| *s == seq)
+        .map(|(_, t)| {
+            let st = t.state();
+            let (state, reason, keys, signed_by, verified_at, next_check) = match &*st {
+                TrustState::Pending => ("verifying", None, vec![], vec![], None, None),
+                TrustState::Verified { keys, verified_at, recheck_unix, .. } => (
+                    "verified",
+                    None,
+                    crate::trust::anchors::key_summary(&keys.keys),
+                    keys.matched_tags.clone(),
+                    Some(*verified_at),
+                    Some(*recheck_unix),
+                ),
+                TrustState::Failed { reason, at } => ("failed", Some(reason.clone()), vec![], vec![], Some(*at), None),
+            };
+            let c = &t.counters;
+            TrustStatus {
+                zone: t.domain.to_string(),
+                ds: t.anchors.iter().map(ToString::to_string).collect(),
+                state: state.into(),
+                reason,
+                keys,
+                signed_by,
+                verified_at,
+                next_check,
+                secure: c.secure.load(Ordering::Relaxed),
+                insecure: c.insecure.load(Ordering::Relaxed),
+                bogus: c.bogus.load(Ordering::Relaxed),
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.zone.cmp(&b.zone));
+    out
 }
 
 fn servers_status(route: &Route) -> Vec<ServerStatus> {
@@ -403,11 +494,7 @@ fn servers_status(route: &Route) -> Vec<ServerStatus> {
         .iter()
         .map(|s| ServerStatus {
             addr: s.addr.to_string(),
-            transport: if s.prefers_tcp(epoch) {
-                "tcp (udp unanswered)".into()
-            } else {
-                "udp".into()
-            },
+            transport: if s.prefers_tcp(epoch) { "tcp (udp unanswered)".into() } else { "udp".into() },
             answers_udp: s.answers_udp.load(Ordering::Relaxed),
             answers_tcp: s.answers_tcp.load(Ordering::Relaxed),
             failures: s.failures.load(Ordering::Relaxed),

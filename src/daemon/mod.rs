@@ -28,10 +28,7 @@ pub fn system_upstream(settings: &Settings, listen: &[SocketAddr]) -> (Vec<Socke
             let mut source = path.display().to_string();
             // Behind systemd-resolved's stub, the real upstreams are in its own resolv.conf.
             let resolved = std::path::Path::new("/run/systemd/resolve/resolv.conf");
-            if !servers.is_empty()
-                && servers.iter().all(|s| s.ip().to_string() == "127.0.0.53")
-                && resolved.exists()
-            {
+            if !servers.is_empty() && servers.iter().all(|s| s.ip().to_string() == "127.0.0.53") && resolved.exists() {
                 let (real, _) = config::read_resolv_conf(resolved, listen);
                 if !real.is_empty() {
                     servers = real;
@@ -42,9 +39,7 @@ pub fn system_upstream(settings: &Settings, listen: &[SocketAddr]) -> (Vec<Socke
                 warn!("{n}");
             }
             if servers.is_empty() {
-                warn!(
-                    "no default upstream: names outside split domains will get SERVFAIL until one is configured"
-                );
+                warn!("no default upstream: names outside split domains will get SERVFAIL until one is configured");
             }
             (servers, source)
         }
@@ -55,6 +50,7 @@ pub fn system_upstream(settings: &Settings, listen: &[SocketAddr]) -> (Vec<Socke
 pub async fn run(
     config_path: Option<std::path::PathBuf>,
     overrides: Overrides,
+    anchor_policy: agent::AnchorPolicy,
 ) -> anyhow::Result<()> {
     let settings = config::load(config_path.as_deref(), &overrides)?;
     let store = Store::new(&settings.state_dir);
@@ -67,23 +63,29 @@ pub async fn run(
     let (servers, source) = system_upstream(&settings, &settings.listen);
     let (agent, warnings) = Agent::new(
         loaded.links,
-        &servers,
-        source,
+        agent::SystemUpstream { servers, source },
         settings.timing,
         cache.clone(),
         stats.clone(),
         store,
+        anchor_policy,
     );
     for w in warnings {
         warn!("{w}");
     }
     let agent = Arc::new(agent);
+    if anchor_policy == agent::AnchorPolicy::AcceptAllForTesting {
+        warn!(
+            "--accept-anchors-without-whitelist: EVERY trust anchor a VPN offers is used, as if its domain \
+             were whitelisted. This lets a VPN server vouch for any name under its split domains. Testing only."
+        );
+    }
 
     let policy = PeerPolicy::for_this_process(settings.control_group.as_deref())?;
-    let control =
-        ControlServer::bind(&settings.control_socket, policy.group.as_ref().map(|g| g.0)).await?;
+    // DNS first: a busy port is the likeliest start-up failure, and it should leave no socket behind.
     let handler = Handler::new(agent.snapshot(), cache, stats);
     let listener = Listener::bind(&settings.listen, handler).await?;
+    let control = ControlServer::bind(&settings.control_socket, policy.group.as_ref().map(|g| g.0)).await?;
     agent.set_listen(listener.addrs().to_vec());
     // If resolv.conf named our own (ephemeral) address, re-read it now that we know our ports.
     if settings.listen.iter().any(|a| a.port() == 0) {

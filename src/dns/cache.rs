@@ -29,6 +29,8 @@ pub struct Key {
 #[derive(Debug)]
 pub struct Entry {
     pub rcode: ResponseCode,
+    /// DNSSEC-validated as secure.
+    pub secure: bool,
     pub answers: Vec<Record>,
     pub authorities: Vec<Record>,
     pub additionals: Vec<Record>,
@@ -58,11 +60,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self {
-            max_bytes: 8 * 1024 * 1024,
-            max_ttl: 86_400,
-            max_negative_ttl: 900,
-        }
+        Self { max_bytes: 8 * 1024 * 1024, max_ttl: 86_400, max_negative_ttl: 900 }
     }
 }
 
@@ -81,6 +79,23 @@ pub struct Cache {
     limits: Limits,
 }
 
+/// Seconds until the first RRSIG in `msg` expires (u32::MAX without signatures): a validated
+/// answer must not outlive its signatures.
+fn signature_lifetime(msg: &Message) -> u32 {
+    use hickory_proto::dnssec::rdata::DNSSECRData;
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(0);
+    msg.answers
+        .iter()
+        .chain(msg.authorities.iter())
+        .filter_map(|r| match &r.data {
+            RData::DNSSEC(DNSSECRData::RRSIG(sig)) => Some(sig.input().sig_expiration.get().saturating_sub(now)),
+            _ => None,
+        })
+        .min()
+        .unwrap_or(u32::MAX)
+}
+
 /// Rough bytes a record costs in memory: its wire size plus bookkeeping.
 const RECORD_OVERHEAD: u64 = 96;
 const ENTRY_OVERHEAD: u64 = 160;
@@ -88,10 +103,7 @@ const ENTRY_OVERHEAD: u64 = 160;
 impl Cache {
     pub fn new(limits: Limits) -> Self {
         let items = (limits.max_bytes / 512).max(16) as usize;
-        Self {
-            inner: QuickCache::with_weighter(items, limits.max_bytes.max(4096), ByWeight),
-            limits,
-        }
+        Self { inner: QuickCache::with_weighter(items, limits.max_bytes.max(4096), ByWeight), limits }
     }
 
     /// A fresh entry for `key`, or `None`. Expired entries are removed on the way.
@@ -106,7 +118,7 @@ impl Cache {
     }
 
     /// Stores `msg` if it is cacheable. `wire_len` is the size of the upstream response.
-    pub fn insert(&self, key: Key, msg: &Message, wire_len: usize, now: Instant) {
+    pub fn insert(&self, key: Key, msg: &Message, secure: bool, wire_len: usize, now: Instant) {
         let Some(ttl) = self.ttl_for(msg) else { return };
         if ttl == 0 {
             return;
@@ -115,6 +127,7 @@ impl Cache {
         let weight = ENTRY_OVERHEAD + wire_len as u64 + RECORD_OVERHEAD * records as u64;
         let entry = Entry {
             rcode: msg.metadata.response_code,
+            secure,
             answers: msg.answers.clone(),
             authorities: msg.authorities.clone(),
             additionals: msg.additionals.clone(),
@@ -131,8 +144,7 @@ impl Cache {
         if msg.metadata.truncation {
             return None;
         }
-        let negative = rcode == ResponseCode::NXDomain
-            || (rcode == ResponseCode::NoError && msg.answers.is_empty());
+        let negative = rcode == ResponseCode::NXDomain || (rcode == ResponseCode::NoError && msg.answers.is_empty());
         if negative {
             // RFC 2308 §5: the lesser of the SOA's TTL and its MINIMUM field. No SOA, no caching.
             let soa_ttl = msg.authorities.iter().find_map(|r| match &r.data {
@@ -144,13 +156,8 @@ impl Cache {
         if rcode != ResponseCode::NoError {
             return None;
         }
-        let min = msg
-            .answers
-            .iter()
-            .chain(msg.authorities.iter())
-            .map(|r| r.ttl)
-            .min()?;
-        Some(min.min(self.limits.max_ttl))
+        let min = msg.answers.iter().chain(msg.authorities.iter()).map(|r| r.ttl).min()?;
+        Some(min.min(self.limits.max_ttl).min(signature_lifetime(msg)))
     }
 
     /// Removes every entry of one route (a link going down).
@@ -215,11 +222,7 @@ mod tests {
 
     fn answer(name: &str, ttl: u32) -> Message {
         let mut m = Message::new(1, MessageType::Response, OpCode::Query);
-        m.add_answer(Record::from_rdata(
-            Name::from_str(name).unwrap(),
-            ttl,
-            RData::A(A::new(10, 0, 0, 1)),
-        ));
+        m.add_answer(Record::from_rdata(Name::from_str(name).unwrap(), ttl, RData::A(A::new(10, 0, 0, 1))));
         m
     }
 
@@ -235,11 +238,7 @@ mod tests {
             60,
             minimum,
         );
-        m.add_authority(Record::from_rdata(
-            Name::from_str("corp.example.").unwrap(),
-            soa_ttl,
-            RData::SOA(soa),
-        ));
+        m.add_authority(Record::from_rdata(Name::from_str("corp.example.").unwrap(), soa_ttl, RData::SOA(soa)));
         m
     }
 
@@ -247,27 +246,11 @@ mod tests {
     fn honours_ttl() {
         let c = Cache::new(Limits::default());
         let now = Instant::now();
-        c.insert(
-            key(1, "a.corp.example."),
-            &answer("a.corp.example.", 30),
-            60,
-            now,
-        );
-        assert!(
-            c.get(&key(1, "a.corp.example."), now + Duration::from_secs(29))
-                .is_some()
-        );
-        assert!(
-            c.get(&key(1, "a.corp.example."), now + Duration::from_secs(30))
-                .is_none()
-        );
+        c.insert(key(1, "a.corp.example."), &answer("a.corp.example.", 30), false, 60, now);
+        assert!(c.get(&key(1, "a.corp.example."), now + Duration::from_secs(29)).is_some());
+        assert!(c.get(&key(1, "a.corp.example."), now + Duration::from_secs(30)).is_none());
         // Another route never sees it.
-        c.insert(
-            key(1, "b.corp.example."),
-            &answer("b.corp.example.", 30),
-            60,
-            now,
-        );
+        c.insert(key(1, "b.corp.example."), &answer("b.corp.example.", 30), false, 60, now);
         assert!(c.get(&key(2, "b.corp.example."), now).is_none());
     }
 
@@ -275,18 +258,12 @@ mod tests {
     fn negative_ttl_from_soa_and_no_soa_no_cache() {
         let c = Cache::new(Limits::default());
         let now = Instant::now();
-        c.insert(key(1, "nx.corp.example."), &nxdomain(300, 20), 60, now);
-        assert!(
-            c.get(&key(1, "nx.corp.example."), now + Duration::from_secs(19))
-                .is_some()
-        );
-        assert!(
-            c.get(&key(1, "nx.corp.example."), now + Duration::from_secs(20))
-                .is_none()
-        );
+        c.insert(key(1, "nx.corp.example."), &nxdomain(300, 20), false, 60, now);
+        assert!(c.get(&key(1, "nx.corp.example."), now + Duration::from_secs(19)).is_some());
+        assert!(c.get(&key(1, "nx.corp.example."), now + Duration::from_secs(20)).is_none());
         let mut bare = Message::new(1, MessageType::Response, OpCode::Query);
         bare.metadata.response_code = ResponseCode::NXDomain;
-        c.insert(key(1, "bare.corp.example."), &bare, 60, now);
+        c.insert(key(1, "bare.corp.example."), &bare, false, 60, now);
         assert!(c.get(&key(1, "bare.corp.example."), now).is_none());
     }
 
@@ -294,34 +271,11 @@ mod tests {
     fn flushes_by_route_and_domain() {
         let c = Cache::new(Limits::default());
         let now = Instant::now();
-        c.insert(
-            key(1, "a.corp.example."),
-            &answer("a.corp.example.", 300),
-            60,
-            now,
-        );
-        c.insert(
-            key(0, "corp.example."),
-            &answer("corp.example.", 300),
-            60,
-            now,
-        );
-        c.insert(
-            key(0, "othercorp.example."),
-            &answer("othercorp.example.", 300),
-            60,
-            now,
-        );
-        c.insert(
-            key(2, "x.lab.example."),
-            &answer("x.lab.example.", 300),
-            60,
-            now,
-        );
-        assert_eq!(
-            c.flush_domain(&LowerName::from_str("corp.example.").unwrap()),
-            2
-        );
+        c.insert(key(1, "a.corp.example."), &answer("a.corp.example.", 300), false, 60, now);
+        c.insert(key(0, "corp.example."), &answer("corp.example.", 300), false, 60, now);
+        c.insert(key(0, "othercorp.example."), &answer("othercorp.example.", 300), false, 60, now);
+        c.insert(key(2, "x.lab.example."), &answer("x.lab.example.", 300), false, 60, now);
+        assert_eq!(c.flush_domain(&LowerName::from_str("corp.example.").unwrap()), 2);
         assert!(c.get(&key(0, "othercorp.example."), now).is_some());
         assert_eq!(c.flush_route(2), 1);
         assert_eq!(c.len(), 1);
@@ -329,14 +283,11 @@ mod tests {
 
     #[test]
     fn stays_within_byte_budget() {
-        let c = Cache::new(Limits {
-            max_bytes: 64 * 1024,
-            ..Limits::default()
-        });
+        let c = Cache::new(Limits { max_bytes: 64 * 1024, ..Limits::default() });
         let now = Instant::now();
         for i in 0..10_000 {
             let n = format!("h{i}.corp.example.");
-            c.insert(key(1, &n), &answer(&n, 300), 100, now);
+            c.insert(key(1, &n), &answer(&n, 300), false, 100, now);
         }
         assert!(c.weight() <= 64 * 1024, "weight {}", c.weight());
         assert!(c.len() > 10);

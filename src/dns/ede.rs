@@ -8,6 +8,11 @@ pub const OPTION_CODE: u16 = 15;
 
 pub const OTHER: u16 = 0;
 pub const DNSSEC_BOGUS: u16 = 6;
+pub const SIGNATURE_EXPIRED: u16 = 7;
+pub const SIGNATURE_NOT_YET_VALID: u16 = 8;
+pub const DNSKEY_MISSING: u16 = 9;
+pub const RRSIGS_MISSING: u16 = 10;
+pub const NSEC_MISSING: u16 = 12;
 pub const NOT_SUPPORTED: u16 = 21;
 pub const PROHIBITED: u16 = 18;
 pub const NO_REACHABLE_AUTHORITY: u16 = 22;
@@ -23,6 +28,5 @@ pub fn attach(edns: &mut Edns, code: u16, text: &str) {
         end -= 1;
     }
     data.extend_from_slice(&text.as_bytes()[..end]);
-    edns.options_mut()
-        .insert(EdnsOption::Unknown(OPTION_CODE, data));
+    edns.options_mut().insert(EdnsOption::Unknown(OPTION_CODE, data));
 }

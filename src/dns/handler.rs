@@ -2,9 +2,10 @@
 //!
 //! A split name is only ever sent to its link's servers; if they fail the client gets SERVFAIL with an
 //! RFC 8914 extended error, never an answer from elsewhere (fail closed, RFC 8598 §5). Names under no
-//! split domain go to the default route. Responses carry RA, never AA, and no AD: nothing is
-//! validated in this release. Identical questions in flight on one route share one upstream
-//! transaction, so a flood of copies cannot multiply the chances of a spoofed answer (the birthday
+//! split domain go to the default route. Names under a zone with a verified trust anchor are
+//! DNSSEC-validated ([`super::validate`]): secure answers get AD (for clients that ask with DO or AD),
+//! bogus ones SERVFAIL with the reason; a client's CD bit gets the data unvalidated. Responses carry
+//! RA and never AA. Identical questions in flight on one route share one upstream transaction, so a flood of copies cannot multiply the chances of a spoofed answer (the birthday
 //! attack of CVE-2020-25686) nor the load on a tunnel's servers.
 
 use std::collections::HashMap;
@@ -16,9 +17,7 @@ use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 
 use arc_swap::ArcSwap;
-use hickory_proto::op::{
-    Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, Query, ResponseCode,
-};
+use hickory_proto::op::{Edns, Header, HeaderCounts, Message, MessageType, Metadata, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Record, RecordType};
 use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
@@ -29,6 +28,7 @@ use super::cache::{Cache, Key};
 use super::ede;
 use super::route::{Route, RouteStats, Snapshot};
 use super::upstream::{EDNS_PAYLOAD, QueryFlags, UpstreamError};
+use super::validate::{ValidationError, ZoneTrust, strip_dnssec};
 
 /// Daemon-wide query counters.
 #[derive(Debug, Default)]
@@ -47,18 +47,14 @@ struct Outcome {
     answers: Vec<Record>,
     authorities: Vec<Record>,
     additionals: Vec<Record>,
+    /// DNSSEC-validated as secure.
+    secure: bool,
     ede: Option<(u16, String)>,
 }
 
 impl Outcome {
     fn error(rcode: ResponseCode, ede: Option<(u16, String)>) -> Self {
-        Self {
-            rcode,
-            answers: vec![],
-            authorities: vec![],
-            additionals: vec![],
-            ede,
-        }
+        Self { rcode, answers: vec![], authorities: vec![], additionals: vec![], secure: false, ede }
     }
 }
 
@@ -69,9 +65,43 @@ struct Fetched {
     answers: Vec<Record>,
     authorities: Vec<Record>,
     additionals: Vec<Record>,
+    secure: bool,
 }
 
-type Pending = Shared<BoxFuture<'static, Result<Arc<Fetched>, UpstreamError>>>;
+/// Why a fetch gave no answer: an RFC 8914 code and a text for the client, and whether the query
+/// was abandoned at teardown (for the counters).
+#[derive(Debug, Clone)]
+struct FetchError {
+    code: u16,
+    text: String,
+    abandoned: bool,
+    bogus: bool,
+}
+
+impl From<UpstreamError> for FetchError {
+    fn from(e: UpstreamError) -> Self {
+        Self {
+            code: e.ede_code(),
+            text: e.to_string(),
+            abandoned: matches!(e, UpstreamError::Abandoned(_)),
+            bogus: false,
+        }
+    }
+}
+
+impl From<ValidationError> for FetchError {
+    fn from(e: ValidationError) -> Self {
+        match e {
+            ValidationError::Upstream(u) => u.into(),
+            ValidationError::Bogus(code, text) => {
+                Self { code, text: format!("DNSSEC bogus: {text}"), abandoned: false, bogus: true }
+            }
+            ValidationError::Untrusted(text) => Self { code: ede::DNSKEY_MISSING, text, abandoned: false, bogus: true },
+        }
+    }
+}
+
+type Pending = Shared<BoxFuture<'static, Result<Arc<Fetched>, FetchError>>>;
 
 /// The hickory-server request handler for the loopback listener.
 #[derive(Clone)]
@@ -84,18 +114,14 @@ pub struct Handler {
 
 impl Handler {
     pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, cache: Arc<Cache>, stats: Arc<Stats>) -> Self {
-        Self {
-            snapshot,
-            cache,
-            stats,
-            in_flight: Arc::default(),
-        }
+        Self { snapshot, cache, stats, in_flight: Arc::default() }
     }
 
     /// Joins the transaction already asking this question on this route, or starts one.
     fn fetch(
         &self,
         route: Arc<Route>,
+        trust: Option<Arc<ZoneTrust>>,
         query: &Query,
         flags: QueryFlags,
         key: Key,
@@ -105,37 +131,50 @@ impl Handler {
         if let Some(p) = map.get(&key) {
             return p.clone();
         }
-        let (cache, in_flight, query, k) = (
-            self.cache.clone(),
-            self.in_flight.clone(),
-            query.clone(),
-            key.clone(),
-        );
+        let (cache, in_flight, query, k) = (self.cache.clone(), self.in_flight.clone(), query.clone(), key.clone());
         let fut = async move {
             RouteStats::bump(&route.stats.forwards);
             route.stats.in_flight.fetch_add(1, Ordering::Relaxed);
-            let why = || format!("{} went down (RFC 8598 §5)", route.describe());
-            let result = route
-                .upstream
-                .query(&query, flags, &route.cancel, why)
-                .await;
+            let result: Result<(Message, bool), FetchError> = match &trust {
+                // Validated: the zone has a verified trust anchor and the client did not set CD.
+                Some(t) if !flags.checking_disabled => {
+                    t.lookup(&query).await.map(|v| (v.message, v.secure)).map_err(FetchError::from)
+                }
+                // CD: the client validates itself; hand over the data and the signatures.
+                Some(_) => {
+                    let why = || format!("{} went down (RFC 8598 §5)", route.describe());
+                    let flags = QueryFlags { dnssec_ok: true, checking_disabled: true };
+                    route
+                        .upstream
+                        .query(&query, flags, &route.cancel, why)
+                        .await
+                        .map(|m| (m, false))
+                        .map_err(Into::into)
+                }
+                None => {
+                    let why = || format!("{} went down (RFC 8598 §5)", route.describe());
+                    route
+                        .upstream
+                        .query(&query, flags, &route.cancel, why)
+                        .await
+                        .map(|m| (m, false))
+                        .map_err(Into::into)
+                }
+            };
             route.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
-            in_flight
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&k);
-            let msg = result?;
+            in_flight.lock().unwrap_or_else(|e| e.into_inner()).remove(&k);
+            let (msg, secure) = result?;
             // Never cache an answer for a route that went down while we waited.
             if !route.cancel.is_cancelled() {
-                let wire_len =
-                    (msg.answers.len() + msg.authorities.len() + msg.additionals.len()) * 64;
-                cache.insert(k, &msg, wire_len, now);
+                let wire_len = (msg.answers.len() + msg.authorities.len() + msg.additionals.len()) * 64;
+                cache.insert(k, &msg, secure, wire_len, now);
             }
             Ok(Arc::new(Fetched {
                 rcode: msg.metadata.response_code,
                 answers: msg.answers,
                 authorities: msg.authorities,
                 additionals: msg.additionals,
+                secure,
             }))
         }
         .boxed()
@@ -149,6 +188,7 @@ impl Handler {
         let name = hickory_proto::rr::LowerName::new(query.name());
         let (route, matched) = snapshot.route(&name);
         let route: Arc<Route> = route.clone();
+        let trust = matched.and_then(|d| snapshot.trust_for(&name, d, route.id)).cloned();
         RouteStats::bump(&route.stats.queries);
         let key = Key {
             route: route.id,
@@ -159,49 +199,53 @@ impl Handler {
             checking_disabled: flags.checking_disabled,
         };
         let now = Instant::now();
+        // A validated route always fetches signatures; strip them for clients that did not ask.
+        let strip = trust.is_some() && !flags.dnssec_ok;
+        let shape = |records: &[Record], age: u32| -> Vec<Record> {
+            let kept = if strip { strip_dnssec(records, query.query_type()) } else { records.to_vec() };
+            kept.into_iter()
+                .map(|mut r| {
+                    r.ttl = r.ttl.saturating_sub(age);
+                    r
+                })
+                .collect()
+        };
         if let Some(entry) = self.cache.get(&key, now) {
             self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
             RouteStats::bump(&route.stats.cache_hits);
             let age = entry.age(now);
-            let aged = |records: &[Record]| -> Vec<Record> {
-                records
-                    .iter()
-                    .map(|r| {
-                        let mut r = r.clone();
-                        r.ttl = r.ttl.saturating_sub(age);
-                        r
-                    })
-                    .collect()
-            };
             return Outcome {
                 rcode: entry.rcode,
-                answers: aged(&entry.answers),
-                authorities: aged(&entry.authorities),
-                additionals: aged(&entry.additionals),
+                answers: shape(&entry.answers, age),
+                authorities: shape(&entry.authorities, age),
+                additionals: shape(&entry.additionals, age),
+                secure: entry.secure,
                 ede: None,
             };
         }
         self.stats.cache_misses.fetch_add(1, Ordering::Relaxed);
-        match self.fetch(route.clone(), query, flags, key, now).await {
+        match self.fetch(route.clone(), trust, query, flags, key, now).await {
             Ok(f) => Outcome {
                 rcode: f.rcode,
-                answers: f.answers.clone(),
-                authorities: f.authorities.clone(),
-                additionals: f.additionals.clone(),
+                answers: shape(&f.answers, 0),
+                authorities: shape(&f.authorities, 0),
+                additionals: shape(&f.additionals, 0),
+                secure: f.secure,
                 ede: None,
             },
             Err(e) => {
-                if matches!(e, UpstreamError::Abandoned(_)) {
+                if e.abandoned {
                     RouteStats::bump(&route.stats.abandoned);
                 } else {
                     RouteStats::bump(&route.stats.failures);
                 }
                 let text = match matched {
-                    Some(domain) => format!("{domain} is routed to {}: {e}", route.describe()),
-                    None => format!("{}: {e}", route.describe()),
+                    Some(domain) if !e.bogus => format!("{domain} is routed to {}: {}", route.describe(), e.text),
+                    _ if e.bogus => e.text,
+                    _ => format!("{}: {}", route.describe(), e.text),
                 };
-                debug!(name = %query.name(), error = %text, "upstream failure");
-                Outcome::error(ResponseCode::ServFail, Some((e.ede_code(), text)))
+                debug!(name = %query.name(), error = %text, "query failed");
+                Outcome::error(ResponseCode::ServFail, Some((e.code, text)))
             }
         }
     }
@@ -226,10 +270,7 @@ impl RequestHandler for Handler {
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
             Outcome::error(
                 ResponseCode::Refused,
-                Some((
-                    ede::PROHIBITED,
-                    "splitdns only serves loopback clients".into(),
-                )),
+                Some((ede::PROHIBITED, "splitdns only serves loopback clients".into())),
             )
         } else if meta.message_type != MessageType::Query {
             self.stats.formerr.fetch_add(1, Ordering::Relaxed);
@@ -269,7 +310,8 @@ impl RequestHandler for Handler {
         let mut metadata = Metadata::response_from_request(meta);
         metadata.recursion_available = true;
         metadata.authoritative = false;
-        metadata.authentic_data = false;
+        // AD only for validated answers, and only to clients that asked with DO or AD (RFC 6840 §5.8).
+        metadata.authentic_data = outcome.secure && (flags.dnssec_ok || meta.authentic_data);
         metadata.response_code = outcome.rcode;
 
         let edns = client_edns.map(|_| {
@@ -295,10 +337,7 @@ impl RequestHandler for Handler {
                 warn!(error = %e, "could not send a response");
                 let mut metadata = Metadata::response_from_request(meta);
                 metadata.response_code = ResponseCode::ServFail;
-                ResponseInfo::from(Header {
-                    metadata,
-                    counts: HeaderCounts::default(),
-                })
+                ResponseInfo::from(Header { metadata, counts: HeaderCounts::default() })
             }
         }
     }

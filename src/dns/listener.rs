@@ -80,9 +80,7 @@ async fn bind_pair(addr: SocketAddr) -> anyhow::Result<(UdpSocket, TcpListener)>
         let bound = udp.local_addr()?;
         match TcpListener::bind(bound).await {
             Ok(tcp) => return Ok((udp, tcp)),
-            Err(e) if addr.port() == 0 && e.kind() == std::io::ErrorKind::AddrInUse => {
-                last = Some(e)
-            }
+            Err(e) if addr.port() == 0 && e.kind() == std::io::ErrorKind::AddrInUse => last = Some(e),
             Err(e) => {
                 let h = hint(&e);
                 return Err(e).with_context(|| format!("cannot listen on {bound}/tcp{h}"));

@@ -7,3 +7,4 @@ pub mod handler;
 pub mod listener;
 pub mod route;
 pub mod upstream;
+pub mod validate;

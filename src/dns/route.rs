@@ -13,6 +13,7 @@ use hickory_proto::rr::{LowerName, Name};
 use tokio_util::sync::CancellationToken;
 
 use super::upstream::Upstream;
+use super::validate::{TrustMap, ZoneTrust};
 use crate::domain::DomainName;
 
 /// Route id of the system (public) upstream.
@@ -59,13 +60,7 @@ pub struct Route {
 
 impl Route {
     pub fn new(id: u64, owner: Owner, upstream: Upstream) -> Self {
-        Self {
-            id,
-            owner,
-            upstream,
-            cancel: CancellationToken::new(),
-            stats: RouteStats::default(),
-        }
+        Self { id, owner, upstream, cancel: CancellationToken::new(), stats: RouteStats::default() }
     }
 
     /// A human description for logs and error texts.
@@ -83,24 +78,39 @@ pub struct Snapshot {
     by_domain: HashMap<LowerName, (DomainName, Arc<Route>)>,
     default: Arc<Route>,
     max_labels: usize,
+    /// Anchored zones (accepted trust anchors) and their validators.
+    trust: TrustMap,
 }
 
 impl Snapshot {
-    pub fn new(domains: Vec<(DomainName, Arc<Route>)>, default: Arc<Route>) -> Self {
-        let max_labels = domains
-            .iter()
-            .map(|(d, _)| d.label_count())
-            .max()
-            .unwrap_or(0);
-        let by_domain = domains
-            .into_iter()
-            .map(|(d, r)| (d.to_lower_name(), (d, r)))
-            .collect();
-        Self {
-            by_domain,
-            default,
-            max_labels,
+    pub fn new(domains: Vec<(DomainName, Arc<Route>)>, default: Arc<Route>, trust: TrustMap) -> Self {
+        let max_labels = domains.iter().map(|(d, _)| d.label_count()).max().unwrap_or(0);
+        let by_domain = domains.into_iter().map(|(d, r)| (d.to_lower_name(), (d, r))).collect();
+        Self { by_domain, default, max_labels, trust }
+    }
+
+    /// The deepest anchored zone that covers `name`, lies within the split domain `matched` and
+    /// belongs to `route`. `None`: the name is not validated (insecure).
+    pub fn trust_for(&self, name: &LowerName, matched: &DomainName, route: u64) -> Option<&Arc<ZoneTrust>> {
+        if self.trust.is_empty() {
+            return None;
         }
+        let name: &Name = name;
+        let labels = name.num_labels() as usize;
+        for k in (matched.label_count()..=labels).rev() {
+            let candidate = LowerName::new(&name.trim_to(k));
+            if let Some(t) = self.trust.get(&candidate)
+                && t.route_id() == route
+            {
+                return Some(t);
+            }
+        }
+        None
+    }
+
+    /// Every anchored zone in force.
+    pub fn trust(&self) -> &TrustMap {
+        &self.trust
     }
 
     /// The route for `name` by longest whole-label suffix, with the split domain that matched
@@ -125,10 +135,7 @@ impl Snapshot {
 
     /// Every (domain, route id) pair, for diffing one snapshot against the next.
     pub fn assignments(&self) -> HashMap<DomainName, u64> {
-        self.by_domain
-            .values()
-            .map(|(d, r)| (d.clone(), r.id))
-            .collect()
+        self.by_domain.values().map(|(d, r)| (d.clone(), r.id)).collect()
     }
 }
 
@@ -153,11 +160,9 @@ mod tests {
     #[test]
     fn longest_whole_label_suffix_case_insensitive() {
         let s = Snapshot::new(
-            vec![
-                ("corp.example".parse().unwrap(), route(1)),
-                ("eng.corp.example".parse().unwrap(), route(2)),
-            ],
+            vec![("corp.example".parse().unwrap(), route(1)), ("eng.corp.example".parse().unwrap(), route(2))],
             route(0),
+            TrustMap::new(),
         );
         assert_eq!(lookup(&s, "corp.example."), 1);
         assert_eq!(lookup(&s, "A.B.Corp.Example."), 1);

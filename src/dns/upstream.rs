@@ -108,18 +108,11 @@ pub enum UpstreamError {
     #[error("no answer from {servers} within {after_ms} ms")]
     Timeout { servers: String, after_ms: u128 },
     #[error("{server} answered {rcode}")]
-    Rcode {
-        server: SocketAddr,
-        rcode: ResponseCode,
-    },
+    Rcode { server: SocketAddr, rcode: ResponseCode },
     #[error("cannot send to {server}: {error}")]
     Network { server: SocketAddr, error: String },
     #[error("cannot bind the query socket for {server} ({what}): {error}")]
-    Bind {
-        server: SocketAddr,
-        what: String,
-        error: String,
-    },
+    Bind { server: SocketAddr, what: String, error: String },
     #[error("query abandoned: {0}")]
     Abandoned(String),
 }
@@ -158,12 +151,7 @@ const MAX_TCP_MESSAGE: usize = 65535;
 
 impl Upstream {
     pub fn new(servers: &[SocketAddr], bind: Bind, timing: Timing) -> Self {
-        Self {
-            servers: servers.iter().map(|a| ServerState::new(*a)).collect(),
-            bind,
-            timing,
-            epoch: Instant::now(),
-        }
+        Self { servers: servers.iter().map(|a| ServerState::new(*a)).collect(), bind, timing, epoch: Instant::now() }
     }
 
     pub fn servers(&self) -> &[ServerState] {
@@ -228,18 +216,13 @@ impl Upstream {
             }
         }
         Err(match last_error {
-            Some(
-                e @ (UpstreamError::Rcode { .. }
-                | UpstreamError::Network { .. }
-                | UpstreamError::Bind { .. }),
-            ) if running.is_empty() => e,
+            Some(e @ (UpstreamError::Rcode { .. } | UpstreamError::Network { .. } | UpstreamError::Bind { .. }))
+                if running.is_empty() =>
+            {
+                e
+            }
             _ => UpstreamError::Timeout {
-                servers: self
-                    .servers
-                    .iter()
-                    .map(|s| s.addr.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                servers: self.servers.iter().map(|s| s.addr.to_string()).collect::<Vec<_>>().join(", "),
                 after_ms: started.elapsed().as_millis(),
             },
         })
@@ -266,25 +249,16 @@ impl Upstream {
             Ok(_) => server.last_failure_ms.store(0, Ordering::Relaxed),
             Err(_) => {
                 server.failures.fetch_add(1, Ordering::Relaxed);
-                server
-                    .last_failure_ms
-                    .store(millis(self.epoch), Ordering::Relaxed);
+                server.last_failure_ms.store(millis(self.epoch), Ordering::Relaxed);
             }
         }
         result
     }
 
-    async fn exchange(
-        &self,
-        server: &ServerState,
-        query: &Query,
-        flags: QueryFlags,
-    ) -> Result<Message, UpstreamError> {
+    async fn exchange(&self, server: &ServerState, query: &Query, flags: QueryFlags) -> Result<Message, UpstreamError> {
         let id: u16 = rand::random();
-        let wire = encode_query(id, query, flags).map_err(|e| UpstreamError::Network {
-            server: server.addr,
-            error: format!("cannot encode query: {e}"),
-        })?;
+        let wire = encode_query(id, query, flags)
+            .map_err(|e| UpstreamError::Network { server: server.addr, error: format!("cannot encode query: {e}") })?;
         if server.prefers_tcp(self.epoch) {
             match self.tcp(server.addr, &wire, id, query).await {
                 Ok(m) => {
@@ -296,10 +270,7 @@ impl Upstream {
             }
         }
         let sock = self.udp_socket(server.addr).await?;
-        let net_err = |e: std::io::Error| UpstreamError::Network {
-            server: server.addr,
-            error: e.to_string(),
-        };
+        let net_err = |e: std::io::Error| UpstreamError::Network { server: server.addr, error: e.to_string() };
         sock.send(&wire).await.map_err(net_err)?;
 
         let retry = tokio::time::sleep(self.timing.udp_retry);
@@ -348,18 +319,11 @@ impl Upstream {
 
     async fn udp_socket(&self, server: SocketAddr) -> Result<UdpSocket, UpstreamError> {
         let local = self.local_addr(server);
-        let bind_err = |what: String, e: std::io::Error| UpstreamError::Bind {
-            server,
-            what,
-            error: e.to_string(),
-        };
-        let sock = UdpSocket::bind(local)
-            .await
-            .map_err(|e| bind_err(format!("source {}", local.ip()), e))?;
+        let bind_err = |what: String, e: std::io::Error| UpstreamError::Bind { server, what, error: e.to_string() };
+        let sock = UdpSocket::bind(local).await.map_err(|e| bind_err(format!("source {}", local.ip()), e))?;
         #[cfg(any(target_os = "linux", target_os = "android"))]
         if let Some(iface) = &self.bind.interface {
-            sock.bind_device(Some(iface.as_bytes()))
-                .map_err(|e| bind_err(format!("interface {iface}"), e))?;
+            sock.bind_device(Some(iface.as_bytes())).map_err(|e| bind_err(format!("interface {iface}"), e))?;
         }
         #[cfg(not(any(target_os = "linux", target_os = "android")))]
         if let Some(iface) = &self.bind.interface {
@@ -368,12 +332,7 @@ impl Upstream {
                 std::io::Error::other("binding to an interface is only supported on Linux"),
             ));
         }
-        sock.connect(server)
-            .await
-            .map_err(|e| UpstreamError::Network {
-                server,
-                error: e.to_string(),
-            })?;
+        sock.connect(server).await.map_err(|e| UpstreamError::Network { server, error: e.to_string() })?;
         Ok(sock)
     }
 
@@ -385,22 +344,9 @@ impl Upstream {
         SocketAddr::new(ip, 0)
     }
 
-    async fn tcp(
-        &self,
-        server: SocketAddr,
-        wire: &[u8],
-        id: u16,
-        query: &Query,
-    ) -> Result<Message, UpstreamError> {
-        let net_err = |e: std::io::Error| UpstreamError::Network {
-            server,
-            error: format!("tcp: {e}"),
-        };
-        let bind_err = |what: String, e: std::io::Error| UpstreamError::Bind {
-            server,
-            what,
-            error: e.to_string(),
-        };
+    async fn tcp(&self, server: SocketAddr, wire: &[u8], id: u16, query: &Query) -> Result<Message, UpstreamError> {
+        let net_err = |e: std::io::Error| UpstreamError::Network { server, error: format!("tcp: {e}") };
+        let bind_err = |what: String, e: std::io::Error| UpstreamError::Bind { server, what, error: e.to_string() };
         let sock = match server {
             SocketAddr::V4(_) => TcpSocket::new_v4(),
             SocketAddr::V6(_) => TcpSocket::new_v6(),
@@ -408,12 +354,10 @@ impl Upstream {
         .map_err(net_err)?;
         #[cfg(any(target_os = "linux", target_os = "android"))]
         if let Some(iface) = &self.bind.interface {
-            sock.bind_device(Some(iface.as_bytes()))
-                .map_err(|e| bind_err(format!("interface {iface}"), e))?;
+            sock.bind_device(Some(iface.as_bytes())).map_err(|e| bind_err(format!("interface {iface}"), e))?;
         }
         if let Some(src) = self.bind.source {
-            sock.bind(SocketAddr::new(src, 0))
-                .map_err(|e| bind_err(format!("source {src}"), e))?;
+            sock.bind(SocketAddr::new(src, 0)).map_err(|e| bind_err(format!("source {src}"), e))?;
         }
         let mut stream = sock.connect(server).await.map_err(net_err)?;
         let mut framed = Vec::with_capacity(wire.len() + 2);
@@ -432,11 +376,7 @@ impl Upstream {
 }
 
 /// Builds our query: random id, RD, EDNS with our buffer size, DO and CD as the client asked.
-pub fn encode_query(
-    id: u16,
-    query: &Query,
-    flags: QueryFlags,
-) -> Result<Vec<u8>, hickory_proto::ProtoError> {
+pub fn encode_query(id: u16, query: &Query, flags: QueryFlags) -> Result<Vec<u8>, hickory_proto::ProtoError> {
     let mut msg = Message::new(id, MessageType::Query, OpCode::Query);
     msg.metadata.recursion_desired = true;
     msg.metadata.checking_disabled = flags.checking_disabled;

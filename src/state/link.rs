@@ -43,20 +43,12 @@ impl FromStr for ServerAddr {
 }
 
 fn check_port(sa: SocketAddr, s: &str) -> Result<ServerAddr, String> {
-    if sa.port() == 0 {
-        Err(format!("{s:?}: port 0 is not a server port"))
-    } else {
-        Ok(ServerAddr(sa))
-    }
+    if sa.port() == 0 { Err(format!("{s:?}: port 0 is not a server port")) } else { Ok(ServerAddr(sa)) }
 }
 
 impl fmt::Display for ServerAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.port() == 53 {
-            write!(f, "{}", self.0.ip())
-        } else {
-            write!(f, "{}", self.0)
-        }
+        if self.0.port() == 53 { write!(f, "{}", self.0.ip()) } else { write!(f, "{}", self.0) }
     }
 }
 
@@ -114,28 +106,13 @@ pub enum SpecError {
     #[error("link {0:?} has no DNS server: give at least one --server")]
     NoServers(String),
     #[error("link {id:?}: too many {what} ({got}, at most {max})")]
-    TooMany {
-        id: String,
-        what: &'static str,
-        got: usize,
-        max: usize,
-    },
-    #[error(
-        "link {0:?}: --default-route needs --full-tunnel (a split tunnel only routes its own domains)"
-    )]
+    TooMany { id: String, what: &'static str, got: usize, max: usize },
+    #[error("link {0:?}: --default-route needs --full-tunnel (a split tunnel only routes its own domains)")]
     DefaultRouteNeedsFullTunnel(String),
-    #[error(
-        "link {id:?}: interface name {name:?} is not valid (1 to 15 characters, no '/', no white space)"
-    )]
+    #[error("link {id:?}: interface name {name:?} is not valid (1 to 15 characters, no '/', no white space)")]
     Interface { id: String, name: String },
-    #[error(
-        "link {id:?}: source address {source_addr} and server {server} are of different IP families"
-    )]
-    SourceFamily {
-        id: String,
-        source_addr: IpAddr,
-        server: ServerAddr,
-    },
+    #[error("link {id:?}: source address {source_addr} and server {server} are of different IP families")]
+    SourceFamily { id: String, source_addr: IpAddr, server: ServerAddr },
 }
 
 fn printable(s: &str) -> bool {
@@ -156,12 +133,7 @@ impl LinkSpec {
         if self.servers.is_empty() {
             return Err(SpecError::NoServers(self.id.clone()));
         }
-        let too_many = |what, got, max| SpecError::TooMany {
-            id: self.id.clone(),
-            what,
-            got,
-            max,
-        };
+        let too_many = |what, got, max| SpecError::TooMany { id: self.id.clone(), what, got, max };
         if self.servers.len() > MAX_SERVERS {
             return Err(too_many("servers", self.servers.len(), MAX_SERVERS));
         }
@@ -180,19 +152,12 @@ impl LinkSpec {
                 || name.contains('/')
                 || name.chars().any(|c| c.is_whitespace() || c.is_control()))
         {
-            return Err(SpecError::Interface {
-                id: self.id.clone(),
-                name: name.clone(),
-            });
+            return Err(SpecError::Interface { id: self.id.clone(), name: name.clone() });
         }
         if let Some(src) = self.source
             && let Some(server) = self.servers.iter().find(|s| s.0.is_ipv4() != src.is_ipv4())
         {
-            return Err(SpecError::SourceFamily {
-                id: self.id.clone(),
-                source_addr: src,
-                server: *server,
-            });
+            return Err(SpecError::SourceFamily { id: self.id.clone(), source_addr: src, server: *server });
         }
         Ok(())
     }
@@ -242,26 +207,11 @@ pub(crate) mod tests {
 
     #[test]
     fn server_addr_forms() {
-        assert_eq!(
-            "10.0.0.1".parse::<ServerAddr>().unwrap().0,
-            "10.0.0.1:53".parse().unwrap()
-        );
-        assert_eq!(
-            "10.0.0.1:5300".parse::<ServerAddr>().unwrap().0.port(),
-            5300
-        );
-        assert_eq!(
-            "[fd00::1]:5300".parse::<ServerAddr>().unwrap().0.port(),
-            5300
-        );
+        assert_eq!("10.0.0.1".parse::<ServerAddr>().unwrap().0, "10.0.0.1:53".parse().unwrap());
+        assert_eq!("10.0.0.1:5300".parse::<ServerAddr>().unwrap().0.port(), 5300);
+        assert_eq!("[fd00::1]:5300".parse::<ServerAddr>().unwrap().0.port(), 5300);
         assert_eq!("fd00::1".parse::<ServerAddr>().unwrap().0.port(), 53);
-        for bad in [
-            "",
-            "host.example",
-            "10.0.0.1:0",
-            "10.0.0.1:99999",
-            "fd00::1:53]",
-        ] {
+        for bad in ["", "host.example", "10.0.0.1:0", "10.0.0.1:99999", "fd00::1:53]"] {
             assert!(bad.parse::<ServerAddr>().is_err(), "{bad:?}");
         }
     }
@@ -278,10 +228,7 @@ pub(crate) mod tests {
         assert!(matches!(s.validate(), Err(SpecError::NoServers(_))));
         s = spec("a", None, &[]);
         s.default_route = true;
-        assert!(matches!(
-            s.validate(),
-            Err(SpecError::DefaultRouteNeedsFullTunnel(_))
-        ));
+        assert!(matches!(s.validate(), Err(SpecError::DefaultRouteNeedsFullTunnel(_))));
         s = spec("a", None, &[]);
         s.interface = Some("a/b".into());
         assert!(matches!(s.validate(), Err(SpecError::Interface { .. })));
@@ -295,17 +242,7 @@ pub(crate) mod tests {
         let s = spec("a", Some("corp"), &["corp.example"]);
         let json = serde_json::to_string(&s).unwrap();
         assert_eq!(serde_json::from_str::<LinkSpec>(&json).unwrap(), s);
-        assert!(
-            serde_json::from_str::<LinkSpec>(
-                r#"{"id":"a","servers":["10.0.0.1"],"whitelist":["x"]}"#
-            )
-            .is_err()
-        );
-        assert!(
-            serde_json::from_str::<LinkSpec>(
-                r#"{"id":"a","servers":["10.0.0.1"],"domains":["."]}"#
-            )
-            .is_err()
-        );
+        assert!(serde_json::from_str::<LinkSpec>(r#"{"id":"a","servers":["10.0.0.1"],"whitelist":["x"]}"#).is_err());
+        assert!(serde_json::from_str::<LinkSpec>(r#"{"id":"a","servers":["10.0.0.1"],"domains":["."]}"#).is_err());
     }
 }

@@ -53,10 +53,7 @@ impl Store {
             Err(e) => {
                 return Loaded {
                     links: vec![],
-                    warnings: vec![format!(
-                        "cannot read {}: {e}; starting with no links",
-                        path.display()
-                    )],
+                    warnings: vec![format!("cannot read {}: {e}; starting with no links", path.display())],
                 };
             }
         };
@@ -75,18 +72,13 @@ impl Store {
                 links: vec![],
                 warnings: vec![self.set_aside(&path, &format!("unknown version {}", d.version))],
             },
-            Err(e) => Loaded {
-                links: vec![],
-                warnings: vec![self.set_aside(&path, &e.to_string())],
-            },
+            Err(e) => Loaded { links: vec![], warnings: vec![self.set_aside(&path, &e.to_string())] },
         }
     }
 
     fn set_aside(&self, path: &Path, why: &str) -> String {
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let stamp =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let aside = self.dir.join(format!("{FILE_NAME}.corrupt-{stamp}"));
         match fs::rename(path, &aside) {
             Ok(()) => format!(
@@ -104,11 +96,8 @@ impl Store {
     /// Writes the links atomically.
     pub fn save(&self, links: &[Link]) -> std::io::Result<()> {
         fs::create_dir_all(&self.dir)?;
-        let body = serde_json::to_vec_pretty(&OnDisk {
-            version: VERSION,
-            links: links.to_vec(),
-        })
-        .map_err(std::io::Error::other)?;
+        let body = serde_json::to_vec_pretty(&OnDisk { version: VERSION, links: links.to_vec() })
+            .map_err(std::io::Error::other)?;
         let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
         tmp.write_all(&body)?;
         tmp.write_all(b"\n")?;
@@ -132,12 +121,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::new(dir.path());
         assert!(store.load().links.is_empty());
-        let links = vec![Link {
-            spec: spec("a", Some("p"), &["corp.example"]),
-            seq: 3,
-            up_since: 7,
-            claim: None,
-        }];
+        let links = vec![Link { spec: spec("a", Some("p"), &["corp.example"]), seq: 3, up_since: 7, claim: None }];
         store.save(&links).unwrap();
         let loaded = store.load();
         assert_eq!(loaded.links, links);
@@ -151,11 +135,7 @@ mod tests {
         fs::write(store.path(), b"{not json").unwrap();
         let loaded = store.load();
         assert!(loaded.links.is_empty());
-        assert!(
-            loaded.warnings[0].contains("corrupt"),
-            "{:?}",
-            loaded.warnings
-        );
+        assert!(loaded.warnings[0].contains("corrupt"), "{:?}", loaded.warnings);
         assert!(!store.path().exists());
         let aside: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(aside.len(), 1);

@@ -66,7 +66,8 @@ pub struct Refusal {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AnchorView {
     pub anchor: DsAnchor,
-    /// `stored` (kept with the link; validation is not enabled in this release) or `ignored`.
+    /// `offered` (at or under a split domain accepted for the link: the agent decides whether it is
+    /// used) or `ignored` (never used).
     pub state: String,
     pub reason: String,
 }
@@ -99,9 +100,7 @@ impl LinkTable {
         let stale: Vec<String> = self
             .links
             .values()
-            .filter(|l| {
-                l.spec.id == spec.id || (spec.profile.is_some() && l.spec.profile == spec.profile)
-            })
+            .filter(|l| l.spec.id == spec.id || (spec.profile.is_some() && l.spec.profile == spec.profile))
             .map(|l| l.spec.id.clone())
             .collect();
         for id in stale {
@@ -112,12 +111,7 @@ impl LinkTable {
         let seq = self.next_seq.max(1);
         self.next_seq = seq + 1;
         let claim = replaced.iter().map(Link::claim_rank).min();
-        let link = Link {
-            spec,
-            seq,
-            up_since: now,
-            claim,
-        };
+        let link = Link { spec, seq, up_since: now, claim };
         self.links.insert(link.spec.id.clone(), link.clone());
         Ok(Upsert { replaced, link })
     }
@@ -185,12 +179,7 @@ impl LinkTable {
                     }
                 }
             }
-            let anchors = link
-                .spec
-                .anchors
-                .iter()
-                .map(|a| anchor_view(link, a, &accepted))
-                .collect();
+            let anchors = link.spec.anchors.iter().map(|a| anchor_view(link, a, &accepted)).collect();
             out.push(Resolved {
                 link: link.clone(),
                 accepted,
@@ -205,29 +194,13 @@ impl LinkTable {
 
 fn anchor_view(link: &Link, anchor: &DsAnchor, accepted: &[DomainName]) -> AnchorView {
     let (state, reason) = if link.spec.full_tunnel {
-        (
-            "ignored",
-            "full-tunnel link: trust anchors are ignored (RFC 8598 §2)".to_string(),
-        )
+        ("ignored", "full-tunnel link: trust anchors are ignored (RFC 8598 §2)".to_string())
     } else if !accepted.iter().any(|d| anchor.owner.is_at_or_under(d)) {
-        (
-            "ignored",
-            format!(
-                "{} is not at or under a split domain accepted for this link (RFC 8598 §6)",
-                anchor.owner
-            ),
-        )
+        ("ignored", format!("{} is not at or under a split domain accepted for this link (RFC 8598 §6)", anchor.owner))
     } else {
-        (
-            "stored",
-            "kept with the link; DNSSEC validation is not enabled in this release".into(),
-        )
+        ("offered", format!("{} is at or under an accepted split domain", anchor.owner))
     };
-    AnchorView {
-        anchor: anchor.clone(),
-        state: state.into(),
-        reason,
-    }
+    AnchorView { anchor: anchor.clone(), state: state.into(), reason }
 }
 
 #[cfg(test)]
@@ -245,28 +218,17 @@ mod tests {
     #[test]
     fn second_profile_is_refused_same_profile_replaces() {
         let mut t = LinkTable::default();
-        t.upsert(spec("a", Some("corp"), &["corp.example"]), 1)
-            .unwrap();
-        t.upsert(
-            spec("b", Some("other"), &["corp.example", "lab.example"]),
-            2,
-        )
-        .unwrap();
+        t.upsert(spec("a", Some("corp"), &["corp.example"]), 1).unwrap();
+        t.upsert(spec("b", Some("other"), &["corp.example", "lab.example"]), 2).unwrap();
         let r = t.resolve();
         assert_eq!(accepted(&r, "a"), ["corp.example"]);
         assert_eq!(accepted(&r, "b"), ["lab.example"]);
         let b = r.iter().find(|x| x.link.spec.id == "b").unwrap();
         assert_eq!(b.refused.len(), 1);
-        assert!(
-            b.refused[0].reason.contains("\"a\""),
-            "{}",
-            b.refused[0].reason
-        );
+        assert!(b.refused[0].reason.contains("\"a\""), "{}", b.refused[0].reason);
 
         // Same profile, new id: a reconnect replaces the old link.
-        let up = t
-            .upsert(spec("a2", Some("corp"), &["corp.example"]), 3)
-            .unwrap();
+        let up = t.upsert(spec("a2", Some("corp"), &["corp.example"]), 3).unwrap();
         assert_eq!(up.replaced.len(), 1);
         assert_eq!(up.replaced[0].spec.id, "a");
         assert!(t.get("a").is_none());
@@ -298,11 +260,7 @@ mod tests {
         let mut s = spec("ft", None, &["corp.example"]);
         s.full_tunnel = true;
         s.default_route = true;
-        s.anchors = vec![
-            format!("corp.example. IN DS 1 13 2 {}", "AB".repeat(32))
-                .parse()
-                .unwrap(),
-        ];
+        s.anchors = vec![format!("corp.example. IN DS 1 13 2 {}", "AB".repeat(32)).parse().unwrap()];
         t.upsert(s, 1).unwrap();
         let r = t.resolve();
         assert!(r[0].accepted.is_empty());
@@ -315,30 +273,22 @@ mod tests {
         let mut t = LinkTable::default();
         let mut s = spec("a", None, &["corp.example"]);
         s.anchors = vec![
-            format!("corp.example. IN DS 1 13 2 {}", "AB".repeat(32))
-                .parse()
-                .unwrap(),
-            format!("other.example. IN DS 1 13 2 {}", "AB".repeat(32))
-                .parse()
-                .unwrap(),
+            format!("corp.example. IN DS 1 13 2 {}", "AB".repeat(32)).parse().unwrap(),
+            format!("other.example. IN DS 1 13 2 {}", "AB".repeat(32)).parse().unwrap(),
         ];
         t.upsert(s, 1).unwrap();
         let r = t.resolve();
-        assert_eq!(r[0].anchors[0].state, "stored");
+        assert_eq!(r[0].anchors[0].state, "offered");
         assert_eq!(r[0].anchors[1].state, "ignored");
     }
 
     #[test]
     fn invalid_spec_changes_nothing() {
         let mut t = LinkTable::default();
-        t.upsert(spec("a", Some("p"), &["corp.example"]), 1)
-            .unwrap();
+        t.upsert(spec("a", Some("p"), &["corp.example"]), 1).unwrap();
         let mut bad = spec("b", Some("p"), &["corp.example"]);
         bad.servers.clear();
         assert!(t.upsert(bad, 2).is_err());
-        assert!(
-            t.get("a").is_some(),
-            "a refused spec of the same profile must not evict the old link"
-        );
+        assert!(t.get("a").is_some(), "a refused spec of the same profile must not evict the old link");
     }
 }

@@ -25,35 +25,22 @@ pub struct DsAnchor {
 /// Why a DS record was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DsError {
-    #[error(
-        "DS record {0:?} is incomplete: expected \"OWNER [TTL] [IN] DS KEYTAG ALGORITHM DIGESTTYPE HEXDIGEST\""
-    )]
+    #[error("DS record {0:?} is incomplete: expected \"OWNER [TTL] [IN] DS KEYTAG ALGORITHM DIGESTTYPE HEXDIGEST\"")]
     Incomplete(String),
     #[error("DS owner: {0}")]
     Owner(#[from] DomainError),
     #[error("DS record {input:?}: {what} {value:?} is not a number in range")]
-    Number {
-        input: String,
-        what: &'static str,
-        value: String,
-    },
+    Number { input: String, what: &'static str, value: String },
     #[error("DS record {0:?}: only class IN is supported")]
     Class(String),
     #[error("DS record {0:?}: the record type must be DS")]
     NotDs(String),
-    #[error(
-        "DS record {0:?}: digest type {1} is not supported (use 1 = SHA-1, 2 = SHA-256 or 4 = SHA-384)"
-    )]
+    #[error("DS record {0:?}: digest type {1} is not supported (use 1 = SHA-1, 2 = SHA-256 or 4 = SHA-384)")]
     DigestType(String, u8),
     #[error("DS record {0:?}: the digest is not hexadecimal")]
     Hex(String),
     #[error("DS record {input:?}: a digest of type {digest_type} must be {want} bytes, got {got}")]
-    DigestLength {
-        input: String,
-        digest_type: u8,
-        want: usize,
-        got: usize,
-    },
+    DigestLength { input: String, digest_type: u8, want: usize, got: usize },
 }
 
 /// The digest length in bytes for a DS digest type, or `None` if splitdns does not support it.
@@ -76,23 +63,11 @@ impl DsAnchor {
         digest: Vec<u8>,
     ) -> Result<Self, DsError> {
         let shown = || format!("{owner} DS {key_tag} {algorithm} {digest_type}");
-        let want =
-            digest_len(digest_type).ok_or_else(|| DsError::DigestType(shown(), digest_type))?;
+        let want = digest_len(digest_type).ok_or_else(|| DsError::DigestType(shown(), digest_type))?;
         if digest.len() != want {
-            return Err(DsError::DigestLength {
-                input: shown(),
-                digest_type,
-                want,
-                got: digest.len(),
-            });
+            return Err(DsError::DigestLength { input: shown(), digest_type, want, got: digest.len() });
         }
-        Ok(Self {
-            owner,
-            key_tag,
-            algorithm,
-            digest_type,
-            digest,
-        })
+        Ok(Self { owner, key_tag, algorithm, digest_type, digest })
     }
 }
 
@@ -118,11 +93,7 @@ impl FromStr for DsAnchor {
                 _ => {}
             }
         }
-        if !tokens
-            .next()
-            .ok_or_else(incomplete)?
-            .eq_ignore_ascii_case("DS")
-        {
+        if !tokens.next().ok_or_else(incomplete)?.eq_ignore_ascii_case("DS") {
             return Err(DsError::NotDs(input.to_string()));
         }
         let number = |what: &'static str, value: Option<&str>| -> Result<u64, DsError> {
@@ -134,15 +105,7 @@ impl FromStr for DsAnchor {
             })
         };
         let range = |what: &'static str, v: u64, max: u64| -> Result<u64, DsError> {
-            if v > max {
-                Err(DsError::Number {
-                    input: input.to_string(),
-                    what,
-                    value: v.to_string(),
-                })
-            } else {
-                Ok(v)
-            }
+            if v > max { Err(DsError::Number { input: input.to_string(), what, value: v.to_string() }) } else { Ok(v) }
         };
         let key_tag = range("key tag", number("key tag", tokens.next())?, 65535)? as u16;
         let algorithm = range("algorithm", number("algorithm", tokens.next())?, 255)? as u8;
@@ -191,26 +154,14 @@ mod tests {
 
     #[test]
     fn parses_full_and_short_forms() {
-        let full: DsAnchor = format!("corp.example. 3600 IN DS 12345 13 2 {SHA256}")
-            .parse()
-            .unwrap();
-        let short: DsAnchor = format!("Corp.Example DS 12345 13 2 {}", SHA256.to_lowercase())
-            .parse()
-            .unwrap();
+        let full: DsAnchor = format!("corp.example. 3600 IN DS 12345 13 2 {SHA256}").parse().unwrap();
+        let short: DsAnchor = format!("Corp.Example DS 12345 13 2 {}", SHA256.to_lowercase()).parse().unwrap();
         assert_eq!(full, short);
         assert_eq!(full.key_tag, 12345);
-        assert_eq!(
-            full.to_string(),
-            format!("corp.example. IN DS 12345 13 2 {SHA256}")
-        );
+        assert_eq!(full.to_string(), format!("corp.example. IN DS 12345 13 2 {SHA256}"));
         // Digest split by white space, as zone files often print it.
-        let split: DsAnchor = format!(
-            "corp.example. IN DS 12345 13 2 {} {}",
-            &SHA256[..32],
-            &SHA256[32..]
-        )
-        .parse()
-        .unwrap();
+        let split: DsAnchor =
+            format!("corp.example. IN DS 12345 13 2 {} {}", &SHA256[..32], &SHA256[32..]).parse().unwrap();
         assert_eq!(split, full);
     }
 

@@ -3,6 +3,7 @@
 //! This release stores and reports anchors; DNSSEC validation from them is a later step. Nothing here
 //! talks to the network or to the whitelist.
 
+pub mod anchors;
 pub mod ds;
 
 pub use ds::DsAnchor;

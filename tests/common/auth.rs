@@ -75,13 +75,7 @@ pub struct AuthOptions {
 
 impl Default for AuthOptions {
     fn default() -> Self {
-        Self {
-            udp: UdpMode::Answer,
-            tcp: true,
-            delay: None,
-            refuse_all: false,
-            truncate_udp: false,
-        }
+        Self { udp: UdpMode::Answer, tcp: true, delay: None, refuse_all: false, truncate_udp: false }
     }
 }
 
@@ -122,11 +116,7 @@ impl AuthServer {
         let (udp, tcp) = bind_pair(opts.tcp).await;
         let addr = udp.local_addr().expect("udp local addr");
         let log = Arc::new(Mutex::new(Vec::new()));
-        let mut server = Server::new(CountingHandler {
-            catalog,
-            log: log.clone(),
-            opts: opts.clone(),
-        });
+        let mut server = Server::new(CountingHandler { catalog, log: log.clone(), opts: opts.clone() });
         let blackhole = match opts.udp {
             UdpMode::Answer => {
                 server.register_socket(udp);
@@ -137,12 +127,7 @@ impl AuthServer {
         if let Some(tcp) = tcp {
             server.register_listener(tcp, Duration::from_secs(10), 32);
         }
-        AuthServer {
-            addr,
-            log,
-            server: Some(server),
-            _blackhole: blackhole,
-        }
+        AuthServer { addr, log, server: Some(server), _blackhole: blackhole }
     }
 
     /// `127.0.0.1:<port>`, valid for both UDP and TCP.
@@ -165,10 +150,7 @@ impl AuthServer {
     /// `count_under("corp.example")` counts `www.corp.example` but not `othercorp.example`.
     pub fn count_under(&self, domain: &str) -> usize {
         let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-        self.lock()
-            .iter()
-            .filter(|q| is_under(&q.name, &domain))
-            .count()
+        self.lock().iter().filter(|q| is_under(&q.name, &domain)).count()
     }
 
     /// Clears the query log.
@@ -179,8 +161,7 @@ impl AuthServer {
     /// Shuts the server down and waits (up to 2 s) for its tasks to finish.
     pub async fn stop(mut self) {
         if let Some(mut server) = self.server.take() {
-            let _ =
-                tokio::time::timeout(Duration::from_secs(2), server.shutdown_gracefully()).await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), server.shutdown_gracefully()).await;
         }
     }
 
@@ -203,11 +184,7 @@ impl Drop for AuthServer {
 /// such as `"www 60 IN A 10.1.0.1"`; leading whitespace on each line is stripped, so indented
 /// literals do not turn into zone-file continuation lines).
 pub fn zone(origin: &str, records: &str) -> String {
-    let o = if origin.ends_with('.') {
-        origin.to_string()
-    } else {
-        format!("{origin}.")
-    };
+    let o = if origin.ends_with('.') { origin.to_string() } else { format!("{origin}.") };
     let records: Vec<&str> = records.lines().map(str::trim).collect();
     let records = records.join("\n");
     format!(
@@ -220,11 +197,7 @@ pub fn zone(origin: &str, records: &str) -> String {
 
 /// True if `name` equals `domain` or ends with `.domain` (both lowercase, no trailing dot).
 fn is_under(name: &str, domain: &str) -> bool {
-    domain.is_empty()
-        || name == domain
-        || name
-            .strip_suffix(domain)
-            .is_some_and(|head| head.ends_with('.'))
+    domain.is_empty() || name == domain || name.strip_suffix(domain).is_some_and(|head| head.ends_with('.'))
 }
 
 /// Binds UDP on an ephemeral port and, if wanted, TCP on the same port (retrying on collisions).
@@ -265,11 +238,7 @@ impl RequestHandler for CountingHandler {
             let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
             for q in request.queries.queries() {
                 log.push(LoggedQuery {
-                    name: q
-                        .name()
-                        .to_string()
-                        .trim_end_matches('.')
-                        .to_ascii_lowercase(),
+                    name: q.name().to_string().trim_end_matches('.').to_ascii_lowercase(),
                     qtype: q.query_type(),
                     proto,
                     do_bit,
@@ -287,10 +256,7 @@ impl RequestHandler for CountingHandler {
 
         let truncate = self.opts.truncate_udp && proto == Proto::Udp;
         if !self.opts.refuse_all && !truncate {
-            return self
-                .catalog
-                .handle_request::<R, T>(request, response_handle)
-                .await;
+            return self.catalog.handle_request::<R, T>(request, response_handle).await;
         }
 
         let mut metadata = Metadata::response_from_request(&request.metadata);
@@ -302,20 +268,15 @@ impl RequestHandler for CountingHandler {
         }
         let edns = request.edns.as_ref().map(|req| {
             let mut e = Edns::new();
-            e.set_dnssec_ok(req.flags().dnssec_ok)
-                .set_max_payload(req.max_payload());
+            e.set_dnssec_ok(req.flags().dnssec_ok).set_max_payload(req.max_payload());
             e
         });
-        let response =
-            MessageResponseBuilder::new(&request.queries, edns.as_ref()).build_no_records(metadata);
+        let response = MessageResponseBuilder::new(&request.queries, edns.as_ref()).build_no_records(metadata);
         match response_handle.send_response(response).await {
             Ok(info) => info,
             Err(_) => {
                 metadata.response_code = ResponseCode::ServFail;
-                ResponseInfo::from(Header {
-                    metadata,
-                    counts: HeaderCounts::default(),
-                })
+                ResponseInfo::from(Header { metadata, counts: HeaderCounts::default() })
             }
         }
     }

@@ -28,25 +28,14 @@ pub struct Q {
 
 impl Default for Q {
     fn default() -> Self {
-        Self {
-            do_bit: false,
-            cd: false,
-            ad: false,
-            edns: true,
-            timeout: Duration::from_secs(5),
-        }
+        Self { do_bit: false, cd: false, ad: false, edns: true, timeout: Duration::from_secs(5) }
     }
 }
 
 /// Sends one query (random id, RD=1) over UDP and returns the decoded response.
 /// Errors: `TimedOut` if nothing arrives in time, `InvalidData` for an undecodable reply, a
 /// reply with the wrong id, or one that is not a response.
-pub async fn udp(
-    server: SocketAddr,
-    name: &str,
-    qtype: RecordType,
-    q: &Q,
-) -> std::io::Result<Message> {
+pub async fn udp(server: SocketAddr, name: &str, qtype: RecordType, q: &Q) -> std::io::Result<Message> {
     let request = build(name, qtype, q)?;
     let bytes = encode(&request)?;
     let exchange = async {
@@ -61,12 +50,7 @@ pub async fn udp(
 }
 
 /// Same as [`udp`] over TCP (one connection per query, 2-byte length prefix).
-pub async fn tcp(
-    server: SocketAddr,
-    name: &str,
-    qtype: RecordType,
-    q: &Q,
-) -> std::io::Result<Message> {
+pub async fn tcp(server: SocketAddr, name: &str, qtype: RecordType, q: &Q) -> std::io::Result<Message> {
     let request = build(name, qtype, q)?;
     let bytes = encode(&request)?;
     let len = u16::try_from(bytes.len()).map_err(|_| Error::other("query too long"))?;
@@ -91,10 +75,7 @@ pub async fn send_raw_udp(server: SocketAddr, bytes: &[u8], wait: Duration) -> O
     sock.connect(server).await.ok()?;
     sock.send(bytes).await.ok()?;
     let mut buf = vec![0u8; 65535];
-    let n = tokio::time::timeout(wait, sock.recv(&mut buf))
-        .await
-        .ok()?
-        .ok()?;
+    let n = tokio::time::timeout(wait, sock.recv(&mut buf)).await.ok()?.ok()?;
     buf.truncate(n);
     Some(buf)
 }
@@ -102,18 +83,12 @@ pub async fn send_raw_udp(server: SocketAddr, bytes: &[u8], wait: Duration) -> O
 /// The RFC 8914 Extended DNS Error (EDNS option 15) of `msg`, as `(info code, extra text)`.
 /// hickory 0.26 has no EDE type, so it arrives as `EdnsOption::Unknown(15, bytes)`.
 pub fn ede(msg: &Message) -> Option<(u16, String)> {
-    msg.edns
-        .as_ref()?
-        .options()
-        .options
-        .iter()
-        .find_map(|(_, opt)| match opt {
-            EdnsOption::Unknown(15, data) if data.len() >= 2 => Some((
-                u16::from_be_bytes([data[0], data[1]]),
-                String::from_utf8_lossy(&data[2..]).into_owned(),
-            )),
-            _ => None,
-        })
+    msg.edns.as_ref()?.options().options.iter().find_map(|(_, opt)| match opt {
+        EdnsOption::Unknown(15, data) if data.len() >= 2 => {
+            Some((u16::from_be_bytes([data[0], data[1]]), String::from_utf8_lossy(&data[2..]).into_owned()))
+        }
+        _ => None,
+    })
 }
 
 /// All IPv4 addresses in the answer section, in order.
@@ -144,8 +119,8 @@ pub fn rcode(msg: &Message) -> ResponseCode {
 }
 
 fn build(name: &str, qtype: RecordType, q: &Q) -> std::io::Result<Message> {
-    let mut qname = Name::from_ascii(name)
-        .map_err(|e| Error::new(ErrorKind::InvalidInput, format!("bad name {name:?}: {e}")))?;
+    let mut qname =
+        Name::from_ascii(name).map_err(|e| Error::new(ErrorKind::InvalidInput, format!("bad name {name:?}: {e}")))?;
     qname.set_fqdn(true);
     let mut msg = Message::query();
     msg.metadata.recursion_desired = true;
@@ -161,18 +136,14 @@ fn build(name: &str, qtype: RecordType, q: &Q) -> std::io::Result<Message> {
 }
 
 fn encode(msg: &Message) -> std::io::Result<Vec<u8>> {
-    msg.to_vec()
-        .map_err(|e| Error::new(ErrorKind::InvalidInput, format!("encode: {e}")))
+    msg.to_vec().map_err(|e| Error::new(ErrorKind::InvalidInput, format!("encode: {e}")))
 }
 
 fn check(request: &Message, bytes: &[u8]) -> std::io::Result<Message> {
     let bad = |what: String| Error::new(ErrorKind::InvalidData, what);
     let msg = Message::from_vec(bytes).map_err(|e| bad(format!("undecodable reply: {e}")))?;
     if msg.metadata.id != request.metadata.id {
-        return Err(bad(format!(
-            "reply id {} != query id {}",
-            msg.metadata.id, request.metadata.id
-        )));
+        return Err(bad(format!("reply id {} != query id {}", msg.metadata.id, request.metadata.id)));
     }
     if msg.metadata.message_type != MessageType::Response {
         return Err(bad("reply has QR=0".into()));
@@ -187,10 +158,7 @@ fn local_any(server: SocketAddr) -> SocketAddr {
     }
 }
 
-async fn with_timeout<T>(
-    limit: Duration,
-    fut: impl Future<Output = std::io::Result<T>>,
-) -> std::io::Result<T> {
+async fn with_timeout<T>(limit: Duration, fut: impl Future<Output = std::io::Result<T>>) -> std::io::Result<T> {
     tokio::time::timeout(limit, fut)
         .await
         .map_err(|_| Error::new(ErrorKind::TimedOut, format!("no reply within {limit:?}")))?

@@ -55,28 +55,15 @@ impl Daemon {
         // Never read the machine's own config or resolv.conf.
         let config = self.dir.path().join("config.toml");
         if !config.exists() {
-            std::fs::write(
-                &config,
-                format!(
-                    "resolv_conf = {:?}\n",
-                    self.dir.path().join("no-resolv.conf")
-                ),
-            )
-            .unwrap();
+            std::fs::write(&config, format!("resolv_conf = {:?}\n", self.dir.path().join("no-resolv.conf"))).unwrap();
         }
         cmd.arg("--config").arg(&config);
         for u in &self.upstream {
             cmd.arg("--upstream").arg(u.to_string());
         }
         cmd.args(&self.extra);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("log file");
-        cmd.stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        cmd.stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
         cmd.env("RUST_LOG", "splitdns=debug");
         self.child = Some(cmd.spawn().expect("spawn splitdns"));
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -91,11 +78,7 @@ impl Daemon {
                     return;
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "daemon did not come up; log:\n{}",
-                self.log_text()
-            );
+            assert!(Instant::now() < deadline, "daemon did not come up; log:\n{}", self.log_text());
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -119,18 +102,11 @@ impl Daemon {
     }
 
     async fn try_status(&self) -> Result<Value, String> {
-        let stream = UnixStream::connect(&self.socket)
-            .await
-            .map_err(|e| e.to_string())?;
+        let stream = UnixStream::connect(&self.socket).await.map_err(|e| e.to_string())?;
         let (r, mut w) = stream.into_split();
-        w.write_all(b"{\"cmd\":\"status\"}\n")
-            .await
-            .map_err(|e| e.to_string())?;
+        w.write_all(b"{\"cmd\":\"status\"}\n").await.map_err(|e| e.to_string())?;
         let mut line = String::new();
-        BufReader::new(r)
-            .read_line(&mut line)
-            .await
-            .map_err(|e| e.to_string())?;
+        BufReader::new(r).read_line(&mut line).await.map_err(|e| e.to_string())?;
         let v: Value = serde_json::from_str(&line).map_err(|e| e.to_string())?;
         Ok(v["result"].clone())
     }
@@ -163,11 +139,7 @@ impl Daemon {
         let mut all = vec!["link", "up"];
         all.extend_from_slice(args);
         let (ok, out, err) = self.cli(&all);
-        assert!(
-            ok,
-            "link up {args:?} failed: {err}\nlog:\n{}",
-            self.log_text()
-        );
+        assert!(ok, "link up {args:?} failed: {err}\nlog:\n{}", self.log_text());
         out
     }
 
@@ -231,36 +203,22 @@ impl Drop for Daemon {
 
 /// Sends one raw line to a control socket and returns the first reply line.
 pub async fn raw_control(socket: &Path, line: &[u8]) -> String {
-    let stream = UnixStream::connect(socket)
-        .await
-        .expect("connect control socket");
+    let stream = UnixStream::connect(socket).await.expect("connect control socket");
     let (r, mut w) = stream.into_split();
     // The daemon may close early (oversized request); ignore write errors.
     let _ = w.write_all(line).await;
     let mut reply = String::new();
-    let _ = tokio::time::timeout(
-        Duration::from_secs(10),
-        BufReader::new(r).read_line(&mut reply),
-    )
-    .await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), BufReader::new(r).read_line(&mut reply)).await;
     reply
 }
 
 impl Daemon {
     /// Like [`Daemon::start`], but the daemon's config file also holds `config` (TOML lines such
     /// as `query_timeout_ms = 1000`).
-    pub async fn start_with_config(
-        upstream: &[SocketAddr],
-        extra: &[&str],
-        config: &str,
-    ) -> Daemon {
+    pub async fn start_with_config(upstream: &[SocketAddr], extra: &[&str], config: &str) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let resolv = dir.path().join("no-resolv.conf");
-        std::fs::write(
-            dir.path().join("config.toml"),
-            format!("resolv_conf = {resolv:?}\n{config}\n"),
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("config.toml"), format!("resolv_conf = {resolv:?}\n{config}\n")).unwrap();
         let mut d = Daemon {
             child: None,
             socket: dir.path().join("control.sock"),

@@ -1,0 +1,464 @@
+//! DNSSEC validation of split-domain answers from a VPN-supplied DS anchor (an island of trust).
+//!
+//! A [`ZoneTrust`] owns one anchored zone of one link: it fetches the zone's DNSKEY RRset from the
+//! link's servers, has [`crate::trust::anchors::verify`] check it against the DS records, and keeps
+//! the resulting key set as hickory trust anchors. Answers under the zone are fetched from the link
+//! (DO and CD set, so the servers hand over signatures and we do the judging) and run through
+//! hickory's `DnssecDnsHandle`, which asks for keys and proofs through the same link. The verified
+//! DNSKEY RRset is served to the validator from memory, so a validation costs no extra round trip.
+//!
+//! Key rollover: the key set is fetched and verified again when its TTL runs out (in the background,
+//! the old set stays in force meanwhile) and at once when an answer fails to validate; a new set is
+//! swapped in atomically and the answer validated again, so a rolled ZSK does not turn the zone into
+//! SERVFAIL for good. A key set that cannot be verified makes its zone fail closed.
+//!
+//! Limits (KeyTrap, CVE-2023-50387): hickory tries at most 8 signatures per RRset and 2 keys per key
+//! tag; key-set verification has its own caps; every validation runs under the query's deadline.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use futures_util::future::{BoxFuture, Shared};
+use futures_util::{FutureExt, StreamExt};
+use hickory_net::dnssec::DnssecDnsHandle;
+use hickory_net::runtime::TokioRuntimeProvider;
+use hickory_net::{DnsError, DnsHandle, NetError};
+use hickory_proto::dnssec::rdata::DNSSECRData;
+use hickory_proto::dnssec::{Proof, TrustAnchors};
+use hickory_proto::op::{DnsRequest, DnsRequestOptions, DnsResponse, Message, MessageType, OpCode, Query};
+use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType, SerialNumber};
+use tracing::{info, warn};
+
+use super::ede;
+use super::route::Route;
+use super::upstream::{QueryFlags, UpstreamError};
+use crate::domain::DomainName;
+use crate::trust::DsAnchor;
+use crate::trust::anchors::{self, VerifiedKeys};
+
+/// Least time between two verifications triggered by failing answers.
+const REVERIFY_INTERVAL: Duration = Duration::from_secs(2);
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Where one anchored zone stands.
+pub enum TrustState {
+    /// Verification has not finished yet.
+    Pending,
+    /// The key set is verified and in force.
+    Verified {
+        keys: Arc<VerifiedKeys>,
+        anchors: Arc<TrustAnchors>,
+        verified_at: u64,
+        recheck_at: Instant,
+        recheck_unix: u64,
+    },
+    /// The key set could not be verified: the zone fails closed.
+    Failed { reason: String, at: u64 },
+}
+
+/// Validation counters of one zone.
+#[derive(Debug, Default)]
+pub struct TrustCounters {
+    pub secure: AtomicU64,
+    pub insecure: AtomicU64,
+    pub bogus: AtomicU64,
+    pub verifications: AtomicU64,
+}
+
+/// The result of a validated lookup.
+#[derive(Debug)]
+pub struct Validated {
+    pub message: Message,
+    pub secure: bool,
+}
+
+/// Why a validated lookup gave no answer.
+#[derive(Debug, Clone)]
+pub enum ValidationError {
+    /// The link's servers did not answer.
+    Upstream(UpstreamError),
+    /// The answer is bogus: (RFC 8914 code, reason).
+    Bogus(u16, String),
+    /// The zone's key set could not be verified.
+    Untrusted(String),
+}
+
+/// One anchored zone of one link.
+pub struct ZoneTrust {
+    pub zone: Name,
+    pub lower: LowerName,
+    pub domain: DomainName,
+    pub anchors: Vec<DsAnchor>,
+    route: Arc<Route>,
+    state: ArcSwap<TrustState>,
+    refresh: Mutex<Option<Shared<BoxFuture<'static, ()>>>>,
+    last_forced: Mutex<Option<Instant>>,
+    pub counters: TrustCounters,
+}
+
+impl std::fmt::Debug for ZoneTrust {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZoneTrust").field("zone", &self.zone).field("route", &self.route.id).finish()
+    }
+}
+
+impl ZoneTrust {
+    /// Creates the zone's trust and starts verifying its key set in the background.
+    pub fn start(domain: DomainName, anchors: Vec<DsAnchor>, route: Arc<Route>) -> Arc<Self> {
+        let zone = Name::from(domain.to_lower_name());
+        let trust = Arc::new(Self {
+            lower: LowerName::new(&zone),
+            zone,
+            domain,
+            anchors,
+            route,
+            state: ArcSwap::from_pointee(TrustState::Pending),
+            refresh: Mutex::new(None),
+            last_forced: Mutex::new(None),
+            counters: TrustCounters::default(),
+        });
+        let t = trust.clone();
+        tokio::spawn(async move { t.refresh().await });
+        trust
+    }
+
+    pub fn route_id(&self) -> u64 {
+        self.route.id
+    }
+
+    /// The current state (never waits).
+    pub fn state(&self) -> Arc<TrustState> {
+        self.state.load_full()
+    }
+
+    /// Waits until the first verification has finished.
+    pub async fn settled(self: &Arc<Self>) -> Arc<TrustState> {
+        if matches!(*self.state.load_full(), TrustState::Pending) {
+            self.refresh().await;
+        }
+        self.state.load_full()
+    }
+
+    /// Fetches and verifies the key set once; concurrent callers share the work.
+    pub fn refresh(self: &Arc<Self>) -> Shared<BoxFuture<'static, ()>> {
+        let mut slot = self.refresh.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = slot.as_ref()
+            && f.peek().is_none()
+        {
+            return f.clone();
+        }
+        let this = self.clone();
+        let fut = async move { this.verify_now().await }.boxed().shared();
+        *slot = Some(fut.clone());
+        fut
+    }
+
+    async fn verify_now(&self) {
+        self.counters.verifications.fetch_add(1, Ordering::Relaxed);
+        let query = Query::query(self.zone.clone(), RecordType::DNSKEY);
+        let flags = QueryFlags { dnssec_ok: true, checking_disabled: true };
+        let why = || format!("{} went down", self.route.describe());
+        let fetched = self.route.upstream.query(&query, flags, &self.route.cancel, why).await;
+        let now = unix_now();
+        let result = match fetched {
+            Ok(msg) => anchors::verify(&self.zone, &self.anchors, &msg, now as u32).map_err(|e| (e.to_string(), false)),
+            Err(e) => Err((format!("cannot fetch the DNSKEY RRset of {}: {e}", self.zone), true)),
+        };
+        match result {
+            Ok(keys) => {
+                let mut ta = TrustAnchors::empty();
+                for k in &keys.keys {
+                    ta.insert_with_name(k.public_key(), self.lower.clone());
+                }
+                let changed = match &*self.state.load_full() {
+                    TrustState::Verified { keys: old, .. } => old.keys != keys.keys,
+                    _ => true,
+                };
+                if changed {
+                    info!(
+                        zone = %self.zone,
+                        link = %self.route.describe(),
+                        keys = ?anchors::key_summary(&keys.keys),
+                        signed_by = ?keys.matched_tags,
+                        recheck_s = keys.recheck_after.as_secs(),
+                        "trust anchor verified: DNSKEY set in force"
+                    );
+                }
+                self.state.store(Arc::new(TrustState::Verified {
+                    recheck_at: Instant::now() + keys.recheck_after,
+                    recheck_unix: now + keys.recheck_after.as_secs(),
+                    keys: Arc::new(keys),
+                    anchors: Arc::new(ta),
+                    verified_at: now,
+                }));
+            }
+            Err((reason, transient)) => {
+                // A network hiccup during a re-check keeps a verified set in force; anything else
+                // (a DS that no longer matches, bad signatures) withdraws it.
+                if transient && matches!(*self.state.load_full(), TrustState::Verified { .. }) {
+                    warn!(zone = %self.zone, %reason, "trust anchor re-check failed; keeping the verified key set");
+                    return;
+                }
+                warn!(zone = %self.zone, link = %self.route.describe(), %reason, "trust anchor NOT verified: the zone fails closed");
+                self.state.store(Arc::new(TrustState::Failed { reason, at: now }));
+            }
+        }
+    }
+
+    /// Forces a re-verification after a failed validation, at most once per [`REVERIFY_INTERVAL`].
+    /// Returns true when the key set changed.
+    async fn reverify_after_failure(self: &Arc<Self>) -> bool {
+        {
+            let mut last = self.last_forced.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|t| t.elapsed() < REVERIFY_INTERVAL) {
+                return false;
+            }
+            *last = Some(Instant::now());
+        }
+        let before = self.state.load_full();
+        self.refresh().await;
+        let after = self.state.load_full();
+        match (&*before, &*after) {
+            (TrustState::Verified { keys: a, .. }, TrustState::Verified { keys: b, .. }) => a.keys != b.keys,
+            (TrustState::Verified { .. }, _) => false,
+            (_, TrustState::Verified { .. }) => true,
+            _ => false,
+        }
+    }
+
+    /// Looks `query` up through the link and validates the answer.
+    pub async fn lookup(self: &Arc<Self>, query: &Query) -> Result<Validated, ValidationError> {
+        let state = self.settled().await;
+        let (keys, anchors) = match &*state {
+            TrustState::Verified { keys, anchors, recheck_at, .. } => {
+                if Instant::now() >= *recheck_at {
+                    // Stale: re-check in the background, keep serving with the verified set.
+                    let t = self.clone();
+                    tokio::spawn(async move { t.refresh().await });
+                }
+                (keys.clone(), anchors.clone())
+            }
+            TrustState::Failed { reason, .. } => return Err(self.untrusted(reason)),
+            TrustState::Pending => return Err(self.untrusted("verification did not finish")),
+        };
+        let flags = QueryFlags { dnssec_ok: true, checking_disabled: true };
+        let why = || format!("{} went down (RFC 8598 §5)", self.route.describe());
+        let raw = self
+            .route
+            .upstream
+            .query(query, flags, &self.route.cancel, why)
+            .await
+            .map_err(ValidationError::Upstream)?;
+        match self.judge(query, &raw, keys, anchors).await {
+            Err(ValidationError::Bogus(code, reason)) => {
+                if self.reverify_after_failure().await
+                    && let TrustState::Verified { keys, anchors, .. } = &*self.state.load_full()
+                {
+                    info!(zone = %self.zone, "key set changed; validating again");
+                    return self.count(self.judge(query, &raw, keys.clone(), anchors.clone()).await);
+                }
+                self.count(Err(ValidationError::Bogus(code, reason)))
+            }
+            other => self.count(other),
+        }
+    }
+
+    fn untrusted(&self, reason: &str) -> ValidationError {
+        self.counters.bogus.fetch_add(1, Ordering::Relaxed);
+        ValidationError::Untrusted(format!("the trust anchor for {} is not verified: {reason}", self.domain))
+    }
+
+    fn count(&self, r: Result<Validated, ValidationError>) -> Result<Validated, ValidationError> {
+        let c = match &r {
+            Ok(v) if v.secure => &self.counters.secure,
+            Ok(_) => &self.counters.insecure,
+            Err(ValidationError::Bogus(..)) => &self.counters.bogus,
+            Err(_) => return r,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+        r
+    }
+
+    /// Runs hickory's validator over an answer already fetched from the link.
+    async fn judge(
+        &self,
+        query: &Query,
+        raw: &Message,
+        keys: Arc<VerifiedKeys>,
+        anchors: Arc<TrustAnchors>,
+    ) -> Result<Validated, ValidationError> {
+        let handle = LinkHandle {
+            route: self.route.clone(),
+            keys: keys.clone(),
+            primed: Arc::new(Mutex::new(Some((query.clone(), raw.clone())))),
+        };
+        let validator = DnssecDnsHandle::with_trust_anchor(handle, anchors).validation_cache_size(64);
+        let mut options = DnsRequestOptions::default();
+        options.edns_set_dnssec_ok = true;
+        options.use_edns = true;
+        let result = validator.lookup(query.clone(), options).next().await;
+        match result {
+            Some(Ok(resp)) => {
+                let message = resp.into_message();
+                classify(query, message, raw, &keys)
+            }
+            Some(Err(NetError::Dns(DnsError::Nsec { .. }))) => Err(denial_failure(raw)),
+            Some(Err(NetError::Dns(DnsError::NoRecordsFound(_)))) => Err(denial_failure(raw)),
+            Some(Err(e)) => Err(ValidationError::Bogus(ede::DNSSEC_BOGUS, format!("validation failed: {e}"))),
+            None => Err(ValidationError::Bogus(ede::DNSSEC_BOGUS, "the validator gave no result".into())),
+        }
+    }
+}
+
+/// Decides secure / insecure / bogus from the validator's per-record proofs.
+fn classify(query: &Query, message: Message, raw: &Message, keys: &VerifiedKeys) -> Result<Validated, ValidationError> {
+    let data: Vec<&Record> = message.answers.iter().filter(|r| r.record_type() != RecordType::RRSIG).collect();
+    if data.iter().any(|r| matches!(r.proof, Proof::Bogus | Proof::Indeterminate)) {
+        return Err(bogus_reason(query, raw, keys));
+    }
+    let secure = if data.is_empty() {
+        // A negative answer reaches us only with a valid denial, or a proven-insecure one.
+        !message.authorities.is_empty() && !message.authorities.iter().all(|r| r.proof == Proof::Insecure)
+    } else {
+        data.iter().all(|r| r.proof == Proof::Secure)
+    };
+    if !secure && data.is_empty() && message.authorities.is_empty() {
+        return Err(denial_failure(raw));
+    }
+    let mut message = message;
+    message.metadata.response_code = raw.metadata.response_code;
+    Ok(Validated { message, secure })
+}
+
+fn rrsigs_for<'a>(raw: &'a Message, name: &Name, covered: RecordType) -> Vec<&'a hickory_proto::dnssec::rdata::RRSIG> {
+    raw.answers
+        .iter()
+        .chain(raw.authorities.iter())
+        .filter(|r| r.name == *name)
+        .filter_map(|r| match &r.data {
+            RData::DNSSEC(DNSSECRData::RRSIG(s)) if s.input().type_covered == covered => Some(s),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Works out, for the RFC 8914 extended error, why a positive answer is bogus.
+fn bogus_reason(query: &Query, raw: &Message, keys: &VerifiedKeys) -> ValidationError {
+    let target = raw
+        .answers
+        .iter()
+        .find(|r| r.record_type() != RecordType::RRSIG)
+        .map(|r| (r.name.clone(), r.record_type()))
+        .unwrap_or_else(|| (query.name().clone(), query.query_type()));
+    let sigs = rrsigs_for(raw, &target.0, target.1);
+    let what = format!("{} {}", target.0, target.1);
+    if sigs.is_empty() {
+        return ValidationError::Bogus(
+            ede::RRSIGS_MISSING,
+            format!("{what} is not signed, but its zone is (unsigned data in a signed zone)"),
+        );
+    }
+    let now = SerialNumber::new(unix_now() as u32);
+    if sigs.iter().all(|s| now > s.input().sig_expiration) {
+        return ValidationError::Bogus(ede::SIGNATURE_EXPIRED, format!("the signature over {what} has expired"));
+    }
+    if sigs.iter().all(|s| now < s.input().sig_inception) {
+        return ValidationError::Bogus(
+            ede::SIGNATURE_NOT_YET_VALID,
+            format!("the signature over {what} is not valid yet"),
+        );
+    }
+    let trusted: Vec<u16> = keys.keys.iter().filter_map(|k| k.calculate_key_tag().ok()).collect();
+    if !sigs.iter().any(|s| trusted.contains(&s.input().key_tag)) {
+        let tags: Vec<u16> = sigs.iter().map(|s| s.input().key_tag).collect();
+        return ValidationError::Bogus(
+            ede::DNSKEY_MISSING,
+            format!("{what} is signed by key tag(s) {tags:?}, none of which is in the trusted key set {trusted:?}"),
+        );
+    }
+    ValidationError::Bogus(ede::DNSSEC_BOGUS, format!("the signature over {what} does not verify"))
+}
+
+fn denial_failure(raw: &Message) -> ValidationError {
+    let has_denial = raw.authorities.iter().any(|r| matches!(r.record_type(), RecordType::NSEC | RecordType::NSEC3));
+    if has_denial {
+        ValidationError::Bogus(ede::DNSSEC_BOGUS, "the denial of existence (NSEC/NSEC3) does not validate".into())
+    } else {
+        ValidationError::Bogus(ede::NSEC_MISSING, "a negative answer came without NSEC/NSEC3 proof".into())
+    }
+}
+
+/// The link as hickory's validator sees it: the first question is answered with the response we
+/// already fetched, the anchored zone's DNSKEY RRset from memory, everything else from the link.
+#[derive(Clone)]
+struct LinkHandle {
+    route: Arc<Route>,
+    keys: Arc<VerifiedKeys>,
+    primed: Arc<Mutex<Option<(Query, Message)>>>,
+}
+
+impl LinkHandle {
+    async fn answer(self, query: Query) -> Result<DnsResponse, NetError> {
+        let primed = {
+            let mut slot = self.primed.lock().unwrap_or_else(|e| e.into_inner());
+            match slot.as_ref() {
+                Some((q, _)) if *q == query => slot.take().map(|(_, m)| m),
+                _ => None,
+            }
+        };
+        let message = match primed {
+            Some(m) => m,
+            None if query.query_type() == RecordType::DNSKEY && *query.name() == self.keys.zone => {
+                let mut m = Message::new(0, MessageType::Response, OpCode::Query);
+                m.add_query(query.clone());
+                m.insert_answers(self.keys.records.clone());
+                m
+            }
+            None => {
+                let flags = QueryFlags { dnssec_ok: true, checking_disabled: true };
+                let why = || format!("{} went down", self.route.describe());
+                self.route
+                    .upstream
+                    .query(&query, flags, &self.route.cancel, why)
+                    .await
+                    .map_err(|e| NetError::Msg(format!("upstream: {e}")))?
+            }
+        };
+        let response = DnsResponse::from_message(message).map_err(NetError::from)?;
+        // Shape the result like hickory's own transports do: negatives become NoRecordsFound.
+        DnsError::from_response(response).map_err(NetError::from)
+    }
+}
+
+impl DnsHandle for LinkHandle {
+    type Response = futures_util::stream::BoxStream<'static, Result<DnsResponse, NetError>>;
+    type Runtime = TokioRuntimeProvider;
+
+    fn send(&self, request: DnsRequest) -> Self::Response {
+        let Some(query) = request.queries.first().cloned() else {
+            return futures_util::stream::once(async { Err(NetError::from("no query in request")) }).boxed();
+        };
+        futures_util::stream::once(self.clone().answer(query)).boxed()
+    }
+}
+
+/// A map from anchored zone to its trust, for the snapshot.
+pub type TrustMap = HashMap<LowerName, Arc<ZoneTrust>>;
+
+/// Strips DNSSEC records a client did not ask for (no DO bit).
+pub fn strip_dnssec(records: &[Record], qtype: RecordType) -> Vec<Record> {
+    records
+        .iter()
+        .filter(|r| {
+            let t = r.record_type();
+            t == qtype || !matches!(t, RecordType::RRSIG | RecordType::NSEC | RecordType::NSEC3)
+        })
+        .cloned()
+        .collect()
+}
