@@ -106,7 +106,15 @@ pub fn render(s: &Status) -> String {
                 let _ = writeln!(o, "            keys {} (DNSKEY set signed by {:?})", t.keys.join(", "), t.signed_by);
             }
             if let Some(n) = t.next_check {
-                let _ = writeln!(o, "            next check at {n} (Unix time)");
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                let _ = writeln!(
+                    o,
+                    "            re-checked in {}s (at Unix time {n}, or at once after a failure)",
+                    n.saturating_sub(now)
+                );
             }
             let _ = writeln!(o, "            answers: {} secure, {} insecure, {} bogus", t.secure, t.insecure, t.bogus);
         }

@@ -123,8 +123,9 @@ impl ZoneTrust {
             last_forced: Mutex::new(None),
             counters: TrustCounters::default(),
         });
-        let t = trust.clone();
-        tokio::spawn(async move { t.refresh().await });
+        // Create the shared verification now, so a query arriving first joins it instead of
+        // starting a second one.
+        tokio::spawn(trust.refresh());
         trust
     }
 

@@ -215,3 +215,62 @@ pub fn key_summary(keys: &[DNSKEY]) -> Vec<String> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::dnssec::PublicKeyBuf;
+    use hickory_proto::op::{MessageType, OpCode};
+    use std::str::FromStr;
+
+    fn zone() -> Name {
+        Name::from_str("corp.example.").unwrap()
+    }
+
+    fn key(i: u8, ksk: bool) -> Record {
+        let pk = PublicKeyBuf::new(vec![i; 64], Algorithm::ECDSAP256SHA256);
+        Record::from_rdata(zone(), 3600, RData::DNSSEC(DNSSECRData::DNSKEY(DNSKEY::new(true, ksk, false, pk))))
+    }
+
+    fn response(records: Vec<Record>) -> Message {
+        let mut m = Message::new(1, MessageType::Response, OpCode::Query);
+        m.insert_answers(records);
+        m
+    }
+
+    fn ds_for(r: &Record) -> DsAnchor {
+        let k = as_dnskey(r).unwrap();
+        let digest = k.to_digest(&zone(), DigestType::SHA256).unwrap();
+        DsAnchor::new("corp.example".parse().unwrap(), k.calculate_key_tag().unwrap(), 13, 2, digest.as_ref().to_vec())
+            .unwrap()
+    }
+
+    #[test]
+    fn empty_answer_is_no_dnskey() {
+        let ds = ds_for(&key(1, true));
+        assert!(matches!(verify(&zone(), &[ds], &response(vec![]), 0), Err(AnchorError::NoDnskey(_))));
+    }
+
+    #[test]
+    fn too_many_keys_are_refused_before_any_crypto() {
+        let keys: Vec<Record> = (0..=MAX_KEYS as u8).map(|i| key(i, false)).collect();
+        let ds = ds_for(&keys[0]);
+        assert!(matches!(verify(&zone(), &[ds], &response(keys), 0), Err(AnchorError::TooManyKeys { .. })));
+    }
+
+    #[test]
+    fn ds_matching_nothing_is_reported_as_such() {
+        let ds = ds_for(&key(9, true));
+        let err = verify(&zone(), &[ds], &response(vec![key(1, true), key(2, false)]), 0).unwrap_err();
+        assert!(matches!(err, AnchorError::NoMatchingKey { keys: 2, .. }), "{err}");
+    }
+
+    #[test]
+    fn matching_key_without_signature_is_not_trusted() {
+        let ksk = key(1, true);
+        let ds = ds_for(&ksk);
+        let err = verify(&zone(), &[ds], &response(vec![ksk, key(2, false)]), 0).unwrap_err();
+        assert!(matches!(err, AnchorError::NoValidSignature { .. }), "{err}");
+        assert!(err.to_string().contains("no RRSIG"), "{err}");
+    }
+}
