@@ -5,6 +5,7 @@
 
 mod link;
 mod status;
+mod whitelist;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -59,6 +60,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Approve or withdraw the domains whose VPN-supplied DNSSEC trust anchors may be used.
+    Whitelist(whitelist::WhitelistArgs),
 }
 
 #[derive(Args, Debug)]
@@ -172,6 +175,7 @@ pub fn main() -> ExitCode {
             Command::Link(LinkCommand::Up(args)) => link::up(&socket, args).await,
             Command::Link(LinkCommand::Down { id }) => link::down(&socket, id).await,
             Command::Status { json } => status::show(&socket, json).await,
+            Command::Whitelist(args) => whitelist::run(args),
         }
     });
     match result {

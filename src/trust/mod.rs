@@ -5,5 +5,6 @@
 
 pub mod anchors;
 pub mod ds;
+pub mod whitelist;
 
 pub use ds::DsAnchor;

@@ -1,0 +1,780 @@
+//! The trust-anchor whitelist: the domains a person approved for VPN-supplied DNSSEC trust anchors
+//! (RFC 8598 §6, §8).
+//!
+//! A VPN server that pushes a DS record for a split domain can vouch for every DNSSEC-protected name
+//! below it (addresses, TLSA, SSHFP, …), much like an enterprise CA. So an anchor is used only for a
+//! domain at or under a whitelisted name, and an empty or missing whitelist means no anchor is used.
+//!
+//! # File format
+//!
+//! ```text
+//! # Domains whose VPN-supplied DNSSEC trust anchors may be used.
+//! corp.example                  # covers corp.example and every name under it
+//! eng.example.net.              # a trailing dot is allowed; case does not matter
+//! internal  override=public-suffix
+//! ```
+//!
+//! One domain per line; `#` starts a comment (whole line or trailing); blank lines are allowed. A
+//! name covers its subdomains by whole labels: `example.net` covers `a.example.net`, never
+//! `badexample.net`. The root `.` is never used; a top-level domain or public suffix (`com`,
+//! `co.uk`, `github.io`, an unknown TLD such as `internal`, …) is used only when its line carries the
+//! marker `override=public-suffix`. Such lines are ignored with a warning that names the line; any
+//! other malformed line makes the whole file invalid (the caller then uses no anchor at all).
+//!
+//! Only people change the file: with `splitdns whitelist add|remove` (see [`add`] and [`remove`]) or
+//! an editor. The daemon only reads it, after [`check_permissions`].
+
+use std::fs::{self, File, Metadata};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::domain::{DomainError, DomainName};
+
+/// The marker that lets a top-level domain or public suffix be whitelisted.
+pub const OVERRIDE_MARKER: &str = "override=public-suffix";
+
+/// Mode of a whitelist file that [`add`] creates.
+const NEW_FILE_MODE: u32 = 0o644;
+
+/// One whitelisted domain, as read from the file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub domain: DomainName,
+    /// The line of the file it came from (1-based).
+    pub line: usize,
+    /// The line carries [`OVERRIDE_MARKER`].
+    pub public_suffix_override: bool,
+}
+
+/// The whitelist after the rules were applied: every entry here may be used.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Whitelist {
+    entries: Vec<Entry>,
+}
+
+/// A parsed whitelist and the warnings for the lines it ignored.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Parsed {
+    pub list: Whitelist,
+    /// One per ignored line, naming the line and saying how to fix it.
+    pub warnings: Vec<String>,
+}
+
+/// What [`add`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AddOutcome {
+    /// The line was appended. `subsumes`: existing entries below the new one (now redundant).
+    Added { domain: DomainName, subsumes: Vec<DomainName> },
+    /// Nothing changed: the name is already covered by the entry `by` (possibly itself).
+    AlreadyCovered { domain: DomainName, by: DomainName },
+}
+
+/// Why the whitelist could not be read, checked or changed. Each says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum WhitelistError {
+    #[error("{}line {line}: {reason}", path.as_deref().map(|p| format!("{}: ", p.display())).unwrap_or_default())]
+    Syntax { path: Option<PathBuf>, line: usize, reason: String },
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        action: String,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{what} {} {problem}, so someone other than root or the daemon's user could change which anchors are trusted: fix it with `{fix}`", path.display())]
+    Permissions { what: &'static str, path: PathBuf, problem: String, fix: String },
+    #[error(
+        "the root \".\" can never be whitelisted: an anchor for it would let a VPN vouch for every name on the Internet"
+    )]
+    Root,
+    #[error(
+        "{0} is a top-level domain or public suffix: names under it belong to many unrelated owners, and whitelisting it would let a VPN vouch for all of them. Whitelist the VPN's own domain below it instead, or, if you really mean it, override this check explicitly (`splitdns whitelist add {0} --override-public-suffix`)"
+    )]
+    PublicSuffix(DomainName),
+    #[error(transparent)]
+    Domain(DomainError),
+}
+
+impl WhitelistError {
+    fn io(action: impl Into<String>, path: &Path, source: io::Error) -> Self {
+        Self::Io { action: action.into(), path: path.to_path_buf(), source }
+    }
+
+    fn in_file(self, file: &Path) -> Self {
+        match self {
+            Self::Syntax { line, reason, .. } => Self::Syntax { path: Some(file.to_path_buf()), line, reason },
+            other => other,
+        }
+    }
+}
+
+/// True for a top-level domain or a public suffix (`com`, `co.uk`, `github.io`, …), per the Public
+/// Suffix List's ICANN and private sections. By the list's default rule `*`, every unknown TLD
+/// (`internal`, `lan`, `example`) is one too.
+pub fn is_public_suffix(name: &DomainName) -> bool {
+    psl::suffix(name.as_str().as_bytes()).is_some_and(|s| s.as_bytes() == name.as_str().as_bytes())
+}
+
+/// Parses a domain name given by a person: the root becomes [`WhitelistError::Root`].
+pub fn parse_name(text: &str) -> Result<DomainName, WhitelistError> {
+    DomainName::parse(text.trim()).map_err(|e| match e {
+        DomainError::Root => WhitelistError::Root,
+        other => WhitelistError::Domain(other),
+    })
+}
+
+/// Checks a name someone wants to add: a domain name, not the root, and not a public suffix unless
+/// `override_public_suffix`. The CLI calls this before it asks anything.
+pub fn check_new_entry(text: &str, override_public_suffix: bool) -> Result<DomainName, WhitelistError> {
+    let name = parse_name(text)?;
+    if is_public_suffix(&name) && !override_public_suffix {
+        return Err(WhitelistError::PublicSuffix(name));
+    }
+    Ok(name)
+}
+
+/// What one line of the file says.
+enum Line {
+    Blank,
+    Root,
+    Entry { domain: DomainName, public_suffix_override: bool },
+}
+
+/// Parses one line (without its line terminator). `Err` is the reason, without the line number.
+fn parse_line(raw: &str) -> Result<Line, String> {
+    let content = raw.split('#').next().unwrap_or("");
+    let mut tokens = content.split_whitespace();
+    let Some(name) = tokens.next() else { return Ok(Line::Blank) };
+    let mut public_suffix_override = false;
+    for token in tokens {
+        if token == OVERRIDE_MARKER {
+            public_suffix_override = true;
+        } else {
+            return Err(format!(
+                "unexpected {token:?} after the domain (one domain per line; the only option is {OVERRIDE_MARKER:?})"
+            ));
+        }
+    }
+    match DomainName::parse(name) {
+        Ok(domain) => Ok(Line::Entry { domain, public_suffix_override }),
+        Err(DomainError::Root) => Ok(Line::Root),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The file's lines with their terminators, numbered from 1; `content` is without `\n` / `\r\n`.
+fn numbered_lines(text: &str) -> impl Iterator<Item = (usize, &str, &str)> {
+    text.split_inclusive('\n').enumerate().map(|(i, raw)| {
+        let content = raw.strip_suffix('\n').unwrap_or(raw);
+        (i + 1, raw, content.strip_suffix('\r').unwrap_or(content))
+    })
+}
+
+impl Whitelist {
+    /// The whitelist that covers nothing (what a missing file means).
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// Parses the file's text and applies the rules. A malformed line is an error naming it; the
+    /// root and unmarked public suffixes are ignored with a warning.
+    pub fn parse(text: &str) -> Result<Parsed, WhitelistError> {
+        let mut parsed = Parsed::default();
+        for (line, _, content) in numbered_lines(text) {
+            match parse_line(content).map_err(|reason| WhitelistError::Syntax { path: None, line, reason })? {
+                Line::Blank => {}
+                Line::Root => parsed.warnings.push(format!(
+                    "line {line}: the root \".\" is never whitelisted (an anchor for it would let a VPN vouch for \
+                     every name): line ignored; delete it"
+                )),
+                Line::Entry { domain, public_suffix_override } => {
+                    if is_public_suffix(&domain) && !public_suffix_override {
+                        parsed.warnings.push(format!(
+                            "line {line}: {domain} is a top-level domain or public suffix (names under it belong to \
+                             many unrelated owners): line ignored; whitelist the VPN's own domain below it instead, \
+                             or, if you really mean it, append \"{OVERRIDE_MARKER}\" to the line"
+                        ));
+                    } else if !parsed.list.entries.iter().any(|e| e.domain == domain) {
+                        parsed.list.entries.push(Entry { domain, line, public_suffix_override });
+                    }
+                }
+            }
+        }
+        Ok(parsed)
+    }
+
+    /// Reads and parses the file at `path`. A missing file is the empty whitelist, not an error.
+    /// Call [`check_permissions`] first when the result decides what is trusted.
+    pub fn load(path: &Path) -> Result<Parsed, WhitelistError> {
+        match read(path)? {
+            None => Ok(Parsed::default()),
+            Some(text) => Self::parse(&text).map_err(|e| e.in_file(path)),
+        }
+    }
+
+    /// The entry covering `name` (equal to it or an ancestor by whole labels), the closest if several.
+    pub fn covers(&self, name: &DomainName) -> Option<&DomainName> {
+        self.entries.iter().map(|e| &e.domain).filter(|d| name.is_at_or_under(d)).max_by_key(|d| d.label_count())
+    }
+
+    /// The entries in file order (duplicates dropped).
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// True when no anchor may be used.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// The file's text, or `None` if it does not exist.
+fn read(path: &Path) -> Result<Option<String>, WhitelistError> {
+    match fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(WhitelistError::io("read the whitelist", path, e)),
+    }
+}
+
+/// Quotes a path for a shell command shown to the user.
+fn shell_quote(path: &Path) -> String {
+    let s = path.display().to_string();
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-+,:@=~".contains(&b)) {
+        s
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// Checks one file or directory: owned by root or `daemon_uid`, not writable by group or others.
+fn check_one(path: &Path, meta: &Metadata, daemon_uid: u32, what: &'static str) -> Result<(), WhitelistError> {
+    let mut problems = Vec::new();
+    let mut fixes = Vec::new();
+    let quoted = shell_quote(path);
+    let owner = meta.uid();
+    if owner != 0 && owner != daemon_uid {
+        let who =
+            if daemon_uid == 0 { "root".to_string() } else { format!("root nor the daemon's user (uid {daemon_uid})") };
+        problems.push(format!("is owned by uid {owner}, which is neither {who}"));
+        fixes.push(format!("chown root {quoted}"));
+    }
+    let mode = meta.mode();
+    if mode & 0o022 != 0 {
+        let by = match (mode & 0o020 != 0, mode & 0o002 != 0) {
+            (true, true) => "its group and everyone",
+            (true, false) => "its group",
+            _ => "everyone",
+        };
+        problems.push(format!("is writable by {by} (mode {:04o})", mode & 0o7777));
+        fixes.push(format!("chmod go-w {quoted}"));
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(WhitelistError::Permissions {
+        what,
+        path: path.to_path_buf(),
+        problem: problems.join(" and "),
+        fix: fixes.join(" && "),
+    })
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Refuses a whitelist anyone but root or the daemon's user could change, like sshd's StrictModes:
+/// the file (following a symbolic link) and its directory (and the link's directory) must be owned by
+/// root or `daemon_uid` and not be writable by group or others. A missing file passes.
+pub fn check_permissions(path: &Path, daemon_uid: u32) -> Result<(), WhitelistError> {
+    let link = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(WhitelistError::io("check the whitelist", path, e)),
+    };
+    let mut dirs = vec![parent_dir(path).to_path_buf()];
+    let meta = if link.file_type().is_symlink() {
+        match fs::metadata(path) {
+            Ok(m) => {
+                let target = fs::canonicalize(path).map_err(|e| WhitelistError::io("resolve", path, e))?;
+                dirs.push(parent_dir(&target).to_path_buf());
+                m
+            }
+            // A dangling link reads as a missing file; its directory still matters.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => link,
+            Err(e) => return Err(WhitelistError::io("check the whitelist", path, e)),
+        }
+    } else {
+        link
+    };
+    if !meta.file_type().is_symlink() {
+        check_one(path, &meta, daemon_uid, "the whitelist")?;
+    }
+    for dir in dirs {
+        let dmeta = fs::metadata(&dir).map_err(|e| WhitelistError::io("check the directory", &dir, e))?;
+        check_one(&dir, &dmeta, daemon_uid, "the whitelist's directory")?;
+    }
+    Ok(())
+}
+
+/// Replaces the file at `path` with `contents` atomically: a temporary file in the same directory,
+/// written, given the old file's owner and mode (or 0644 and the caller as owner for a new file),
+/// fsynced, renamed over the file, and the directory fsynced. A symbolic link is followed.
+fn write_atomic(path: &Path, contents: &str) -> Result<(), WhitelistError> {
+    let (target, old) = match fs::metadata(path) {
+        Ok(m) => (fs::canonicalize(path).map_err(|e| WhitelistError::io("resolve", path, e))?, Some(m)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => (path.to_path_buf(), None),
+        Err(e) => return Err(WhitelistError::io("read the whitelist", path, e)),
+    };
+    let dir = parent_dir(&target);
+    if old.is_none() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .map_err(|e| WhitelistError::io("create the directory", dir, e))?;
+    }
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".whitelist.")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| WhitelistError::io("create a temporary file in", dir, e))?;
+    tmp.write_all(contents.as_bytes()).map_err(|e| WhitelistError::io("write", tmp.path(), e))?;
+    let mode = match &old {
+        Some(m) => {
+            let mine = tmp.as_file().metadata().map_err(|e| WhitelistError::io("inspect", tmp.path(), e))?;
+            if (mine.uid(), mine.gid()) != (m.uid(), m.gid()) {
+                std::os::unix::fs::fchown(tmp.as_file(), Some(m.uid()), Some(m.gid())).map_err(|e| {
+                    WhitelistError::io(format!("keep the owner (uid {}, gid {}) of", m.uid(), m.gid()), &target, e)
+                })?;
+            }
+            m.mode() & 0o7777
+        }
+        None => NEW_FILE_MODE,
+    };
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(|e| WhitelistError::io("set the mode of", tmp.path(), e))?;
+    tmp.as_file().sync_all().map_err(|e| WhitelistError::io("sync", tmp.path(), e))?;
+    tmp.persist(&target).map_err(|e| WhitelistError::io("replace", &target, e.error))?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| WhitelistError::io("sync the directory", dir, e))?;
+    Ok(())
+}
+
+/// Adds `domain` to the whitelist file at `path` (for the interactive prompt only: the daemon never
+/// writes the file). Refuses the root always and a public suffix unless `override_public_suffix`
+/// (its line then carries [`OVERRIDE_MARKER`]); refuses to touch a file that does not parse. A name
+/// already covered changes nothing. Every other line is kept byte for byte, and so are the file's
+/// owner and mode; a new file is created 0644, owned by the caller, with its directory if needed.
+pub fn add(path: &Path, domain: &str, override_public_suffix: bool) -> Result<AddOutcome, WhitelistError> {
+    let name = check_new_entry(domain, override_public_suffix)?;
+    let text = read(path)?.unwrap_or_default();
+    let parsed = Whitelist::parse(&text).map_err(|e| e.in_file(path))?;
+    if let Some(by) = parsed.list.covers(&name) {
+        return Ok(AddOutcome::AlreadyCovered { domain: name.clone(), by: by.clone() });
+    }
+    let subsumes = parsed.list.entries().iter().filter(|e| e.domain.is_at_or_under(&name)).map(|e| e.domain.clone());
+    let subsumes = subsumes.collect();
+    let mut new_text = text;
+    if !new_text.is_empty() && !new_text.ends_with('\n') {
+        new_text.push('\n');
+    }
+    if is_public_suffix(&name) {
+        new_text.push_str(&format!("{name}  {OVERRIDE_MARKER}\n"));
+    } else {
+        new_text.push_str(&format!("{name}\n"));
+    }
+    write_atomic(path, &new_text)?;
+    Ok(AddOutcome::Added { domain: name, subsumes })
+}
+
+/// Removes every line whose domain is `domain` (with its trailing comment) from the file at `path`,
+/// keeping every other line byte for byte and the file's owner and mode. Returns false, and writes
+/// nothing, when no line names it (a name only covered by a broader entry is not removed).
+pub fn remove(path: &Path, domain: &str) -> Result<bool, WhitelistError> {
+    let name = parse_name(domain)?;
+    let Some(text) = read(path)? else { return Ok(false) };
+    Whitelist::parse(&text).map_err(|e| e.in_file(path))?;
+    let mut kept = String::with_capacity(text.len());
+    let mut removed = false;
+    for (_, raw, content) in numbered_lines(&text) {
+        match parse_line(content) {
+            Ok(Line::Entry { domain, .. }) if domain == name => removed = true,
+            _ => kept.push_str(raw),
+        }
+    }
+    if removed {
+        write_atomic(path, &kept)?;
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::symlink;
+
+    use super::*;
+
+    fn d(s: &str) -> DomainName {
+        DomainName::parse(s).unwrap()
+    }
+
+    fn names(w: &Whitelist) -> Vec<&str> {
+        w.entries().iter().map(|e| e.domain.as_str()).collect()
+    }
+
+    fn set_mode(path: &Path, mode: u32) {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    fn mode_of(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().mode() & 0o7777
+    }
+
+    fn my_uid() -> u32 {
+        nix::unistd::geteuid().as_raw()
+    }
+
+    /// A private temp dir (0700) with a whitelist path in it.
+    fn scratch() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("whitelist");
+        (dir, path)
+    }
+
+    #[test]
+    fn parses_comments_blank_lines_case_and_trailing_dot() {
+        let text = "# header\n\ncorp.example\n  Eng.Example.NET.   # trailing comment\n\t\r\nlab.corp.example\r\n";
+        let p = Whitelist::parse(text).unwrap();
+        assert_eq!(names(&p.list), ["corp.example", "eng.example.net", "lab.corp.example"]);
+        assert_eq!(p.list.entries()[1].line, 4);
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+        assert!(!p.list.is_empty());
+    }
+
+    #[test]
+    fn duplicates_are_listed_once() {
+        let p = Whitelist::parse("corp.example\nCORP.example.\n").unwrap();
+        assert_eq!(names(&p.list), ["corp.example"]);
+        assert_eq!(p.list.entries()[0].line, 1);
+    }
+
+    #[test]
+    fn root_is_ignored_with_a_warning_naming_the_line() {
+        for text in
+            ["corp.example\n.\n", "corp.example\n  .  # all of it\n", "corp.example\n. override=public-suffix\n"]
+        {
+            let p = Whitelist::parse(text).unwrap();
+            assert_eq!(names(&p.list), ["corp.example"], "{text:?}");
+            assert_eq!(p.warnings.len(), 1, "{text:?}");
+            assert!(p.warnings[0].starts_with("line 2: the root"), "{}", p.warnings[0]);
+            assert!(p.warnings[0].contains("delete it"), "{}", p.warnings[0]);
+        }
+    }
+
+    #[test]
+    fn public_suffixes_need_the_marker() {
+        let text = "com\nco.uk\n\ngithub.io  # pages\ninternal\nExample\ncorp.example\n";
+        let p = Whitelist::parse(text).unwrap();
+        assert_eq!(names(&p.list), ["corp.example"]);
+        let lines: Vec<&str> = p.warnings.iter().map(|w| w.split(':').next().unwrap()).collect();
+        assert_eq!(lines, ["line 1", "line 2", "line 4", "line 5", "line 6"]);
+        for w in &p.warnings {
+            assert!(w.contains("public suffix") && w.contains(OVERRIDE_MARKER), "{w}");
+        }
+        let marked = "internal  override=public-suffix\nco.uk override=public-suffix # really\n";
+        let p = Whitelist::parse(marked).unwrap();
+        assert_eq!(names(&p.list), ["internal", "co.uk"]);
+        assert!(p.list.entries().iter().all(|e| e.public_suffix_override));
+        assert!(p.warnings.is_empty());
+    }
+
+    #[test]
+    fn public_suffix_list_lookup() {
+        for suffix in ["com", "uk", "co.uk", "github.io", "internal", "lan", "example", "xn--p1ai"] {
+            assert!(is_public_suffix(&d(suffix)), "{suffix} should be a public suffix");
+        }
+        for name in ["example.com", "corp.example", "corp.example.co.uk", "user.github.io", "a.internal"] {
+            assert!(!is_public_suffix(&d(name)), "{name} should not be a public suffix");
+        }
+    }
+
+    #[test]
+    fn covers_by_whole_labels() {
+        let p = Whitelist::parse("example.net\nlab.example.net\n").unwrap();
+        let w = &p.list;
+        assert_eq!(w.covers(&d("antartica.example.net")), Some(&d("example.net")));
+        assert_eq!(w.covers(&d("example.net")), Some(&d("example.net")));
+        assert_eq!(w.covers(&d("x.lab.example.net")), Some(&d("lab.example.net")));
+        assert_eq!(w.covers(&d("badexample.net")), None);
+        assert_eq!(w.covers(&d("net")), None);
+        assert_eq!(w.covers(&d("example.org")), None);
+    }
+
+    #[test]
+    fn empty_and_missing_cover_nothing() {
+        let (_dir, path) = scratch();
+        for w in [
+            Whitelist::empty(),
+            Whitelist::parse("").unwrap().list,
+            Whitelist::parse("# only comments\n\n   \n").unwrap().list,
+            Whitelist::load(&path).unwrap().list,
+        ] {
+            assert!(w.is_empty());
+            assert!(w.entries().is_empty());
+            assert_eq!(w.covers(&d("corp.example")), None);
+        }
+    }
+
+    #[test]
+    fn malformed_lines_are_errors_with_the_line_number() {
+        let e = Whitelist::parse("# c\ncorp.example\ncorp..example\n").unwrap_err();
+        assert!(matches!(e, WhitelistError::Syntax { line: 3, .. }), "{e:?}");
+        assert!(e.to_string().starts_with("line 3: \"corp..example\" is not a domain name: "), "{e}");
+        for bad in ["a b.example", "corp.example override", "corp.example override=everything", "é.example", "a_b.c"] {
+            let e = Whitelist::parse(&format!("ok.example\n{bad}\n")).unwrap_err();
+            assert!(matches!(e, WhitelistError::Syntax { line: 2, .. }), "{bad:?}: {e:?}");
+        }
+        let (_dir, path) = scratch();
+        fs::write(&path, "corp.example\n\nx..y\n").unwrap();
+        let e = Whitelist::load(&path).unwrap_err();
+        assert_eq!(e.to_string(), format!("{}: line 3: {}", path.display(), DomainName::parse("x..y").unwrap_err()));
+    }
+
+    #[test]
+    fn load_reads_the_file() {
+        let (_dir, path) = scratch();
+        fs::write(&path, "corp.example\ncom\n").unwrap();
+        let p = Whitelist::load(&path).unwrap();
+        assert_eq!(names(&p.list), ["corp.example"]);
+        assert_eq!(p.warnings.len(), 1);
+        // A directory where the file should be is an error, not an empty list.
+        let (_dir2, path2) = scratch();
+        fs::create_dir(&path2).unwrap();
+        assert!(matches!(Whitelist::load(&path2), Err(WhitelistError::Io { .. })));
+    }
+
+    #[test]
+    fn permissions_like_strict_modes() {
+        let (dir, path) = scratch();
+        // Missing file passes.
+        check_permissions(&path, my_uid()).unwrap();
+        fs::write(&path, "corp.example\n").unwrap();
+        set_mode(&path, 0o644);
+        check_permissions(&path, my_uid()).unwrap();
+        check_permissions(&path, 4242).unwrap_or_else(|e| {
+            // Owned by root passes for any daemon; owned by a user only for that user's daemon.
+            assert_ne!(my_uid(), 0, "{e}");
+        });
+
+        for (mode, by) in [(0o664, "its group"), (0o646, "everyone"), (0o666, "its group and everyone")] {
+            set_mode(&path, mode);
+            let e = check_permissions(&path, my_uid()).unwrap_err();
+            let msg = e.to_string();
+            assert!(msg.contains(&format!("writable by {by}")), "{msg}");
+            assert!(msg.ends_with(&format!("fix it with `chmod go-w {}`", path.display())), "{msg}");
+        }
+        set_mode(&path, 0o600);
+        check_permissions(&path, my_uid()).unwrap();
+
+        // The directory: writable by others means anyone could swap the file.
+        set_mode(dir.path(), 0o777);
+        let e = check_permissions(&path, my_uid()).unwrap_err();
+        assert!(
+            matches!(&e, WhitelistError::Permissions { path: p, fix, .. } if p == dir.path() && fix.starts_with("chmod go-w")),
+            "{e}"
+        );
+        set_mode(dir.path(), 0o755);
+        check_permissions(&path, my_uid()).unwrap();
+    }
+
+    #[test]
+    fn permissions_refuse_a_foreign_owner() {
+        let (_dir, path) = scratch();
+        fs::write(&path, "corp.example\n").unwrap();
+        set_mode(&path, 0o644);
+        if my_uid() == 0 {
+            std::os::unix::fs::chown(&path, Some(4242), None).unwrap();
+        }
+        let owner = fs::metadata(&path).unwrap().uid();
+        assert_ne!(owner, 0);
+        check_permissions(&path, owner).unwrap();
+        let e = check_permissions(&path, owner + 1).unwrap_err();
+        assert!(e.to_string().contains(&format!("owned by uid {owner}")), "{e}");
+        assert!(e.to_string().ends_with(&format!("`chown root {}`", path.display())), "{e}");
+        // Both problems at once: both fixes.
+        set_mode(&path, 0o666);
+        let e = check_permissions(&path, owner + 1).unwrap_err();
+        assert!(e.to_string().contains("chown root") && e.to_string().contains("chmod go-w"), "{e}");
+    }
+
+    #[test]
+    fn permissions_follow_a_symlink_and_check_its_directory() {
+        let (real_dir, real) = scratch();
+        fs::write(&real, "corp.example\n").unwrap();
+        set_mode(&real, 0o644);
+        let (link_dir, link) = scratch();
+        symlink(&real, &link).unwrap();
+        check_permissions(&link, my_uid()).unwrap();
+        set_mode(&real, 0o666);
+        assert!(check_permissions(&link, my_uid()).is_err());
+        set_mode(&real, 0o644);
+        set_mode(real_dir.path(), 0o777);
+        assert!(check_permissions(&link, my_uid()).is_err());
+        set_mode(real_dir.path(), 0o700);
+        set_mode(link_dir.path(), 0o777);
+        assert!(check_permissions(&link, my_uid()).is_err());
+    }
+
+    #[test]
+    fn shell_quoting_of_paths_in_fixes() {
+        assert_eq!(shell_quote(Path::new("/etc/splitdns/whitelist")), "/etc/splitdns/whitelist");
+        assert_eq!(shell_quote(Path::new("/tmp/my list")), "'/tmp/my list'");
+        assert_eq!(shell_quote(Path::new("/tmp/it's")), r"'/tmp/it'\''s'");
+    }
+
+    #[test]
+    fn add_creates_a_new_file_0644_and_its_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config/splitdns/whitelist");
+        let out = add(&path, "Corp.Example.", false).unwrap();
+        assert_eq!(out, AddOutcome::Added { domain: d("corp.example"), subsumes: vec![] });
+        assert_eq!(fs::read_to_string(&path).unwrap(), "corp.example\n");
+        assert_eq!(mode_of(&path), 0o644);
+        assert_eq!(fs::metadata(&path).unwrap().uid(), my_uid());
+        let dir_mode = mode_of(path.parent().unwrap());
+        assert_eq!(dir_mode & 0o022, 0, "{dir_mode:o}");
+        // No temporary file left behind.
+        let files: Vec<_> = fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(files, [std::ffi::OsString::from("whitelist")]);
+    }
+
+    #[test]
+    fn add_keeps_other_lines_mode_and_owner() {
+        let (_dir, path) = scratch();
+        let before = "# approved by IT\r\ncorp.example   # corp VPN\n\n# no newline at the end\nlab.example.org";
+        fs::write(&path, before).unwrap();
+        set_mode(&path, 0o600);
+        let owner = if my_uid() == 0 {
+            std::os::unix::fs::chown(&path, Some(4242), Some(4343)).unwrap();
+            (4242, 4343)
+        } else {
+            let m = fs::metadata(&path).unwrap();
+            (m.uid(), m.gid())
+        };
+        let out = add(&path, "eng.example.net", false).unwrap();
+        assert!(matches!(out, AddOutcome::Added { .. }));
+        assert_eq!(fs::read_to_string(&path).unwrap(), format!("{before}\neng.example.net\n"));
+        assert_eq!(mode_of(&path), 0o600);
+        let m = fs::metadata(&path).unwrap();
+        assert_eq!((m.uid(), m.gid()), owner);
+        assert_eq!(fs::read_dir(path.parent().unwrap()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn add_of_a_covered_name_changes_nothing() {
+        let (_dir, path) = scratch();
+        fs::write(&path, "example.net\n").unwrap();
+        let inode = fs::metadata(&path).unwrap().ino();
+        for name in ["example.net", "a.b.example.net", "EXAMPLE.net."] {
+            let out = add(&path, name, false).unwrap();
+            assert_eq!(out, AddOutcome::AlreadyCovered { domain: d(name), by: d("example.net") });
+        }
+        assert_eq!(fs::read_to_string(&path).unwrap(), "example.net\n");
+        assert_eq!(fs::metadata(&path).unwrap().ino(), inode, "file was rewritten");
+        // Not covered: a sibling sharing a suffix of characters only.
+        assert!(matches!(add(&path, "badexample.net", false).unwrap(), AddOutcome::Added { .. }));
+    }
+
+    #[test]
+    fn add_reports_entries_it_subsumes() {
+        let (_dir, path) = scratch();
+        fs::write(&path, "a.example.net\nb.example.net\nother.example\n").unwrap();
+        let out = add(&path, "example.net", false).unwrap();
+        assert_eq!(
+            out,
+            AddOutcome::Added { domain: d("example.net"), subsumes: vec![d("a.example.net"), d("b.example.net")] }
+        );
+    }
+
+    #[test]
+    fn add_refuses_root_and_public_suffixes() {
+        let (_dir, path) = scratch();
+        assert!(matches!(add(&path, ".", false), Err(WhitelistError::Root)));
+        assert!(matches!(add(&path, ".", true), Err(WhitelistError::Root)));
+        for suffix in ["com", "co.uk", "github.io", "internal"] {
+            let e = add(&path, suffix, false).unwrap_err();
+            assert!(matches!(&e, WhitelistError::PublicSuffix(n) if n.as_str() == suffix), "{e:?}");
+            assert!(e.to_string().contains("--override-public-suffix"), "{e}");
+        }
+        assert!(matches!(add(&path, "corp..example", false), Err(WhitelistError::Domain(_))));
+        assert!(!path.exists(), "a refused add created the file");
+    }
+
+    #[test]
+    fn add_with_override_writes_the_marker() {
+        let (_dir, path) = scratch();
+        add(&path, "internal", true).unwrap();
+        // The override is only written where it is needed.
+        add(&path, "corp.example", true).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "internal  override=public-suffix\ncorp.example\n");
+        let p = Whitelist::load(&path).unwrap();
+        assert_eq!(names(&p.list), ["internal", "corp.example"]);
+        assert!(p.warnings.is_empty());
+    }
+
+    #[test]
+    fn edits_refuse_a_file_that_does_not_parse() {
+        let (_dir, path) = scratch();
+        fs::write(&path, "corp.example\nbad name\n").unwrap();
+        let e = add(&path, "eng.example", false).unwrap_err();
+        assert!(e.to_string().starts_with(&format!("{}: line 2: ", path.display())), "{e}");
+        assert!(remove(&path, "corp.example").is_err());
+        assert_eq!(fs::read_to_string(&path).unwrap(), "corp.example\nbad name\n");
+    }
+
+    #[test]
+    fn remove_drops_only_that_domain() {
+        let (_dir, path) = scratch();
+        let before = "# IT approved\r\ncorp.example  # corp\nlab.corp.example\n\n# keep me\nCORP.example.\nnet\n";
+        fs::write(&path, before).unwrap();
+        set_mode(&path, 0o640);
+        assert!(remove(&path, "corp.example").unwrap());
+        assert_eq!(fs::read_to_string(&path).unwrap(), "# IT approved\r\nlab.corp.example\n\n# keep me\nnet\n");
+        assert_eq!(mode_of(&path), 0o640);
+        // An ignored public-suffix line can be removed too.
+        assert!(remove(&path, "net").unwrap());
+        assert_eq!(fs::read_to_string(&path).unwrap(), "# IT approved\r\nlab.corp.example\n\n# keep me\n");
+    }
+
+    #[test]
+    fn remove_of_an_absent_name_writes_nothing() {
+        let (_dir, path) = scratch();
+        assert!(!remove(&path, "corp.example").unwrap());
+        assert!(!path.exists());
+        fs::write(&path, "corp.example\n").unwrap();
+        let inode = fs::metadata(&path).unwrap().ino();
+        // Covered by an entry, but not an entry itself: not removed.
+        assert!(!remove(&path, "a.corp.example").unwrap());
+        assert!(!remove(&path, "badcorp.example").unwrap());
+        assert_eq!(fs::metadata(&path).unwrap().ino(), inode);
+        assert!(matches!(remove(&path, "."), Err(WhitelistError::Root)));
+    }
+
+    #[test]
+    fn edits_follow_a_symlink() {
+        let (_real_dir, real) = scratch();
+        fs::write(&real, "corp.example\n").unwrap();
+        let (_link_dir, link) = scratch();
+        symlink(&real, &link).unwrap();
+        add(&link, "eng.example", false).unwrap();
+        assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        assert_eq!(fs::read_to_string(&real).unwrap(), "corp.example\neng.example\n");
+    }
+}
