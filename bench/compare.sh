@@ -29,12 +29,15 @@ fi
 . "$STATE/ta/ta.env"
 "$BENCH/stop.sh" splitdns >/dev/null 2>&1 || true
 run=$(mktemp -d "${TMPDIR:-/tmp}/splitdns-bench.XXXXXX")
+chmod 755 "$run"
 sock=$run/control.sock
+# The bench's anchor is for corp.example: whitelist it (the person's decision, made here for the bench).
+printf '# splitdns bench\ncorp.example\n' >"$run/whitelist"
 # The daemon itself is the bench's target process (so its CPU and memory are measured); the link
 # is brought up through the control socket once it answers.
 # shellcheck disable=SC2086
 "$BENCH/start-target.sh" splitdns "$ADDR" -- "$BIN" --control-socket "$sock" daemon --listen "$ADDR" \
-  --upstream 127.0.0.3:5300 --state-dir "$run" --config /dev/null --accept-anchors-without-whitelist ${DAEMON_FLAGS:-}
+  --upstream 127.0.0.3:5300 --state-dir "$run" --config /dev/null --whitelist "$run/whitelist" ${DAEMON_FLAGS:-}
 "$BIN" --control-socket "$sock" link up --id bench --profile bench --server 127.0.0.2:5300 \
   --domain corp.example --ta "$TA_DS"
 "$BENCH/verify.sh" "splitdns=$ADDR" || echo "compare.sh: some verify checks failed (see above)" >&2

@@ -8,6 +8,7 @@
 //! control_socket = "/run/splitdns/control.sock"
 //! control_group = "netdev"           # members may use the control socket (besides root and the daemon's user)
 //! state_dir = "/var/lib/splitdns"
+//! whitelist = "/etc/splitdns/whitelist"  # domains whose VPN trust anchors may be used; edited by people only
 //! query_timeout_ms = 4000            # per client query, across all servers and retries
 //! cache_max_bytes = 8388608
 //! cache_max_ttl = 86400
@@ -35,7 +36,7 @@ pub struct FileConfig {
     pub control_socket: Option<PathBuf>,
     pub control_group: Option<String>,
     pub state_dir: Option<PathBuf>,
-    /// The trust-anchor whitelist file (used from the whitelist release on).
+    /// The trust-anchor whitelist file: domains whose VPN-supplied DS anchors may be used.
     pub whitelist: Option<PathBuf>,
     pub query_timeout_ms: Option<u64>,
     pub cache_max_bytes: Option<u64>,
@@ -50,6 +51,7 @@ pub struct Overrides {
     pub upstream: Vec<ServerAddr>,
     pub control_socket: Option<PathBuf>,
     pub state_dir: Option<PathBuf>,
+    pub whitelist: Option<PathBuf>,
 }
 
 /// Where the default upstream comes from.
@@ -180,7 +182,7 @@ fn settings_from(
             .unwrap_or_else(|| paths.control_socket.clone()),
         control_group: file.control_group,
         state_dir: o.state_dir.clone().or(file.state_dir).unwrap_or_else(|| paths.state_dir.clone()),
-        whitelist: file.whitelist.unwrap_or_else(|| paths.whitelist.clone()),
+        whitelist: o.whitelist.clone().or(file.whitelist).unwrap_or_else(|| paths.whitelist.clone()),
         timing: Timing::from_total(Duration::from_millis(timeout)),
         cache,
     })

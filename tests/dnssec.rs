@@ -13,15 +13,22 @@ use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::RecordType;
 use serde_json::Value;
 
-const TEST_FLAG: &str = "--accept-anchors-without-whitelist";
+/// A whitelist that approves corp.example.
+const WHITELISTED: &[&str] = &["corp.example"];
 
 async fn public() -> AuthServer {
     AuthServer::start(&[("corp.example.", &zone("corp.example.", "www 60 IN A 203.0.113.66"))]).await
 }
 
-/// A daemon with `corp.example` on a link to `server`, anchored with `ds` when given.
-async fn daemon_with(public: &AuthServer, server: &SignedServer, ds: Option<&str>, flags: &[&str]) -> (Daemon, String) {
-    let d = Daemon::start(&[public.addr()], flags).await;
+/// A daemon whose whitelist holds `whitelist`, with `corp.example` on a link to `server`,
+/// anchored with `ds` when given.
+async fn daemon_with(
+    public: &AuthServer,
+    server: &SignedServer,
+    ds: Option<&str>,
+    whitelist: &[&str],
+) -> (Daemon, String) {
+    let d = Daemon::start_with_whitelist(&[public.addr()], &[], &whitelist.join("\n")).await;
     let addr = server.addr().to_string();
     let mut args = vec!["--id", "vpn", "--server", &addr, "--domain", "corp.example"];
     if let Some(ds) = ds {
@@ -52,7 +59,7 @@ async fn secure_answers_carry_ad_and_signatures_only_when_asked() {
     let public = public().await;
     let z = SignedZone::corp();
     let server = SignedServer::start(&z, ServeOptions::default()).await;
-    let (d, out) = daemon_with(&public, &server, Some(&z.ds(2)), &[TEST_FLAG]).await;
+    let (d, out) = daemon_with(&public, &server, Some(&z.ds(2)), WHITELISTED).await;
     assert!(out.contains("(in use)"), "anchor should be verified at link up: {out}");
 
     let m = ask(&d, "www.corp.example", RecordType::A, do_bit()).await;
@@ -97,7 +104,7 @@ async fn nxdomain_and_nodata_come_with_proof_and_ad() {
         let public = public().await;
         let z = SignedZone::build("corp.example.", &opts);
         let server = SignedServer::start(&z, ServeOptions::default()).await;
-        let (d, _) = daemon_with(&public, &server, Some(&z.ds(2)), &[TEST_FLAG]).await;
+        let (d, _) = daemon_with(&public, &server, Some(&z.ds(2)), WHITELISTED).await;
 
         let m = ask(&d, "nope.corp.example", RecordType::A, do_bit()).await;
         assert_eq!(rcode(&m), ResponseCode::NXDomain, "{denial_type}");
@@ -121,7 +128,7 @@ async fn bogus_answers_are_servfail_with_the_reason() {
     let public = public().await;
     let z = SignedZone::corp();
     let server = SignedServer::start(&z, ServeOptions::default()).await;
-    let (d, _) = daemon_with(&public, &server, Some(&z.ds(2)), &[TEST_FLAG]).await;
+    let (d, _) = daemon_with(&public, &server, Some(&z.ds(2)), WHITELISTED).await;
     // (name, RFC 8914 code, a word the text must contain)
     let cases = [
         ("expired", 7, "expired"),
@@ -157,7 +164,7 @@ async fn broken_denial_of_existence_is_bogus() {
         let public = public().await;
         let z = SignedZone::corp();
         let server = SignedServer::start(&z, ServeOptions { denial }).await;
-        let (d, _) = daemon_with(&public, &server, Some(&z.ds(2)), &[TEST_FLAG]).await;
+        let (d, _) = daemon_with(&public, &server, Some(&z.ds(2)), WHITELISTED).await;
         let m = ask(&d, "nope.corp.example", RecordType::A, do_bit()).await;
         assert_eq!(rcode(&m), ResponseCode::ServFail, "{denial:?}: {m:?}");
         let (c, text) = ede(&m).expect("EDE");
@@ -173,7 +180,7 @@ async fn ds_for_the_wrong_key_is_rejected_at_link_up_and_fails_closed() {
     let public = public().await;
     let z = SignedZone::corp();
     let server = SignedServer::start(&z, ServeOptions::default()).await;
-    let (d, out) = daemon_with(&public, &server, Some(&z.wrong_ds()), &[TEST_FLAG]).await;
+    let (d, out) = daemon_with(&public, &server, Some(&z.wrong_ds()), WHITELISTED).await;
     assert!(out.contains("(failed)") && out.contains("matches the DS"), "{out}");
     let t = trust(&d.status().await);
     assert_eq!(t["state"], "failed");
@@ -194,7 +201,7 @@ async fn zsk_rollover_is_survived() {
     let public = public().await;
     let mut z = SignedZone::corp();
     let server = SignedServer::start(&z, ServeOptions::default()).await;
-    let (d, _) = daemon_with(&public, &server, Some(&z.ds(2)), &[TEST_FLAG]).await;
+    let (d, _) = daemon_with(&public, &server, Some(&z.ds(2)), WHITELISTED).await;
     assert!(ask(&d, "www.corp.example", RecordType::A, do_bit()).await.metadata.authentic_data);
     let old_zsk = z.zsk_tag();
 
@@ -220,7 +227,7 @@ async fn anchor_goes_with_the_link_and_unanchored_domains_are_insecure() {
     let public = public().await;
     let z = SignedZone::corp();
     let server = SignedServer::start(&z, ServeOptions::default()).await;
-    let (d, _) = daemon_with(&public, &server, Some(&z.ds(2)), &[TEST_FLAG]).await;
+    let (d, _) = daemon_with(&public, &server, Some(&z.ds(2)), WHITELISTED).await;
     assert!(ask(&d, "www.corp.example", RecordType::A, do_bit()).await.metadata.authentic_data);
     d.link_down("vpn");
     let addr = server.addr().to_string();
@@ -238,15 +245,15 @@ async fn anchor_goes_with_the_link_and_unanchored_domains_are_insecure() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_the_test_flag_no_anchor_is_used() {
+async fn without_a_whitelist_entry_no_anchor_is_used() {
     let public = public().await;
     let z = SignedZone::corp();
     let server = SignedServer::start(&z, ServeOptions::default()).await;
     let (d, out) = daemon_with(&public, &server, Some(&z.ds(2)), &[]).await;
-    assert!(out.contains("(not used)"), "{out}");
+    assert!(out.contains("(pending review)"), "{out}");
     let m = ask(&d, "www.corp.example", RecordType::A, do_bit()).await;
     assert!(!m.metadata.authentic_data);
-    assert_eq!(d.status().await["links"][0]["anchors"][0]["state"], "not used");
+    assert_eq!(d.status().await["links"][0]["anchors"][0]["state"], "pending review");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -254,7 +261,7 @@ async fn validated_answers_are_cached() {
     let public = public().await;
     let z = SignedZone::corp();
     let server = SignedServer::start(&z, ServeOptions::default()).await;
-    let (d, _) = daemon_with(&public, &server, Some(&z.ds(2)), &[TEST_FLAG]).await;
+    let (d, _) = daemon_with(&public, &server, Some(&z.ds(2)), WHITELISTED).await;
     assert!(ask(&d, "www.corp.example", RecordType::A, do_bit()).await.metadata.authentic_data);
     let after_first = server.count();
     let m = ask(&d, "www.corp.example", RecordType::A, do_bit()).await;

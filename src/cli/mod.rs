@@ -23,6 +23,7 @@ Files (system daemon / user daemon):
   config         /etc/splitdns/config.toml      ~/.config/splitdns/config.toml
   state          /var/lib/splitdns/links.json   ~/.local/state/splitdns/links.json
   control socket /run/splitdns/control.sock     $XDG_RUNTIME_DIR/splitdns/control.sock
+  whitelist      /etc/splitdns/whitelist        ~/.config/splitdns/whitelist
 
 Example:
   splitdns daemon --listen 127.0.0.1:5353 --upstream 192.0.2.53
@@ -83,12 +84,11 @@ struct DaemonArgs {
     /// Filter with RUST_LOG, e.g. RUST_LOG=splitdns=debug.
     #[arg(long, value_name = "FORMAT", default_value = "auto")]
     log_format: LogFormat,
-    /// TESTING ONLY. Use every DNSSEC trust anchor a VPN offers for its split domains without asking
-    /// a whitelist. RFC 8598 §6 forbids this in real use: an anchor lets the VPN server vouch for
-    /// every name below it (TLSA, SSHFP, …), like installing an enterprise CA. Without this flag, no
-    /// anchor is used until the whitelist exists.
-    #[arg(long)]
-    accept_anchors_without_whitelist: bool,
+    /// The trust-anchor whitelist: domains whose VPN-supplied DNSSEC anchors may be used
+    /// [default: /etc/splitdns/whitelist as root, ~/.config/splitdns/whitelist otherwise]. Watched:
+    /// edits take effect at once. The daemon never writes it.
+    #[arg(long, value_name = "FILE")]
+    whitelist: Option<PathBuf>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -164,18 +164,14 @@ pub fn main() -> ExitCode {
                     upstream: args.upstream,
                     control_socket: cli.control_socket,
                     state_dir: args.state_dir,
+                    whitelist: args.whitelist,
                 };
-                let policy = if args.accept_anchors_without_whitelist {
-                    crate::daemon::agent::AnchorPolicy::AcceptAllForTesting
-                } else {
-                    crate::daemon::agent::AnchorPolicy::NoWhitelist
-                };
-                crate::daemon::run(args.config, overrides, policy).await
+                crate::daemon::run(args.config, overrides).await
             }
             Command::Link(LinkCommand::Up(args)) => link::up(&socket, args).await,
             Command::Link(LinkCommand::Down { id }) => link::down(&socket, id).await,
             Command::Status { json } => status::show(&socket, json).await,
-            Command::Whitelist(args) => whitelist::run(args),
+            Command::Whitelist(args) => whitelist::run(args, &socket).await,
         }
     });
     match result {

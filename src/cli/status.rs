@@ -126,6 +126,20 @@ pub fn render(s: &Status) -> String {
         );
         let _ = writeln!(o);
     }
+    let _ = writeln!(o, "whitelist   {} ({})", s.whitelist.path, s.whitelist.state);
+    if !s.whitelist.entries.is_empty() {
+        let _ = writeln!(o, "  domains   {}", s.whitelist.entries.join(", "));
+    }
+    for p in &s.whitelist.problems {
+        let _ = writeln!(o, "  ignored   {p}");
+    }
+    if !s.pending_reviews.is_empty() {
+        let _ = writeln!(o, "pending review ({}): run `splitdns whitelist review` to decide", s.pending_reviews.len());
+        for p in &s.pending_reviews {
+            let profile = p.profile.as_deref().map(|x| format!(" (profile {x})")).unwrap_or_default();
+            let _ = writeln!(o, "  {} asked by link {}{}: {}", p.domain, p.link, profile, p.ds);
+        }
+    }
     let c = &s.counters;
     let _ = writeln!(
         o,

@@ -43,12 +43,20 @@ enum WhitelistCommand {
         /// The domain, as it appears in the whitelist.
         domain: String,
     },
+    /// Go through the trust anchors VPNs offered for domains that are not whitelisted, and approve
+    /// or skip each. Asks the running daemon what is pending and edits the whitelist it uses.
+    /// Needs a terminal.
+    Review,
 }
 
 /// Runs `splitdns whitelist …`.
-pub(super) fn run(args: WhitelistArgs) -> anyhow::Result<()> {
+pub(super) async fn run(args: WhitelistArgs, socket: &Path) -> anyhow::Result<()> {
+    if let WhitelistCommand::Review = args.command {
+        return review(args.path, socket).await;
+    }
     let path = args.path.unwrap_or_else(|| config::default_paths().whitelist);
     match args.command {
+        WhitelistCommand::Review => Ok(()),
         WhitelistCommand::List => list(&path),
         WhitelistCommand::Add { domain, override_public_suffix } => add(&path, &domain, override_public_suffix),
         WhitelistCommand::Remove { domain } => remove(&path, &domain),
@@ -220,6 +228,59 @@ Trust anchors a VPN offers for this domain will no longer be used for it or the 
     let after = Whitelist::load(path).map_err(explain)?;
     if let Some(by) = after.list.covers(&name) {
         println!("Note: {name} is still covered by the entry {by}.");
+    }
+    Ok(())
+}
+
+/// `whitelist review`: each pending anchor, explained, approved only on an explicit yes.
+async fn review(path: Option<PathBuf>, socket: &Path) -> anyhow::Result<()> {
+    use crate::control::client::{DEFAULT_TIMEOUT, call};
+    use crate::control::protocol::{Request, Status};
+    let status: Status = call(socket, &Request::Status {}, DEFAULT_TIMEOUT).await?;
+    // Edit the file the daemon reads, unless told otherwise.
+    let path = path.unwrap_or_else(|| PathBuf::from(&status.whitelist.path));
+    if status.pending_reviews.is_empty() {
+        println!("nothing to review: no VPN has offered a trust anchor for a domain outside {}", path.display());
+        return Ok(());
+    }
+    require_terminal(&path, "splitdns whitelist review")?;
+    let mut approved = 0;
+    let mut seen = Vec::new();
+    for p in &status.pending_reviews {
+        if seen.contains(&p.domain) {
+            continue;
+        }
+        seen.push(p.domain.clone());
+        let profile = p.profile.as_deref().map(|x| format!(", profile {x:?}")).unwrap_or_default();
+        let question = format!(
+            "The VPN link {:?}{profile} offers a DNSSEC trust anchor for {}:\n    {}\n\
+             Approving puts {} on the whitelist {}. From then on, this VPN (and any other that offers an \
+             anchor for it) can vouch for {} and every name under it — addresses, TLSA, SSHFP and all other \
+             DNSSEC-protected data — like trusting an enterprise certificate authority for that domain.\n\
+             Approve {}?",
+            p.link,
+            p.domain,
+            p.ds,
+            p.domain,
+            path.display(),
+            p.domain,
+            p.domain
+        );
+        if !confirm(&question) {
+            println!("skipped {} (still pending)", p.domain);
+            continue;
+        }
+        match whitelist::add(&path, &p.domain, false) {
+            Ok(AddOutcome::Added { domain, .. }) => {
+                approved += 1;
+                println!("approved {domain}: the daemon picks the change up at once");
+            }
+            Ok(AddOutcome::AlreadyCovered { domain, by }) => println!("{domain} is already covered by {by}"),
+            Err(e) => eprintln!("could not approve {}: {e}", p.domain),
+        }
+    }
+    if approved == 0 {
+        bail!("nothing changed");
     }
     Ok(())
 }

@@ -182,6 +182,32 @@ pub struct Status {
     pub links: Vec<LinkStatus>,
     pub counters: Counters,
     pub cache: CacheStatus,
+    pub whitelist: WhitelistStatus,
+    /// Trust anchors offered for domains that are not whitelisted: they change nothing until a
+    /// person approves them (`splitdns whitelist review`).
+    pub pending_reviews: Vec<PendingReview>,
+}
+
+/// The trust-anchor whitelist in `status`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WhitelistStatus {
+    pub path: String,
+    /// `in force: N domain(s)`, `missing: …` or `error: …` (the last good list stays in force).
+    pub state: String,
+    pub entries: Vec<String>,
+    /// Lines that are ignored and why.
+    pub problems: Vec<String>,
+}
+
+/// An offered anchor waiting for a person's decision.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PendingReview {
+    pub link: String,
+    pub profile: Option<String>,
+    pub domain: String,
+    pub ds: String,
+    /// When it was first offered (Unix time).
+    pub since: u64,
 }
 
 #[cfg(test)]

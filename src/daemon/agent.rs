@@ -19,6 +19,7 @@ use crate::control::protocol::{
     CacheStatus, Counters, LinkDownResult, LinkStatus, LinkUpResult, RouteCounters, ServerStatus, Status, TrustStatus,
     UpstreamStatus,
 };
+use crate::control::protocol::{PendingReview, WhitelistStatus};
 use crate::dns::cache::Cache;
 use crate::dns::handler::Stats;
 use crate::dns::route::{Owner, Route, SYSTEM_ROUTE, Snapshot};
@@ -27,7 +28,10 @@ use crate::dns::validate::{TrustState, ZoneTrust};
 use crate::state::persist::Store;
 use crate::state::table::AnchorView;
 use crate::state::{Link, LinkSpec, LinkTable, SpecError};
+use crate::trust::whitelist::{self, Whitelist};
 use hickory_proto::rr::LowerName;
+use std::path::{Path, PathBuf};
+use tracing::error;
 
 /// Why a `link up` was refused. Nothing changed.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +49,50 @@ struct Inner {
     trusts: HashMap<(u64, LowerName), Arc<ZoneTrust>>,
     system: Arc<Route>,
     timing: Timing,
+    whitelist: WhitelistState,
+    /// When each offered-but-not-whitelisted anchor was first seen, by (link seq, DS).
+    pending_since: HashMap<(u64, String), u64>,
+}
+
+/// The whitelist as the agent holds it: the last good list, and how the last read went.
+struct WhitelistState {
+    path: PathBuf,
+    list: Whitelist,
+    state: String,
+    problems: Vec<String>,
+}
+
+impl WhitelistState {
+    /// Reads the file; on any problem keeps `last` (the last good list) and says why.
+    fn read(path: &Path, last: Option<&Whitelist>) -> Self {
+        let euid = nix::unistd::geteuid().as_raw();
+        let keep = |what: String| {
+            let (list, note) = match last {
+                Some(l) => (l.clone(), "the last good whitelist stays in force"),
+                None => (Whitelist::empty(), "no trust anchor is used until it is fixed"),
+            };
+            error!("whitelist {}: {what}; {note}", path.display());
+            Self { path: path.to_path_buf(), list, state: format!("error: {what}; {note}"), problems: vec![] }
+        };
+        if let Err(e) = whitelist::check_permissions(path, euid) {
+            return keep(format!("refused: {e}"));
+        }
+        match Whitelist::load(path) {
+            Ok(parsed) => {
+                for w in &parsed.warnings {
+                    warn!("whitelist: {w}");
+                }
+                let state = if path.exists() {
+                    format!("in force: {} domain(s)", parsed.list.entries().len())
+                } else {
+                    "missing: no trust anchor is used (RFC 8598 §6)".to_string()
+                };
+                info!(path = %path.display(), entries = parsed.list.entries().len(), "whitelist loaded");
+                Self { path: path.to_path_buf(), list: parsed.list, state, problems: parsed.warnings }
+            }
+            Err(e) => keep(e.to_string()),
+        }
+    }
 }
 
 /// The default upstream's servers and where they came from (config, resolv.conf).
@@ -54,19 +102,9 @@ pub struct SystemUpstream {
     pub source: String,
 }
 
-/// Which offered trust anchors the agent may use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AnchorPolicy {
-    /// None: no whitelist exists yet (RFC 8598 §6 W2: without a whitelist, no anchor is used).
-    NoWhitelist,
-    /// Every offered anchor (`--accept-anchors-without-whitelist`, for tests only).
-    AcceptAllForTesting,
-}
-
 /// The daemon's state, shared by the control socket and the signal handlers.
 pub struct Agent {
     inner: Mutex<Inner>,
-    policy: AnchorPolicy,
     snapshot: Arc<ArcSwap<Snapshot>>,
     cache: Arc<Cache>,
     stats: Arc<Stats>,
@@ -99,7 +137,7 @@ impl Agent {
         cache: Arc<Cache>,
         stats: Arc<Stats>,
         store: Store,
-        policy: AnchorPolicy,
+        whitelist_path: &Path,
     ) -> (Self, Vec<String>) {
         let mut warnings = Vec::new();
         let mut kept = Vec::new();
@@ -114,12 +152,13 @@ impl Agent {
         let routes: HashMap<u64, Arc<Route>> =
             table.links().into_iter().map(|l| (l.seq, link_route(l, timing))).collect();
         let system = system_route(&system.servers, system.source, timing);
-        let mut inner = Inner { table, routes, trusts: HashMap::new(), system, timing };
-        sync_trusts(&mut inner, policy);
+        let whitelist = WhitelistState::read(whitelist_path, None);
+        let mut inner =
+            Inner { table, routes, trusts: HashMap::new(), system, timing, whitelist, pending_since: HashMap::new() };
+        sync_trusts(&mut inner);
         let snapshot = Arc::new(ArcSwap::from_pointee(build_snapshot(&inner)));
         let agent = Self {
             inner: Mutex::new(inner),
-            policy,
             snapshot,
             cache,
             stats,
@@ -218,28 +257,41 @@ impl Agent {
                 if v.state != "offered" {
                     return v.clone();
                 }
-                let (state, reason) = match self.policy {
-                    AnchorPolicy::NoWhitelist => (
-                        "not used".to_string(),
-                        "no whitelist: an anchor is used only for a whitelisted domain (RFC 8598 §6), and this                          release has no whitelist yet; for testing only, start the daemon with                          --accept-anchors-without-whitelist"
-                            .to_string(),
+                let (state, reason) = match inner.whitelist.list.covers(&v.anchor.owner) {
+                    None => (
+                        "pending review".to_string(),
+                        format!(
+                            "{} is not on the whitelist {}: this anchor changes nothing until a person approves \
+                             it (`splitdns whitelist review`, RFC 8598 §6)",
+                            v.anchor.owner,
+                            inner.whitelist.path.display()
+                        ),
                     ),
-                    AnchorPolicy::AcceptAllForTesting => {
-                        match inner.trusts.get(&(seq, v.anchor.owner.to_lower_name())).map(|t| t.state()) {
-                            Some(st) => match &*st {
-                                TrustState::Pending => ("verifying".into(), "fetching the DNSKEY set".into()),
-                                TrustState::Verified { .. } => {
-                                    ("in use".into(), format!("the DNSKEY set of {} is verified", v.anchor.owner))
-                                }
-                                TrustState::Failed { reason, .. } => ("failed".into(), reason.clone()),
-                            },
-                            None => ("not used".into(), "no validator for this zone".into()),
-                        }
-                    }
+                    Some(by) => match inner.trusts.get(&(seq, v.anchor.owner.to_lower_name())).map(|t| t.state()) {
+                        Some(st) => match &*st {
+                            TrustState::Pending => ("verifying".into(), "fetching the DNSKEY set".into()),
+                            TrustState::Verified { .. } => (
+                                "in use".into(),
+                                format!("whitelisted by {by}; the DNSKEY set of {} is verified", v.anchor.owner),
+                            ),
+                            TrustState::Failed { reason, .. } => ("failed".into(), reason.clone()),
+                        },
+                        None => ("not used".into(), "no validator for this zone".into()),
+                    },
                 };
                 AnchorView { anchor: v.anchor.clone(), state, reason }
             })
             .collect()
+    }
+
+    /// Re-reads the whitelist (the file changed). A file that fails to read, parse or pass the
+    /// permission check keeps the last good list in force.
+    pub fn reload_whitelist(&self) {
+        let mut inner = self.lock();
+        let read = WhitelistState::read(&inner.whitelist.path.clone(), Some(&inner.whitelist.list));
+        inner.whitelist = read;
+        let before = self.snapshot.load().assignments();
+        self.publish(&mut inner, &before);
     }
 
     /// Tears a link down. An unknown id is not an error.
@@ -308,7 +360,7 @@ impl Agent {
     /// Swaps in a snapshot for the current table, flushes the cache for every domain whose route
     /// changed, and saves the table. Returns warnings.
     fn publish(&self, inner: &mut Inner, before: &HashMap<crate::domain::DomainName, u64>) -> Vec<String> {
-        for zone in sync_trusts(inner, self.policy) {
+        for zone in sync_trusts(inner) {
             self.cache.flush_domain(&zone);
         }
         let snapshot = build_snapshot(inner);
@@ -391,8 +443,33 @@ impl Agent {
                 bytes: self.cache.weight(),
                 max_bytes: self.cache.limits().max_bytes,
             },
+            whitelist: WhitelistStatus {
+                path: inner.whitelist.path.display().to_string(),
+                state: inner.whitelist.state.clone(),
+                entries: inner.whitelist.list.entries().iter().map(|e| e.domain.to_string()).collect(),
+                problems: inner.whitelist.problems.clone(),
+            },
+            pending_reviews: pending_reviews(&inner),
         }
     }
+}
+
+fn pending_reviews(inner: &Inner) -> Vec<PendingReview> {
+    let mut out = Vec::new();
+    for link in inner.table.links() {
+        for a in &link.spec.anchors {
+            if let Some(since) = inner.pending_since.get(&(link.seq, a.to_string())) {
+                out.push(PendingReview {
+                    link: link.spec.id.clone(),
+                    profile: link.spec.profile.clone(),
+                    domain: a.owner.to_string(),
+                    ds: a.to_string(),
+                    since: *since,
+                });
+            }
+        }
+    }
+    out
 }
 
 fn build_snapshot(inner: &Inner) -> Snapshot {
@@ -414,24 +491,39 @@ fn build_snapshot(inner: &Inner) -> Snapshot {
     Snapshot::new(domains, default, trust)
 }
 
-/// Brings the validators in line with the anchors now offered for accepted domains: starts new
-/// ones, keeps unchanged ones (and their verified keys), drops the rest. Returns the zones whose
-/// validation changed (their cached answers must go).
-fn sync_trusts(inner: &mut Inner, policy: AnchorPolicy) -> Vec<LowerName> {
+/// Brings the validators in line with the anchors offered for accepted domains and allowed by the
+/// whitelist (RFC 8598 §6 W2, W7, W8; §8 S1): starts new ones, keeps unchanged ones (and their
+/// verified keys), drops the rest. Anchors that are not whitelisted are remembered as pending
+/// review. Returns the zones whose validation changed (their cached answers must go).
+fn sync_trusts(inner: &mut Inner) -> Vec<LowerName> {
     let mut wanted: HashMap<(u64, LowerName), (crate::domain::DomainName, Vec<crate::trust::DsAnchor>)> =
         HashMap::new();
-    if policy == AnchorPolicy::AcceptAllForTesting {
-        for r in inner.table.resolve() {
-            for a in r.anchors.iter().filter(|a| a.state == "offered") {
+    let mut pending = HashMap::new();
+    let now = now_unix();
+    for r in inner.table.resolve() {
+        for a in r.anchors.iter().filter(|a| a.state == "offered") {
+            if inner.whitelist.list.covers(&a.anchor.owner).is_some() {
                 let key = (r.link.seq, a.anchor.owner.to_lower_name());
                 wanted.entry(key).or_insert_with(|| (a.anchor.owner.clone(), vec![])).1.push(a.anchor.clone());
+            } else {
+                let key = (r.link.seq, a.anchor.to_string());
+                let since = inner.pending_since.get(&key).copied().unwrap_or_else(|| {
+                    warn!(
+                        link = %r.link.spec.id, profile = ?r.link.spec.profile, domain = %a.anchor.owner,
+                        ds = %a.anchor, "trust anchor NOT used: domain not whitelisted; pending review"
+                    );
+                    now
+                });
+                pending.insert(key, since);
             }
         }
     }
+    inner.pending_since = pending;
     let mut changed = Vec::new();
     inner.trusts.retain(|key, t| {
         let keep = wanted.get(key).is_some_and(|(_, anchors)| *anchors == t.anchors);
         if !keep {
+            info!(zone = %t.zone, "trust anchor withdrawn: its answers are no longer validated");
             changed.push(key.1.clone());
         }
         keep
@@ -441,6 +533,7 @@ fn sync_trusts(inner: &mut Inner, policy: AnchorPolicy) -> Vec<LowerName> {
             continue;
         }
         let Some(route) = inner.routes.get(&key.0) else { continue };
+        info!(zone = %domain, by = ?inner.whitelist.list.covers(&domain), "trust anchor accepted: domain is whitelisted");
         changed.push(key.1.clone());
         inner.trusts.insert(key, ZoneTrust::start(domain, anchors, route.clone()));
     }

@@ -47,11 +47,7 @@ pub fn system_upstream(settings: &Settings, listen: &[SocketAddr]) -> (Vec<Socke
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
-pub async fn run(
-    config_path: Option<std::path::PathBuf>,
-    overrides: Overrides,
-    anchor_policy: agent::AnchorPolicy,
-) -> anyhow::Result<()> {
+pub async fn run(config_path: Option<std::path::PathBuf>, overrides: Overrides) -> anyhow::Result<()> {
     let settings = config::load(config_path.as_deref(), &overrides)?;
     let store = Store::new(&settings.state_dir);
     let loaded = store.load();
@@ -68,18 +64,12 @@ pub async fn run(
         cache.clone(),
         stats.clone(),
         store,
-        anchor_policy,
+        &settings.whitelist,
     );
     for w in warnings {
         warn!("{w}");
     }
     let agent = Arc::new(agent);
-    if anchor_policy == agent::AnchorPolicy::AcceptAllForTesting {
-        warn!(
-            "--accept-anchors-without-whitelist: EVERY trust anchor a VPN offers is used, as if its domain \
-             were whitelisted. This lets a VPN server vouch for any name under its split domains. Testing only."
-        );
-    }
 
     let policy = PeerPolicy::for_this_process(settings.control_group.as_deref())?;
     // DNS first: a busy port is the likeliest start-up failure, and it should leave no socket behind.
@@ -101,6 +91,14 @@ pub async fn run(
     );
 
     let shutdown = CancellationToken::new();
+    // The whitelist is watched, not polled: an edit takes effect at once (RFC 8598 §6).
+    let watched = agent.clone();
+    let whitelist_watch = crate::trust::watch::watch_file(settings.whitelist.clone(), shutdown.clone(), move || {
+        watched.reload_whitelist()
+    });
+    if let Err(e) = &whitelist_watch {
+        warn!(path = %settings.whitelist.display(), error = %e, "cannot watch the whitelist; edits take effect at SIGHUP");
+    }
     let control_task = tokio::spawn(control.serve(agent.clone(), policy, shutdown.clone()));
 
     let mut hup = signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?;
@@ -136,6 +134,7 @@ fn reload(
             }
             let (servers, source) = system_upstream(&new, listen);
             agent.set_system_upstream(&servers, source, new.timing);
+            agent.reload_whitelist();
             info!("SIGHUP: configuration reloaded");
         }
         Err(e) => error!("SIGHUP: {e:#}; keeping the running configuration"),

@@ -1,10 +1,13 @@
-//! Trust anchors: the DS records a VPN offers for its split domains.
+//! Trust: which DNSSEC anchors a VPN may give us, and what they are worth.
 //!
-//! This release stores and reports anchors; DNSSEC validation from them is a later step. Nothing here
-//! talks to the network or to the whitelist.
+//! [`ds`] parses the DS records a VPN offers; [`anchors`] turns a DS into a verified DNSKEY set;
+//! [`whitelist`] is the human-approved list of domains whose anchors may be used (RFC 8598 §6);
+//! [`watch`] notices edits to that file. Nothing here talks to the network, and nothing the daemon
+//! runs writes the whitelist.
 
 pub mod anchors;
 pub mod ds;
+pub mod watch;
 pub mod whitelist;
 
 pub use ds::DsAnchor;

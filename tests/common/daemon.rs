@@ -58,6 +58,10 @@ impl Daemon {
             std::fs::write(&config, format!("resolv_conf = {:?}\n", self.dir.path().join("no-resolv.conf"))).unwrap();
         }
         cmd.arg("--config").arg(&config);
+        // Never read the machine's whitelist either: each daemon has its own, in its temp dir.
+        if !self.extra.iter().any(|a| a == "--whitelist") {
+            cmd.arg("--whitelist").arg(self.whitelist_path());
+        }
         for u in &self.upstream {
             cmd.arg("--upstream").arg(u.to_string());
         }
@@ -81,6 +85,29 @@ impl Daemon {
             assert!(Instant::now() < deadline, "daemon did not come up; log:\n{}", self.log_text());
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The whitelist file this daemon reads (in its temp dir unless `--whitelist` was given).
+    pub fn whitelist_path(&self) -> PathBuf {
+        self.dir.path().join("whitelist")
+    }
+
+    /// Starts a daemon whose whitelist file holds `whitelist` from the start.
+    pub async fn start_with_whitelist(upstream: &[SocketAddr], extra: &[&str], whitelist: &str) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("whitelist"), whitelist).unwrap();
+        let mut d = Daemon {
+            child: None,
+            socket: dir.path().join("control.sock"),
+            state_dir: dir.path().join("state"),
+            dns: "127.0.0.1:0".parse().unwrap(),
+            upstream: upstream.to_vec(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            log: dir.path().join("daemon.log"),
+            dir,
+        };
+        d.spawn("127.0.0.1:0".parse().unwrap()).await;
+        d
     }
 
     /// The daemon's log so far.
