@@ -13,6 +13,13 @@
 //! cache_max_bytes = 8388608
 //! cache_max_ttl = 86400
 //! cache_max_negative_ttl = 900
+//!
+//! [profiles."corp"]                  # per VPN profile (the name the hook reports)
+//! domains = ["corp.example"]         # split domains added to what the VPN sends
+//! replace_domains = false            # true: ignore the VPN's split domains, use only these
+//! anchors = ["corp.example. IN DS 12345 13 2 ABCD…"]   # still subject to the whitelist
+//! search_domains = false             # true: the VPN's search domains are split domains too
+//! default_route = false              # true: a full tunnel of this profile takes the default route
 //! ```
 
 use std::net::{IpAddr, SocketAddr};
@@ -22,9 +29,13 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
+use std::collections::HashMap;
+
 use crate::dns::cache::Limits;
 use crate::dns::upstream::Timing;
+use crate::domain::DomainName;
 use crate::state::ServerAddr;
+use crate::trust::DsAnchor;
 
 /// The config file as written. Unknown keys are errors, so a typo is never silently ignored.
 #[derive(Debug, Default, Deserialize)]
@@ -42,6 +53,54 @@ pub struct FileConfig {
     pub cache_max_bytes: Option<u64>,
     pub cache_max_ttl: Option<u32>,
     pub cache_max_negative_ttl: Option<u32>,
+    /// Per-VPN-profile settings, keyed by profile name (`[profiles."corp"]`).
+    #[serde(default)]
+    pub profiles: HashMap<String, Profile>,
+}
+
+/// Settings for the links of one VPN profile (the name a hook reports, e.g. strongSwan's
+/// `PLUTO_CONNECTION` or NetworkManager's `CONNECTION_ID`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// Split domains added to what the VPN sends (strongSwan sends none at all).
+    #[serde(default)]
+    pub domains: Vec<DomainName>,
+    /// Use only `domains`, ignoring the split domains the VPN sends.
+    #[serde(default)]
+    pub replace_domains: bool,
+    /// DS trust anchors added to what the VPN sends (still subject to the whitelist).
+    #[serde(default)]
+    pub anchors: Vec<DsAnchor>,
+    /// Treat the VPN's search domains (OpenVPN `DOMAIN`, `DOMAIN-SEARCH`, …) as split domains too.
+    /// Off by default: only routing domains are routed.
+    #[serde(default)]
+    pub search_domains: bool,
+    /// A full-tunnel link of this profile becomes the default upstream while it is up.
+    #[serde(default)]
+    pub default_route: bool,
+}
+
+impl Profile {
+    /// Applies this profile's settings to a link a hook reported.
+    pub fn apply(&self, spec: &mut crate::state::LinkSpec) {
+        let mut domains = if self.replace_domains { vec![] } else { std::mem::take(&mut spec.domains) };
+        if self.search_domains {
+            domains.append(&mut spec.search_domains);
+        }
+        domains.extend(self.domains.iter().cloned());
+        let mut seen = std::collections::HashSet::new();
+        domains.retain(|d| seen.insert(d.clone()));
+        spec.domains = domains;
+        for a in &self.anchors {
+            if !spec.anchors.contains(a) {
+                spec.anchors.push(a.clone());
+            }
+        }
+        if self.default_route && spec.full_tunnel {
+            spec.default_route = true;
+        }
+    }
 }
 
 /// Command-line flags that override the file.
@@ -73,6 +132,7 @@ pub struct Settings {
     pub whitelist: PathBuf,
     pub timing: Timing,
     pub cache: Limits,
+    pub profiles: HashMap<String, Profile>,
 }
 
 /// Default paths: system paths for root, XDG paths (via `directories`) for a user.
@@ -185,6 +245,7 @@ fn settings_from(
         whitelist: o.whitelist.clone().or(file.whitelist).unwrap_or_else(|| paths.whitelist.clone()),
         timing: Timing::from_total(Duration::from_millis(timeout)),
         cache,
+        profiles: file.profiles,
     })
 }
 
@@ -226,6 +287,30 @@ pub fn read_resolv_conf(path: &Path, own: &[SocketAddr]) -> (Vec<SocketAddr>, Ve
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn profiles_apply_domains_anchors_and_options() {
+        let f: FileConfig = toml::from_str(
+            "[profiles.corp]\ndomains = [\"extra.example\"]\nsearch_domains = true\ndefault_route = true\n\
+             [profiles.strict]\ndomains = [\"only.example\"]\nreplace_domains = true\n",
+        )
+        .unwrap();
+        let mut spec = crate::state::link::tests::spec("a", Some("corp"), &["corp.example"]);
+        spec.search_domains = vec!["search.example".parse().unwrap()];
+        f.profiles["corp"].apply(&mut spec);
+        let names: Vec<String> = spec.domains.iter().map(ToString::to_string).collect();
+        assert_eq!(names, ["corp.example", "search.example", "extra.example"]);
+        assert!(!spec.default_route, "default_route applies to full tunnels only");
+        spec.full_tunnel = true;
+        f.profiles["corp"].apply(&mut spec);
+        assert!(spec.default_route);
+        let mut spec = crate::state::link::tests::spec("b", Some("strict"), &["corp.example"]);
+        spec.search_domains = vec!["search.example".parse().unwrap()];
+        f.profiles["strict"].apply(&mut spec);
+        let names: Vec<String> = spec.domains.iter().map(ToString::to_string).collect();
+        assert_eq!(names, ["only.example"], "search domains are opt-in, replace drops the VPN's");
+        assert!(toml::from_str::<FileConfig>("[profiles.x]\ndomain = [\"a.example\"]\n").is_err());
+    }
 
     #[test]
     fn unknown_keys_are_errors() {

@@ -10,5 +10,6 @@ pub mod control;
 pub mod daemon;
 pub mod dns;
 pub mod domain;
+pub mod hooks;
 pub mod state;
 pub mod trust;

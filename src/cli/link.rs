@@ -13,6 +13,7 @@ pub(super) async fn up(socket: &Path, args: LinkUpArgs) -> anyhow::Result<()> {
         profile: args.profile,
         servers: args.servers,
         domains: args.domains,
+        search_domains: vec![],
         anchors: args.anchors,
         interface: args.interface,
         source: args.source,

@@ -3,6 +3,7 @@
 //! Thin by design: parse arguments, call the daemon over its control socket, print. Errors tell the
 //! user what to do next.
 
+mod hook;
 mod link;
 mod status;
 mod whitelist;
@@ -63,6 +64,8 @@ enum Command {
     },
     /// Approve or withdraw the domains whose VPN-supplied DNSSEC trust anchors may be used.
     Whitelist(whitelist::WhitelistArgs),
+    /// Called by a VPN client when a connection comes up or goes down (see packaging/hooks/).
+    Hook(hook::HookArgs),
 }
 
 #[derive(Args, Debug)]
@@ -172,6 +175,7 @@ pub fn main() -> ExitCode {
             Command::Link(LinkCommand::Down { id }) => link::down(&socket, id).await,
             Command::Status { json } => status::show(&socket, json).await,
             Command::Whitelist(args) => whitelist::run(args, &socket).await,
+            Command::Hook(args) => hook::run(args, &socket).await,
         }
     });
     match result {

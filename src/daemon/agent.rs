@@ -105,6 +105,8 @@ pub struct SystemUpstream {
 /// The daemon's state, shared by the control socket and the signal handlers.
 pub struct Agent {
     inner: Mutex<Inner>,
+    /// Per-profile settings from the config file, applied to links as they come up.
+    profiles: Mutex<HashMap<String, crate::config::Profile>>,
     snapshot: Arc<ArcSwap<Snapshot>>,
     cache: Arc<Cache>,
     stats: Arc<Stats>,
@@ -159,6 +161,7 @@ impl Agent {
         let snapshot = Arc::new(ArcSwap::from_pointee(build_snapshot(&inner)));
         let agent = Self {
             inner: Mutex::new(inner),
+            profiles: Mutex::new(HashMap::new()),
             snapshot,
             cache,
             stats,
@@ -174,6 +177,15 @@ impl Agent {
         self.snapshot.clone()
     }
 
+    /// Replaces the per-profile settings (start-up, SIGHUP). They apply to links that come up later.
+    pub fn set_profiles(&self, profiles: HashMap<String, crate::config::Profile>) {
+        *self.profiles.lock().unwrap_or_else(|e| e.into_inner()) = profiles;
+    }
+
+    fn profiles(&self) -> HashMap<String, crate::config::Profile> {
+        self.profiles.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Records the addresses the listener actually bound (shown by `status`).
     pub fn set_listen(&self, addrs: Vec<SocketAddr>) {
         *self.listen.lock().unwrap_or_else(|e| e.into_inner()) = addrs;
@@ -186,8 +198,13 @@ impl Agent {
     }
 
     /// Brings a link up (or replaces the link with the same id or profile).
-    pub fn link_up(&self, spec: LinkSpec) -> Result<LinkUpResult, LinkError> {
+    pub fn link_up(&self, mut spec: LinkSpec) -> Result<LinkUpResult, LinkError> {
         spec.validate()?;
+        if let Some(profile) = spec.profile.as_ref().and_then(|p| self.profiles().get(p).cloned()) {
+            profile.apply(&mut spec);
+        }
+        // Search domains not taken up by a profile are not routed.
+        spec.search_domains.clear();
         if let Some(name) = &spec.interface
             && !interface_exists(name)
         {

@@ -69,6 +69,7 @@ pub async fn run(config_path: Option<std::path::PathBuf>, overrides: Overrides) 
     for w in warnings {
         warn!("{w}");
     }
+    agent.set_profiles(settings.profiles.clone());
     let agent = Arc::new(agent);
 
     let policy = PeerPolicy::for_this_process(settings.control_group.as_deref())?;
@@ -134,6 +135,7 @@ fn reload(
             }
             let (servers, source) = system_upstream(&new, listen);
             agent.set_system_upstream(&servers, source, new.timing);
+            agent.set_profiles(new.profiles.clone());
             agent.reload_whitelist();
             info!("SIGHUP: configuration reloaded");
         }

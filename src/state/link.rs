@@ -79,6 +79,9 @@ pub struct LinkSpec {
     /// Split domains routed to `servers`.
     #[serde(default)]
     pub domains: Vec<DomainName>,
+    /// Domains the VPN offered as search domains: split domains only if the profile opts in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub search_domains: Vec<DomainName>,
     /// DS trust anchors offered for the split domains (RFC 8598 INTERNAL_DNSSEC_TA).
     #[serde(default)]
     pub anchors: Vec<DsAnchor>,
@@ -137,8 +140,8 @@ impl LinkSpec {
         if self.servers.len() > MAX_SERVERS {
             return Err(too_many("servers", self.servers.len(), MAX_SERVERS));
         }
-        if self.domains.len() > MAX_DOMAINS {
-            return Err(too_many("domains", self.domains.len(), MAX_DOMAINS));
+        if self.domains.len() + self.search_domains.len() > MAX_DOMAINS {
+            return Err(too_many("domains", self.domains.len() + self.search_domains.len(), MAX_DOMAINS));
         }
         if self.anchors.len() > MAX_ANCHORS {
             return Err(too_many("trust anchors", self.anchors.len(), MAX_ANCHORS));
@@ -197,6 +200,7 @@ pub(crate) mod tests {
             profile: profile.map(Into::into),
             servers: vec!["10.0.0.1".parse().unwrap()],
             domains: domains.iter().map(|d| d.parse().unwrap()).collect(),
+            search_domains: vec![],
             anchors: vec![],
             interface: None,
             source: None,

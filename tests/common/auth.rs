@@ -94,8 +94,19 @@ impl AuthServer {
         Self::start_with(AuthOptions::default(), zones).await
     }
 
+    /// Starts a server for `zones` on port 53 of a fresh random 127.x.y.z address, for hooks whose
+    /// VPN clients pass server addresses without a port (strongSwan, libreswan, NetworkManager).
+    /// Needs root or CAP_NET_BIND_SERVICE, as CI has.
+    pub async fn start_on_port_53(zones: &[(&str, &str)]) -> AuthServer {
+        Self::start_inner(AuthOptions::default(), zones, Some(53)).await
+    }
+
     /// Starts a server for `zones` with the given behaviour. Panics on bad zone text or bind failure.
     pub async fn start_with(opts: AuthOptions, zones: &[(&str, &str)]) -> AuthServer {
+        Self::start_inner(opts, zones, None).await
+    }
+
+    async fn start_inner(opts: AuthOptions, zones: &[(&str, &str)], port: Option<u16>) -> AuthServer {
         let mut catalog = Catalog::new();
         for (name, text) in zones {
             let origin = Name::from_ascii(name).expect("zone origin is a valid name");
@@ -113,7 +124,10 @@ impl AuthServer {
             catalog.upsert(LowerName::from(&origin), vec![Arc::new(handler)]);
         }
 
-        let (udp, tcp) = bind_pair(opts.tcp).await;
+        let (udp, tcp) = match port {
+            None => bind_pair(opts.tcp).await,
+            Some(port) => bind_fixed_port(port).await,
+        };
         let addr = udp.local_addr().expect("udp local addr");
         let log = Arc::new(Mutex::new(Vec::new()));
         let mut server = Server::new(CountingHandler { catalog, log: log.clone(), opts: opts.clone() });
@@ -213,6 +227,22 @@ async fn bind_pair(want_tcp: bool) -> (UdpSocket, Option<TcpListener>) {
         }
     }
     panic!("could not bind UDP and TCP on the same port");
+}
+
+/// Binds UDP and TCP on `port` of a random 127.x.y.z address (retrying on collisions).
+pub async fn bind_fixed_port(port: u16) -> (UdpSocket, Option<TcpListener>) {
+    let mut last = None;
+    for _ in 0..20 {
+        let ip = std::net::Ipv4Addr::new(127, 53, rand::random::<u8>(), rand::random::<u8>().max(1));
+        match UdpSocket::bind((ip, port)).await {
+            Ok(udp) => match TcpListener::bind((ip, port)).await {
+                Ok(tcp) => return (udp, Some(tcp)),
+                Err(e) => last = Some(e),
+            },
+            Err(e) => last = Some(e),
+        }
+    }
+    panic!("cannot bind port {port} on 127.53.x.y (this test needs root or CAP_NET_BIND_SERVICE): {last:?}");
 }
 
 /// Logs each query, applies the [`AuthOptions`] and delegates to the catalog.

@@ -777,6 +777,17 @@ impl SignedServer {
     /// Starts serving `zone` (a snapshot: later changes to `zone` need [`replace`](Self::replace)).
     pub async fn start(zone: &SignedZone, opts: ServeOptions) -> SignedServer {
         let (udp, tcp) = bind_pair().await;
+        Self::serve(zone, opts, udp, tcp)
+    }
+
+    /// Like [`start`](Self::start) but on port 53 of a random 127.53.x.y address, for hooks whose
+    /// clients pass server addresses without a port. Needs root or CAP_NET_BIND_SERVICE.
+    pub async fn start_on_port_53(zone: &SignedZone, opts: ServeOptions) -> SignedServer {
+        let (udp, tcp) = super::auth::bind_fixed_port(53).await;
+        Self::serve(zone, opts, udp, tcp.expect("tcp listener"))
+    }
+
+    fn serve(zone: &SignedZone, opts: ServeOptions, udp: UdpSocket, tcp: TcpListener) -> SignedServer {
         let addr = udp.local_addr().expect("udp local addr");
         let log = Arc::new(Mutex::new(Vec::new()));
         let data = Arc::new(RwLock::new(zone.data.clone()));

@@ -1,0 +1,330 @@
+//! Issue 5 end to end: each VPN client's hook, run with the environment that client sets (recorded
+//! from its documentation and source, see /work/shared/reference), against a running daemon; then
+//! `status --json` and the routing of a query; then the down event.
+
+mod common;
+
+use std::net::Ipv4Addr;
+use std::process::{Command, Output, Stdio};
+
+use common::auth::{AuthServer, zone};
+use common::client::{self, Q, a_addrs};
+use common::daemon::{Daemon, bin};
+use common::signed::{ServeOptions, SignedServer, SignedZone};
+use hickory_proto::rr::RecordType;
+use serde_json::Value;
+
+const CORP: &str = "www 60 IN A 10.1.0.1";
+
+async fn public() -> AuthServer {
+    AuthServer::start(&[("corp.example.", &zone("corp.example.", "www 60 IN A 203.0.113.66"))]).await
+}
+
+/// Runs `splitdns hook ARGS…` with exactly `env` (nothing inherited), like the VPN client would.
+fn hook(d: &Daemon, args: &[&str], env: &[(&str, String)]) -> Output {
+    let mut c = Command::new(bin());
+    c.env_clear().arg("--control-socket").arg(&d.socket).arg("hook").args(args).stdin(Stdio::null());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run the hook")
+}
+
+fn ok(out: &Output) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "hook failed: {err}");
+    err
+}
+
+async fn www(d: &Daemon) -> Vec<Ipv4Addr> {
+    a_addrs(&client::udp(d.dns, "www.corp.example", RecordType::A, &Q::default()).await.expect("answer"))
+}
+
+fn link<'a>(st: &'a Value, id: &str) -> Option<&'a Value> {
+    st["links"].as_array().unwrap().iter().find(|l| l["id"] == id)
+}
+
+/// Checks that the link is up with the expected id, profile and domains and that split names go to
+/// `internal`; runs the down event; checks the link is gone and names go public again.
+async fn up_route_down(d: &Daemon, id: &str, profile: &str, domains: &[&str], down: impl FnOnce() -> Output) {
+    let st = d.status().await;
+    let l = link(&st, id).unwrap_or_else(|| panic!("no link {id}: {st}"));
+    assert_eq!(l["profile"], profile, "{l}");
+    let got: Vec<&str> = l["domains"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(got, domains, "{l}");
+    assert_eq!(www(d).await, [Ipv4Addr::new(10, 1, 0, 1)]);
+    ok(&down());
+    assert!(link(&d.status().await, id).is_none(), "down event left the link");
+    assert_eq!(www(d).await, [Ipv4Addr::new(203, 0, 113, 66)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strongswan_updown_with_domains_from_the_profile_config() {
+    let public = public().await;
+    let internal = AuthServer::start_on_port_53(&[("corp.example.", &zone("corp.example.", CORP))]).await;
+    // strongSwan passes no domains: they come from the profile's config.
+    let d = Daemon::start_with_config(&[public.addr()], &[], "[profiles.corp]\ndomains = [\"corp.example\"]\n").await;
+    let env = |verb: &str| {
+        vec![
+            ("PLUTO_VERSION", "1.1".to_string()),
+            ("PLUTO_VERB", verb.to_string()),
+            ("PLUTO_CONNECTION", "corp".to_string()),
+            ("PLUTO_INTERFACE", "wlan0".to_string()),
+            ("PLUTO_REQID", "1".to_string()),
+            ("PLUTO_PROTO", "esp".to_string()),
+            ("PLUTO_UNIQUEID", "3".to_string()),
+            ("PLUTO_ME", "192.0.2.10".to_string()),
+            ("PLUTO_MY_ID", "laptop@corp.example".to_string()),
+            ("PLUTO_MY_CLIENT", "10.10.0.2/32".to_string()),
+            ("PLUTO_PEER", "198.51.100.1".to_string()),
+            ("PLUTO_PEER_ID", "vpn.corp.example".to_string()),
+            ("PLUTO_PEER_CLIENT", "10.0.0.0/8".to_string()),
+            ("PLUTO_MY_SOURCEIP", "10.10.0.2".to_string()),
+            ("PLUTO_DNS4_1", internal.addr().ip().to_string()),
+        ]
+    };
+    ok(&hook(&d, &["strongswan"], &env("up-client")));
+    let id = link(&d.status().await, "strongswan:3").map(|_| "strongswan:3").expect("id from PLUTO_UNIQUEID");
+    up_route_down(&d, id, "corp", &["corp.example"], || hook(&d, &["strongswan"], &env("down-client"))).await;
+    // Events that are not up/down do nothing.
+    ok(&hook(&d, &["strongswan"], &env("prepare-client")));
+    assert_eq!(d.status().await["links"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libreswan_updown() {
+    let public = public().await;
+    let internal = AuthServer::start_on_port_53(&[("corp.example.", &zone("corp.example.", CORP))]).await;
+    let d = Daemon::start(&[public.addr()], &[]).await;
+    let env = |verb: &str| {
+        vec![
+            ("PLUTO_VERB", verb.to_string()),
+            ("PLUTO_CONNECTION", "corp".to_string()),
+            ("PLUTO_PEER", "198.51.100.1".to_string()),
+            ("PLUTO_PEER_CLIENT", "10.0.0.0/8".to_string()),
+            ("PLUTO_MY_SOURCEIP", "10.10.0.2".to_string()),
+            ("PLUTO_VIRT_INTERFACE", "NULL".to_string()),
+            ("PLUTO_PEER_DNS_INFO", internal.addr().ip().to_string()),
+            ("PLUTO_PEER_DOMAIN_INFO", "corp.example".to_string()),
+            ("PLUTO_DNS_RESOLVER", "file".to_string()),
+        ]
+    };
+    ok(&hook(&d, &["libreswan"], &env("up-client")));
+    let st = d.status().await;
+    let id = st["links"][0]["id"].as_str().expect("a link").to_string();
+    assert!(id.starts_with("libreswan:"), "{id}");
+    up_route_down(&d, &id, "corp", &["corp.example"], || hook(&d, &["libreswan"], &env("down-client"))).await;
+    // A malformed variable is a clear error and changes nothing.
+    let bad: Vec<(&str, String)> = env("up-client")
+        .into_iter()
+        .map(|(k, v)| if k == "PLUTO_PEER_DOMAIN_INFO" { (k, "corp\\001example".to_string()) } else { (k, v) })
+        .collect();
+    let out = hook(&d, &["libreswan"], &bad);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PLUTO_PEER_DOMAIN_INFO"), "{out:?}");
+    assert_eq!(d.status().await["links"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openvpn_foreign_options_route_only_routing_domains_by_default() {
+    let public = public().await;
+    let internal = AuthServer::start_on_port_53(&[
+        ("corp.example.", &zone("corp.example.", CORP)),
+        ("search.example.", &zone("search.example.", "www 60 IN A 10.1.0.2")),
+    ])
+    .await;
+    let d = Daemon::start(&[public.addr()], &[]).await;
+    let env = |script: &str| {
+        vec![
+            ("script_type", script.to_string()),
+            ("dev", "lo".to_string()),
+            ("dev_type", "tun".to_string()),
+            ("config", "/etc/openvpn/client/corp.conf".to_string()),
+            ("foreign_option_1", format!("dhcp-option DNS {}", internal.addr().ip())),
+            ("foreign_option_2", "dhcp-option DOMAIN-ROUTE corp.example".to_string()),
+            ("foreign_option_3", "dhcp-option DOMAIN search.example".to_string()),
+            ("foreign_option_4", "dhcp-option WINS 10.8.0.1".to_string()),
+        ]
+    };
+    // OpenVPN appends: device, MTU, link MTU, local address, netmask, init|restart.
+    ok(&hook(&d, &["openvpn", "lo", "1500", "1552", "10.8.0.2", "255.255.255.0", "init"], &env("up")));
+    let st = d.status().await;
+    let l = st["links"][0].clone();
+    let id = l["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("openvpn:"), "{id}");
+    // DOMAIN is a search domain: not routed unless the profile opts in.
+    let profile = l["profile"].as_str().unwrap().to_string();
+    up_route_down(&d, &id, &profile, &["corp.example"], || {
+        hook(&d, &["openvpn", "lo", "1500", "1552", "10.8.0.2", "255.255.255.0", "init"], &env("down"))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openvpn_27_dns_updown_with_ports_and_search_domains_opted_in() {
+    let public = public().await;
+    let internal = AuthServer::start(&[
+        ("corp.example.", &zone("corp.example.", CORP)),
+        ("search.example.", &zone("search.example.", "www 60 IN A 10.1.0.2")),
+    ])
+    .await;
+    let d = Daemon::start_with_config(&[public.addr()], &[], "[profiles.corp]\nsearch_domains = true\n").await;
+    let env = |script: &str| {
+        vec![
+            ("script_type", script.to_string()),
+            ("dev", "lo".to_string()),
+            ("config", "/etc/openvpn/client/corp.conf".to_string()),
+            ("dns_server_1_address_1", internal.addr().ip().to_string()),
+            ("dns_server_1_port_1", internal.addr().port().to_string()),
+            ("dns_server_1_resolve_domain_1", "corp.example".to_string()),
+            ("dns_server_1_dnssec", "no".to_string()),
+            ("dns_search_domain_1", "search.example".to_string()),
+        ]
+    };
+    ok(&hook(&d, &["openvpn"], &env("dns-up")));
+    let st = d.status().await;
+    let l = st["links"][0].clone();
+    assert_eq!(l["profile"], "corp", "profile from the config file name: {l}");
+    let domains = l["domains"].to_string();
+    assert!(domains.contains("corp.example") && domains.contains("search.example"), "{domains}");
+    let m = client::udp(d.dns, "www.search.example", RecordType::A, &Q::default()).await.unwrap();
+    assert_eq!(a_addrs(&m), [Ipv4Addr::new(10, 1, 0, 2)]);
+    let id = l["id"].as_str().unwrap().to_string();
+    up_route_down(&d, &id, "corp", &["corp.example", "search.example"], || hook(&d, &["openvpn"], &env("dns-down")))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn networkmanager_dispatcher() {
+    let public = public().await;
+    let internal = AuthServer::start_on_port_53(&[("corp.example.", &zone("corp.example.", CORP))]).await;
+    let d = Daemon::start(&[public.addr()], &[]).await;
+    let env = |action: &str| {
+        vec![
+            ("NM_DISPATCHER_ACTION", action.to_string()),
+            ("CONNECTION_UUID", "5f1c7d4e-2b8a-4c61-9a3e-0d6b2f8e9a11".to_string()),
+            ("CONNECTION_ID", "Corp VPN".to_string()),
+            ("CONNECTION_DBUS_PATH", "/org/freedesktop/NetworkManager/Settings/7".to_string()),
+            ("DEVICE_IFACE", "wlan0".to_string()),
+            ("DEVICE_IP_IFACE", "wlan0".to_string()),
+            ("VPN_IP_IFACE", "lo".to_string()),
+            ("VPN_IP4_NAMESERVERS", internal.addr().ip().to_string()),
+            ("VPN_IP4_DOMAINS", "corp.example".to_string()),
+            ("VPN_IP4_NUM_ADDRESSES", "1".to_string()),
+            ("VPN_IP4_ADDRESS_0", "10.10.0.2/32 0.0.0.0".to_string()),
+        ]
+    };
+    ok(&hook(&d, &["networkmanager", "lo", "vpn-up"], &env("vpn-up")));
+    let id = "nm:5f1c7d4e-2b8a-4c61-9a3e-0d6b2f8e9a11";
+    up_route_down(&d, id, "Corp VPN", &["corp.example"], || {
+        hook(&d, &["networkmanager", "lo", "vpn-down"], &env("vpn-down"))
+    })
+    .await;
+    // Non-VPN actions are ignored.
+    ok(&hook(&d, &["networkmanager", "wlan0", "up"], &env("up")));
+    assert_eq!(d.status().await["links"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wireguard_postup_postdown() {
+    let public = public().await;
+    let internal = AuthServer::start(&[("corp.example.", &zone("corp.example.", CORP))]).await;
+    let d = Daemon::start(&[public.addr()], &[]).await;
+    let server = internal.addr().to_string();
+    ok(&hook(&d, &["wireguard", "up", "lo", "--server", &server, "--domain", "corp.example"], &[]));
+    up_route_down(&d, "wireguard:lo", "lo", &["corp.example"], || hook(&d, &["wireguard", "down", "lo"], &[])).await;
+    // A down event for a link that is not up is not an error.
+    ok(&hook(&d, &["wireguard", "down", "lo"], &[]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hook_never_hangs_and_down_never_fails() {
+    // No daemon at all: up fails fast with a clear message, down succeeds.
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("none.sock");
+    let run = |args: &[&str]| {
+        Command::new(bin()).arg("--control-socket").arg(&sock).arg("hook").args(args).stdin(Stdio::null()).output()
+    };
+    let up = run(&["wireguard", "up", "wg0", "--server", "10.0.0.1", "--domain", "corp.example"]).unwrap();
+    assert!(!up.status.success());
+    assert!(String::from_utf8_lossy(&up.stderr).contains("not applied"), "{up:?}");
+    let down = run(&["wireguard", "down", "wg0"]).unwrap();
+    assert!(down.status.success(), "{down:?}");
+}
+
+/// An INTERNAL_DNSSEC_TA value: key tag, algorithm, digest type, digest.
+type Ta = (u16, u8, u8, Vec<u8>);
+
+/// An RFC 8598 CFG_REPLY, built like an IKEv2 responder would send it.
+fn cfg_reply(dns: Ipv4Addr, domains: &[(&str, Option<Ta>)]) -> String {
+    let mut attrs = Vec::new();
+    let mut attr = |t: u16, v: &[u8]| {
+        attrs.extend_from_slice(&t.to_be_bytes());
+        attrs.extend_from_slice(&(v.len() as u16).to_be_bytes());
+        attrs.extend_from_slice(v);
+    };
+    attr(3, &dns.octets());
+    for (d, ta) in domains {
+        attr(25, d.as_bytes());
+        if let Some((tag, alg, dt, digest)) = ta {
+            let mut v = tag.to_be_bytes().to_vec();
+            v.extend_from_slice(&[*alg, *dt]);
+            v.extend_from_slice(digest);
+            attr(26, &v);
+        }
+    }
+    let mut payload = vec![0u8, 0, 0, 0, 2, 0, 0, 0];
+    payload.extend_from_slice(&attrs);
+    let len = payload.len() as u16;
+    payload[2..4].copy_from_slice(&len.to_be_bytes());
+    hex::encode(payload)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ikev2_cfg_reply_to_validated_answer_and_pending_review() {
+    let public = public().await;
+    let z = SignedZone::corp();
+    let server = SignedServer::start_on_port_53(&z, ServeOptions::default()).await;
+    let d = Daemon::start_with_whitelist(&[public.addr()], &[], "corp.example\n").await;
+    let ds = z.ds_rdata(2);
+    let ta = Some((ds.key_tag(), u8::from(ds.algorithm()), 2u8, ds.digest().to_vec()));
+    let lab_ta = Some((4242u16, 13u8, 2u8, vec![0xAB; 32]));
+    let ip = match server.addr().ip() {
+        std::net::IpAddr::V4(v4) => v4,
+        other => panic!("{other}"),
+    };
+    let hex = cfg_reply(ip, &[("corp.example", ta), ("lab.example", lab_ta)]);
+    let out = hook(&d, &["ikev2", "--event", "up", "--id", "ike-7", "--profile", "corp", "--cfg-hex", &hex], &[]);
+    let err = ok(&out);
+    assert!(err.contains("corp.example"), "{err}");
+
+    // corp.example: whitelisted, anchor verified, answers validated.
+    let m = client::udp(d.dns, "www.corp.example", RecordType::A, &Q { do_bit: true, ..Q::default() }).await.unwrap();
+    assert!(m.metadata.authentic_data, "{m:?}");
+    // lab.example: not whitelisted: routed, but its anchor waits for review and changes nothing.
+    let st = d.status().await;
+    let pending = &st["pending_reviews"];
+    assert_eq!(pending.as_array().unwrap().len(), 1, "{st}");
+    assert_eq!(pending[0]["domain"], "lab.example");
+    assert_eq!(pending[0]["link"], "ike-7");
+    assert_eq!(pending[0]["profile"], "corp");
+    let l = link(&st, "ike-7").unwrap();
+    assert_eq!(l["domains"], serde_json::json!(["corp.example", "lab.example"]));
+
+    // The same payload on stdin, then down.
+    ok(&hook(&d, &["ikev2", "--event", "down", "--id", "ike-7"], &[]));
+    assert!(link(&d.status().await, "ike-7").is_none());
+    let mut child = Command::new(bin())
+        .env_clear()
+        .arg("--control-socket")
+        .arg(&d.socket)
+        .args(["hook", "ikev2", "--event", "up", "--id", "ike-8"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(&hex::decode(&hex).unwrap()).unwrap();
+    assert!(child.wait_with_output().unwrap().status.success());
+    assert!(link(&d.status().await, "ike-8").is_some());
+}
