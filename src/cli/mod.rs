@@ -5,6 +5,7 @@
 
 mod hook;
 mod link;
+mod query;
 mod status;
 mod whitelist;
 
@@ -66,6 +67,23 @@ enum Command {
     Whitelist(whitelist::WhitelistArgs),
     /// Called by a VPN client when a connection comes up or goes down (see packaging/hooks/).
     Hook(hook::HookArgs),
+    /// Resolve a name through the daemon and show how it was answered: which link, validated or
+    /// not, from the cache or not.
+    Query {
+        /// The name to look up.
+        name: String,
+        /// The record type.
+        #[arg(default_value = "A")]
+        qtype: String,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Drop cached answers for DOMAIN and the names below it, or all cached answers.
+    Flush {
+        /// The domain; all answers when omitted.
+        domain: Option<DomainName>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -176,6 +194,8 @@ pub fn main() -> ExitCode {
             Command::Status { json } => status::show(&socket, json).await,
             Command::Whitelist(args) => whitelist::run(args, &socket).await,
             Command::Hook(args) => hook::run(args, &socket).await,
+            Command::Query { name, qtype, json } => query::query(&socket, name, qtype, json).await,
+            Command::Flush { domain } => query::flush(&socket, domain).await,
         }
     });
     match result {

@@ -25,6 +25,41 @@ pub enum Request {
     },
     /// A struct variant (not a unit one) so that `deny_unknown_fields` applies to it too.
     Status {},
+    /// Resolve a name as a client would and say how it was answered.
+    Query {
+        name: String,
+        qtype: String,
+    },
+    /// Drop cached answers for a domain and below, or all of them.
+    Flush {
+        #[serde(default)]
+        domain: Option<crate::domain::DomainName>,
+    },
+}
+
+/// What `splitdns query` shows.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct QueryResult {
+    pub name: String,
+    pub qtype: String,
+    pub rcode: String,
+    pub answers: Vec<String>,
+    /// `the default upstream` or `link "vpn0"`.
+    pub route: String,
+    pub split_domain: Option<String>,
+    /// `secure` (validated, AD), `insecure` (not validated) or `bogus`.
+    pub dnssec: String,
+    pub validated_zone: Option<String>,
+    pub cached: bool,
+    /// The RFC 8914 extended error, for failures.
+    pub error: Option<String>,
+}
+
+/// What `splitdns flush` did.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FlushResult {
+    pub domain: Option<String>,
+    pub flushed: usize,
 }
 
 /// A reply line.

@@ -16,8 +16,9 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::protocol::{MAX_REQUEST, Reply, Request};
+use super::protocol::{FlushResult, MAX_REQUEST, QueryResult, Reply, Request};
 use crate::daemon::agent::Agent;
+use crate::dns::handler::Handler;
 
 const IDLE: Duration = Duration::from_secs(30);
 const MAX_CONNECTIONS: usize = 32;
@@ -105,7 +106,7 @@ impl ControlServer {
     }
 
     /// Serves connections until `shutdown` fires, then removes the socket file.
-    pub async fn serve(self, agent: Arc<Agent>, policy: PeerPolicy, shutdown: CancellationToken) {
+    pub async fn serve(self, agent: Arc<Agent>, handler: Handler, policy: PeerPolicy, shutdown: CancellationToken) {
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let mut tasks = tokio::task::JoinSet::new();
         loop {
@@ -117,9 +118,9 @@ impl ControlServer {
                         warn!("control socket: too many connections, refusing one");
                         continue;
                     };
-                    let (agent, policy) = (agent.clone(), policy.clone());
+                    let (agent, policy, handler) = (agent.clone(), policy.clone(), handler.clone());
                     tasks.spawn(async move {
-                        serve_connection(stream, &agent, &policy).await;
+                        serve_connection(stream, &agent, &handler, &policy).await;
                         drop(permit);
                     });
                 }
@@ -131,7 +132,7 @@ impl ControlServer {
     }
 }
 
-async fn serve_connection(mut stream: UnixStream, agent: &Agent, policy: &PeerPolicy) {
+async fn serve_connection(mut stream: UnixStream, agent: &Agent, handler: &Handler, policy: &PeerPolicy) {
     let cred = match stream.peer_cred() {
         Ok(c) => c,
         Err(e) => {
@@ -163,7 +164,7 @@ async fn serve_connection(mut stream: UnixStream, agent: &Agent, policy: &PeerPo
                 return;
             }
             let line: Vec<u8> = buf.drain(..=pos).collect();
-            let reply = handle_line(&line[..line.len() - 1], agent, cred.uid()).await;
+            let reply = handle_line(&line[..line.len() - 1], agent, handler, cred.uid()).await;
             if write_reply(&mut stream, &reply).await.is_err() {
                 return;
             }
@@ -176,7 +177,7 @@ async fn serve_connection(mut stream: UnixStream, agent: &Agent, policy: &PeerPo
             Ok(Ok(0)) | Err(_) => {
                 // EOF or idle. A final request without a newline is still answered.
                 if !buf.is_empty() && buf.len() < MAX_REQUEST {
-                    let reply = handle_line(&buf, agent, cred.uid()).await;
+                    let reply = handle_line(&buf, agent, handler, cred.uid()).await;
                     let _ = write_reply(&mut stream, &reply).await;
                 }
                 return;
@@ -190,11 +191,44 @@ async fn serve_connection(mut stream: UnixStream, agent: &Agent, policy: &PeerPo
     }
 }
 
+/// Resolves like a client with DO set, and reports the path the answer took.
+async fn query(handler: &Handler, name: &str, qtype: &str) -> Result<QueryResult, String> {
+    use hickory_proto::op::{Query, ResponseCode};
+    use hickory_proto::rr::{Name, RecordType};
+    use std::str::FromStr;
+    let qname = Name::from_str(name).map_err(|e| format!("{name:?} is not a domain name: {e}"))?;
+    let qname = if qname.is_fqdn() { qname } else { Name::from_str(&format!("{name}.")).map_err(|e| e.to_string())? };
+    let rtype =
+        RecordType::from_str(&qtype.to_ascii_uppercase()).map_err(|_| format!("{qtype:?} is not a record type"))?;
+    let flags = crate::dns::upstream::QueryFlags { dnssec_ok: true, checking_disabled: false };
+    let out = handler.resolve(&Query::query(qname.clone(), rtype), flags).await;
+    let path = out.path.clone();
+    let dnssec = if out.secure {
+        "secure"
+    } else if out.rcode == ResponseCode::ServFail && path.as_ref().is_some_and(|p| p.validated_zone.is_some()) {
+        "bogus or unverifiable"
+    } else {
+        "insecure"
+    };
+    Ok(QueryResult {
+        name: qname.to_string(),
+        qtype: rtype.to_string(),
+        rcode: out.rcode.to_string(),
+        answers: out.answers.iter().filter(|r| r.record_type() != RecordType::RRSIG).map(ToString::to_string).collect(),
+        route: path.as_ref().map(|p| p.route.clone()).unwrap_or_else(|| "none".into()),
+        split_domain: path.as_ref().and_then(|p| p.split_domain.clone()),
+        dnssec: dnssec.into(),
+        validated_zone: path.as_ref().and_then(|p| p.validated_zone.clone()),
+        cached: path.as_ref().is_some_and(|p| p.cached),
+        error: out.ede.map(|(code, text)| format!("EDE {code}: {text}")),
+    })
+}
+
 fn too_large() -> Reply {
     Reply::err(format!("request too large: at most {MAX_REQUEST} bytes per line"))
 }
 
-async fn handle_line(line: &[u8], agent: &Agent, uid: u32) -> Reply {
+async fn handle_line(line: &[u8], agent: &Agent, handler: &Handler, uid: u32) -> Reply {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     if line.iter().all(u8::is_ascii_whitespace) {
         return Reply::err("empty request: send one JSON object per line, e.g. {\"cmd\":\"status\"}");
@@ -216,6 +250,15 @@ async fn handle_line(line: &[u8], agent: &Agent, uid: u32) -> Reply {
             }
         }
         Request::LinkDown { id } => Reply::ok(agent.link_down(&id)),
+        Request::Query { name, qtype } => match query(handler, &name, &qtype).await {
+            Ok(r) => Reply::ok(r),
+            Err(e) => Reply::err(e),
+        },
+        Request::Flush { domain } => {
+            let flushed = handler.flush(domain.as_ref());
+            info!(uid, domain = ?domain.as_ref().map(ToString::to_string), flushed, "cache flushed via control socket");
+            Reply::ok(FlushResult { domain: domain.map(|d| d.to_string()), flushed })
+        }
     }
 }
 

@@ -75,7 +75,7 @@ pub async fn run(config_path: Option<std::path::PathBuf>, overrides: Overrides) 
     let policy = PeerPolicy::for_this_process(settings.control_group.as_deref())?;
     // DNS first: a busy port is the likeliest start-up failure, and it should leave no socket behind.
     let handler = Handler::new(agent.snapshot(), cache, stats);
-    let listener = Listener::bind(&settings.listen, handler).await?;
+    let listener = Listener::bind(&settings.listen, handler.clone()).await?;
     let control = ControlServer::bind(&settings.control_socket, policy.group.as_ref().map(|g| g.0)).await?;
     agent.set_listen(listener.addrs().to_vec());
     // If resolv.conf named our own (ephemeral) address, re-read it now that we know our ports.
@@ -100,7 +100,7 @@ pub async fn run(config_path: Option<std::path::PathBuf>, overrides: Overrides) 
     if let Err(e) = &whitelist_watch {
         warn!(path = %settings.whitelist.display(), error = %e, "cannot watch the whitelist; edits take effect at SIGHUP");
     }
-    let control_task = tokio::spawn(control.serve(agent.clone(), policy, shutdown.clone()));
+    let control_task = tokio::spawn(control.serve(agent.clone(), handler, policy, shutdown.clone()));
 
     let mut hup = signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?;
     let mut term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;

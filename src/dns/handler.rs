@@ -42,19 +42,33 @@ pub struct Stats {
 }
 
 /// What a query produced, before it is put on the wire.
-struct Outcome {
-    rcode: ResponseCode,
-    answers: Vec<Record>,
-    authorities: Vec<Record>,
-    additionals: Vec<Record>,
+pub struct Outcome {
+    pub rcode: ResponseCode,
+    pub answers: Vec<Record>,
+    pub authorities: Vec<Record>,
+    pub additionals: Vec<Record>,
     /// DNSSEC-validated as secure.
-    secure: bool,
-    ede: Option<(u16, String)>,
+    pub secure: bool,
+    pub ede: Option<(u16, String)>,
+    /// How it was answered, for `splitdns query`.
+    pub path: Option<AnswerPath>,
+}
+
+/// Where an answer came from.
+#[derive(Clone, Debug)]
+pub struct AnswerPath {
+    /// `the default upstream` or `link "vpn0"`.
+    pub route: String,
+    /// The split domain that matched, if any.
+    pub split_domain: Option<String>,
+    /// The anchored zone the answer was validated under, if any.
+    pub validated_zone: Option<String>,
+    pub cached: bool,
 }
 
 impl Outcome {
     fn error(rcode: ResponseCode, ede: Option<(u16, String)>) -> Self {
-        Self { rcode, answers: vec![], authorities: vec![], additionals: vec![], secure: false, ede }
+        Self { rcode, answers: vec![], authorities: vec![], additionals: vec![], secure: false, ede, path: None }
     }
 }
 
@@ -115,6 +129,14 @@ pub struct Handler {
 impl Handler {
     pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, cache: Arc<Cache>, stats: Arc<Stats>) -> Self {
         Self { snapshot, cache, stats, in_flight: Arc::default() }
+    }
+
+    /// Removes cached answers for `domain` and below, or everything.
+    pub fn flush(&self, domain: Option<&crate::domain::DomainName>) -> usize {
+        match domain {
+            Some(d) => self.cache.flush_domain(&d.to_lower_name()),
+            None => self.cache.clear(),
+        }
     }
 
     /// Joins the transaction already asking this question on this route, or starts one.
@@ -183,12 +205,19 @@ impl Handler {
         fut
     }
 
-    async fn resolve(&self, query: &Query, flags: QueryFlags) -> Outcome {
+    /// Answers `query` as the listener would (cache, route, validation), for `splitdns query`.
+    pub async fn resolve(&self, query: &Query, flags: QueryFlags) -> Outcome {
         let snapshot = self.snapshot.load_full();
         let name = hickory_proto::rr::LowerName::new(query.name());
         let (route, matched) = snapshot.route(&name);
         let route: Arc<Route> = route.clone();
         let trust = matched.and_then(|d| snapshot.trust_for(&name, d, route.id)).cloned();
+        let path = |cached: bool| AnswerPath {
+            route: route.describe(),
+            split_domain: matched.map(ToString::to_string),
+            validated_zone: trust.as_ref().map(|t| t.domain.to_string()),
+            cached,
+        };
         RouteStats::bump(&route.stats.queries);
         let key = Key {
             route: route.id,
@@ -221,10 +250,11 @@ impl Handler {
                 additionals: shape(&entry.additionals, age),
                 secure: entry.secure,
                 ede: None,
+                path: Some(path(true)),
             };
         }
         self.stats.cache_misses.fetch_add(1, Ordering::Relaxed);
-        match self.fetch(route.clone(), trust, query, flags, key, now).await {
+        match self.fetch(route.clone(), trust.clone(), query, flags, key, now).await {
             Ok(f) => Outcome {
                 rcode: f.rcode,
                 answers: shape(&f.answers, 0),
@@ -232,6 +262,7 @@ impl Handler {
                 additionals: shape(&f.additionals, 0),
                 secure: f.secure,
                 ede: None,
+                path: Some(path(false)),
             },
             Err(e) => {
                 if e.abandoned {
@@ -245,7 +276,7 @@ impl Handler {
                     _ => format!("{}: {}", route.describe(), e.text),
                 };
                 debug!(name = %query.name(), error = %text, "query failed");
-                Outcome::error(ResponseCode::ServFail, Some((e.code, text)))
+                Outcome { path: Some(path(false)), ..Outcome::error(ResponseCode::ServFail, Some((e.code, text))) }
             }
         }
     }
