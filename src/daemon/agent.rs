@@ -306,7 +306,12 @@ impl Agent {
     pub fn reload_whitelist(&self) {
         let mut inner = self.lock();
         let read = WhitelistState::read(&inner.whitelist.path.clone(), Some(&inner.whitelist.list));
+        let unchanged = read.list == inner.whitelist.list;
         inner.whitelist = read;
+        if unchanged {
+            // Same domains: nothing to re-evaluate (and nothing to save).
+            return;
+        }
         let before = self.snapshot.load().assignments();
         self.publish(&mut inner, &before);
     }

@@ -25,8 +25,13 @@ pub fn watch_file(
     on_change: impl Fn() + Send + 'static,
 ) -> notify::Result<tokio::task::JoinHandle<()>> {
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let target = file.clone();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
+        // Only events about the file itself or a directory on the way to it: other files in the
+        // same directory (a state file, an editor's swap file) must not wake us.
+        if let Ok(event) = event
+            && (event.need_rescan() || event.paths.iter().any(|p| concerns(&target, p)))
+        {
             let _ = tx.send(());
         }
     })?;
@@ -47,6 +52,12 @@ pub fn watch_file(
         }
         debug!(file = %file.display(), "file watch stopped");
     }))
+}
+
+/// True when an event on `path` may change what `file` reads: the file itself, or a directory
+/// that is (or leads to) its directory.
+fn concerns(file: &Path, path: &Path) -> bool {
+    path == file || file.starts_with(path)
 }
 
 /// Points the watch at the deepest existing directory on the way to `file`; returns it.
@@ -109,6 +120,11 @@ mod tests {
         std::fs::write(&tmp, "corp.example\nlab.example\n").unwrap();
         std::fs::rename(&tmp, &file).unwrap();
         assert!(wait_for(&count, before + 1).await, "rename over the file should be seen");
+        // Other files in the directory do not count.
+        let quiet = count.load(Ordering::SeqCst);
+        std::fs::write(dir.path().join("a/b/links.json"), "{}").unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(count.load(Ordering::SeqCst), quiet, "a neighbour file woke the watcher");
         stop.cancel();
         task.await.unwrap();
     }
