@@ -12,4 +12,5 @@ pub mod dns;
 pub mod domain;
 pub mod hooks;
 pub mod state;
+pub mod sysdns;
 pub mod trust;

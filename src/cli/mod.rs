@@ -7,6 +7,7 @@ mod hook;
 mod link;
 mod query;
 mod status;
+mod system_dns;
 mod whitelist;
 
 use std::net::{IpAddr, SocketAddr};
@@ -67,6 +68,8 @@ enum Command {
     Whitelist(whitelist::WhitelistArgs),
     /// Called by a VPN client when a connection comes up or goes down (see packaging/hooks/).
     Hook(hook::HookArgs),
+    /// Point the system's resolver at the agent, or restore it exactly (explicit, never automatic).
+    SystemDns(system_dns::SystemDnsArgs),
     /// Resolve a name through the daemon and show how it was answered: which link, validated or
     /// not, from the cache or not.
     Query {
@@ -194,6 +197,7 @@ pub fn main() -> ExitCode {
             Command::Status { json } => status::show(&socket, json).await,
             Command::Whitelist(args) => whitelist::run(args, &socket).await,
             Command::Hook(args) => hook::run(args, &socket).await,
+            Command::SystemDns(args) => system_dns::run(args, &socket).await,
             Command::Query { name, qtype, json } => query::query(&socket, name, qtype, json).await,
             Command::Flush { domain } => query::flush(&socket, domain).await,
         }

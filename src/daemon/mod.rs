@@ -24,6 +24,19 @@ pub fn system_upstream(settings: &Settings, listen: &[SocketAddr]) -> (Vec<Socke
     match &settings.upstream {
         UpstreamSource::Configured(servers) => (servers.clone(), "configuration".into()),
         UpstreamSource::ResolvConf(path) => {
+            // While `splitdns system-dns enable` points the system at the agent, resolv.conf names
+            // the agent itself: use the system's own servers that enable saved instead.
+            let saved = std::path::Path::new(crate::sysdns::UPSTREAM_FILE);
+            if path.as_path() == std::path::Path::new(config::DEFAULT_RESOLV_CONF) && saved.exists() {
+                let (servers, notes) = config::read_resolv_conf(saved, listen);
+                for n in notes {
+                    warn!("{n}");
+                }
+                if servers.is_empty() {
+                    warn!("no default upstream in {}: names outside split domains will get SERVFAIL", saved.display());
+                }
+                return (servers, format!("{} (saved by `splitdns system-dns enable`)", saved.display()));
+            }
             let (mut servers, notes) = config::read_resolv_conf(path, listen);
             let mut source = path.display().to_string();
             // Behind systemd-resolved's stub, the real upstreams are in its own resolv.conf.
