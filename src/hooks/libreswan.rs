@@ -188,6 +188,7 @@ fn full_tunnel(env: &Env) -> Result<bool, HookError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hooks::test_support::*;
 
     /// An `up-client` environment as pluto 5.x builds it (updown.c), for a road-warrior client whose
     /// gateway answered the CP request with two servers and two INTERNAL_DNS_DOMAINs.
@@ -237,29 +238,12 @@ mod tests {
         .collect()
     }
 
-    fn with(mut env: Env, pairs: &[(&str, &str)]) -> Env {
-        for (k, v) in pairs {
-            env.insert(k.to_string(), v.to_string());
-        }
-        env
-    }
-
     fn up(env: &Env) -> LinkUp {
-        match event(env, &[]) {
-            Ok(Some(HookEvent::Up(up))) => up,
-            other => panic!("expected an up event, got {other:?}"),
-        }
+        expect_up(event(env, &[]))
     }
 
     fn err(env: &Env) -> String {
-        match event(env, &[]) {
-            Err(e) => e.0,
-            other => panic!("expected an error, got {other:?}"),
-        }
-    }
-
-    fn names(domains: &[DomainName]) -> Vec<&str> {
-        domains.iter().map(DomainName::as_str).collect()
+        expect_err(event(env, &[]))
     }
 
     #[test]

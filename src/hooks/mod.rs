@@ -59,3 +59,38 @@ impl HookError {
         Self(msg.into())
     }
 }
+
+/// Helpers shared by the client modules' tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::{Env, HookError, HookEvent, LinkUp};
+    use crate::domain::DomainName;
+
+    /// `env` with `pairs` set (replacing existing values).
+    pub fn with(mut env: Env, pairs: &[(&str, &str)]) -> Env {
+        for (k, v) in pairs {
+            env.insert(k.to_string(), v.to_string());
+        }
+        env
+    }
+
+    /// The up event in `result`, or a panic saying what came instead.
+    pub fn expect_up(result: Result<Option<HookEvent>, HookError>) -> LinkUp {
+        match result {
+            Ok(Some(HookEvent::Up(up))) => up,
+            other => panic!("expected an up event, got {other:?}"),
+        }
+    }
+
+    /// The error message in `result`, or a panic saying what came instead.
+    pub fn expect_err(result: Result<Option<HookEvent>, HookError>) -> String {
+        match result {
+            Err(e) => e.0,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    pub fn names(domains: &[DomainName]) -> Vec<&str> {
+        domains.iter().map(DomainName::as_str).collect()
+    }
+}

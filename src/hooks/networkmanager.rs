@@ -96,6 +96,7 @@ pub fn event(env: &Env, args: &[String]) -> Result<Option<HookEvent>, HookError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hooks::test_support::*;
 
     const UUID: &str = "5d8ac4f3-2f7e-4d5a-9c3b-1f2e3d4c5b6a";
 
@@ -132,13 +133,6 @@ mod tests {
 
     fn args(iface: &str, action: &str) -> Vec<String> {
         vec![iface.to_string(), action.to_string()]
-    }
-
-    fn with(mut env: Env, pairs: &[(&str, &str)]) -> Env {
-        for (k, v) in pairs {
-            env.insert(k.to_string(), v.to_string());
-        }
-        env
     }
 
     fn up(env: &Env, args: &[String]) -> LinkUp {

@@ -318,16 +318,10 @@ fn unquote(raw: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hooks::test_support::*;
 
     fn env(pairs: &[(&str, &str)]) -> Env {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-    }
-
-    fn with(mut env: Env, pairs: &[(&str, &str)]) -> Env {
-        for (k, v) in pairs {
-            env.insert(k.to_string(), v.to_string());
-        }
-        env
     }
 
     /// What an OpenVPN 2.6 client's `--up` script sees (openvpn(8) "Environmental Variables"), started
@@ -381,21 +375,11 @@ mod tests {
     }
 
     fn up(env: &Env) -> LinkUp {
-        match event(env, &[]) {
-            Ok(Some(HookEvent::Up(up))) => up,
-            other => panic!("expected an up event, got {other:?}"),
-        }
+        expect_up(event(env, &[]))
     }
 
     fn err(env: &Env) -> String {
-        match event(env, &[]) {
-            Err(e) => e.0,
-            other => panic!("expected an error, got {other:?}"),
-        }
-    }
-
-    fn names(domains: &[DomainName]) -> Vec<&str> {
-        domains.iter().map(DomainName::as_str).collect()
+        expect_err(event(env, &[]))
     }
 
     fn servers(up: &LinkUp) -> Vec<String> {

@@ -137,6 +137,7 @@ fn full_tunnel(env: &Env) -> Result<bool, HookError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hooks::test_support::*;
 
     /// An `up-client` environment as charon 5.9/6.0 builds it (updown_listener.c), with
     /// `dns_handler = yes` and two IPv4 and one IPv6 server assigned by the gateway.
@@ -171,25 +172,12 @@ mod tests {
         .collect()
     }
 
-    fn with(mut env: Env, pairs: &[(&str, &str)]) -> Env {
-        for (k, v) in pairs {
-            env.insert(k.to_string(), v.to_string());
-        }
-        env
-    }
-
     fn up(env: &Env) -> LinkUp {
-        match event(env, &[]) {
-            Ok(Some(HookEvent::Up(up))) => up,
-            other => panic!("expected an up event, got {other:?}"),
-        }
+        expect_up(event(env, &[]))
     }
 
     fn err(env: &Env) -> String {
-        match event(env, &[]) {
-            Err(e) => e.0,
-            other => panic!("expected an error, got {other:?}"),
-        }
+        expect_err(event(env, &[]))
     }
 
     #[test]
