@@ -30,13 +30,15 @@ pub fn bin() -> &'static str {
 impl Daemon {
     /// Starts a daemon whose default upstream is `upstream`, with extra flags.
     pub async fn start(upstream: &[SocketAddr], extra: &[&str]) -> Daemon {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let socket = dir.path().join("control.sock");
-        let state_dir = dir.path().join("state");
+        Self::start_in(tempfile::tempdir().expect("tempdir"), upstream, extra).await
+    }
+
+    /// Starts a daemon in `dir` (which may already hold its config.toml or whitelist).
+    async fn start_in(dir: tempfile::TempDir, upstream: &[SocketAddr], extra: &[&str]) -> Daemon {
         let mut d = Daemon {
             child: None,
-            socket,
-            state_dir,
+            socket: dir.path().join("control.sock"),
+            state_dir: dir.path().join("state"),
             dns: "127.0.0.1:0".parse().unwrap(),
             upstream: upstream.to_vec(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
@@ -96,18 +98,7 @@ impl Daemon {
     pub async fn start_with_whitelist(upstream: &[SocketAddr], extra: &[&str], whitelist: &str) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("whitelist"), whitelist).unwrap();
-        let mut d = Daemon {
-            child: None,
-            socket: dir.path().join("control.sock"),
-            state_dir: dir.path().join("state"),
-            dns: "127.0.0.1:0".parse().unwrap(),
-            upstream: upstream.to_vec(),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            log: dir.path().join("daemon.log"),
-            dir,
-        };
-        d.spawn("127.0.0.1:0".parse().unwrap()).await;
-        d
+        Self::start_in(dir, upstream, extra).await
     }
 
     /// The daemon's log so far.
@@ -246,17 +237,6 @@ impl Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let resolv = dir.path().join("no-resolv.conf");
         std::fs::write(dir.path().join("config.toml"), format!("resolv_conf = {resolv:?}\n{config}\n")).unwrap();
-        let mut d = Daemon {
-            child: None,
-            socket: dir.path().join("control.sock"),
-            state_dir: dir.path().join("state"),
-            dns: "127.0.0.1:0".parse().unwrap(),
-            upstream: upstream.to_vec(),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            log: dir.path().join("daemon.log"),
-            dir,
-        };
-        d.spawn("127.0.0.1:0".parse().unwrap()).await;
-        d
+        Self::start_in(dir, upstream, extra).await
     }
 }
