@@ -5,7 +5,7 @@ mod common;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::auth::{AuthServer, zone};
@@ -319,17 +319,9 @@ async fn control_socket_mode_is_0660() {
 
 /// Runs the binary with no daemon behind the socket; returns (success, stdout, stderr).
 fn run_cli(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(bin())
-        .args(args)
-        .env_remove("SPLITDNS_SOCKET")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run splitdns");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut cmd = Command::new(bin());
+    cmd.args(args).env_remove("SPLITDNS_SOCKET");
+    common::daemon::run(cmd)
 }
 
 #[test]

@@ -229,6 +229,30 @@ async fn bind_pair(want_tcp: bool) -> (UdpSocket, Option<TcpListener>) {
     panic!("could not bind UDP and TCP on the same port");
 }
 
+/// Appends one [`LoggedQuery`] per question of `request` to `log` (shared by the test servers);
+/// returns the request's transport and DO bit.
+pub fn log_request(log: &Mutex<Vec<LoggedQuery>>, request: &Request) -> (Proto, bool) {
+    let proto = match request.protocol() {
+        Protocol::Udp => Proto::Udp,
+        _ => Proto::Tcp,
+    };
+    let do_bit = request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
+    let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+    for q in request.queries.queries() {
+        log.push(LoggedQuery {
+            name: q.name().to_string().trim_end_matches('.').to_ascii_lowercase(),
+            qtype: q.query_type(),
+            proto,
+            do_bit,
+            cd: request.metadata.checking_disabled,
+            src_port: request.src().port(),
+            src_ip: request.src().ip(),
+            id: request.metadata.id,
+        });
+    }
+    (proto, do_bit)
+}
+
 /// Binds UDP and TCP on `port` of a random 127.x.y.z address (retrying on collisions).
 pub async fn bind_fixed_port(port: u16) -> (UdpSocket, Option<TcpListener>) {
     let mut last = None;
@@ -259,26 +283,7 @@ impl RequestHandler for CountingHandler {
         request: &Request,
         mut response_handle: R,
     ) -> ResponseInfo {
-        let proto = match request.protocol() {
-            Protocol::Udp => Proto::Udp,
-            _ => Proto::Tcp,
-        };
-        let do_bit = request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
-        {
-            let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
-            for q in request.queries.queries() {
-                log.push(LoggedQuery {
-                    name: q.name().to_string().trim_end_matches('.').to_ascii_lowercase(),
-                    qtype: q.query_type(),
-                    proto,
-                    do_bit,
-                    cd: request.metadata.checking_disabled,
-                    src_port: request.src().port(),
-                    src_ip: request.src().ip(),
-                    id: request.metadata.id,
-                });
-            }
-        }
+        let (proto, _) = log_request(&self.log, request);
 
         if let Some(delay) = self.opts.delay {
             tokio::time::sleep(delay).await;

@@ -22,6 +22,16 @@ pub struct Daemon {
     log: PathBuf,
 }
 
+/// Runs `cmd` with no standard input; returns (success, stdout, stderr).
+pub fn run(mut cmd: Command) -> (bool, String, String) {
+    let out = cmd.stdin(Stdio::null()).output().expect("run splitdns");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Path of the binary under test.
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_splitdns")
@@ -138,18 +148,9 @@ impl Daemon {
 
     /// Runs the CLI against this daemon and returns (success, stdout, stderr).
     pub fn cli(&self, args: &[&str]) -> (bool, String, String) {
-        let out = Command::new(bin())
-            .arg("--control-socket")
-            .arg(&self.socket)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run splitdns");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        let mut cmd = Command::new(bin());
+        cmd.arg("--control-socket").arg(&self.socket).args(args);
+        run(cmd)
     }
 
     /// `splitdns link up` through the CLI; panics on failure.

@@ -30,12 +30,11 @@ use hickory_proto::rr::rdata::{A, AAAA, NS, SOA};
 use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType, SerialNumber};
 use hickory_server::Server;
 use hickory_server::net::runtime::Time;
-use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 use tokio::net::{TcpListener, UdpSocket};
 
-pub use super::auth::{LoggedQuery, Proto};
+pub use super::auth::LoggedQuery;
 
 /// The broken names of every [`SignedZone`], each with an `A` RRset broken in exactly one way:
 ///
@@ -887,26 +886,7 @@ impl RequestHandler for SignedHandler {
         request: &Request,
         mut response_handle: R,
     ) -> ResponseInfo {
-        let proto = match request.protocol() {
-            Protocol::Udp => Proto::Udp,
-            _ => Proto::Tcp,
-        };
-        let do_bit = request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
-        {
-            let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
-            for q in request.queries.queries() {
-                log.push(LoggedQuery {
-                    name: q.name().to_string().trim_end_matches('.').to_ascii_lowercase(),
-                    qtype: q.query_type(),
-                    proto,
-                    do_bit,
-                    cd: request.metadata.checking_disabled,
-                    src_port: request.src().port(),
-                    src_ip: request.src().ip(),
-                    id: request.metadata.id,
-                });
-            }
-        }
+        let (_, do_bit) = super::auth::log_request(&self.log, request);
 
         let data = self.data.read().unwrap_or_else(|e| e.into_inner()).clone();
         let denial = self.opts.lock().unwrap_or_else(|e| e.into_inner()).denial;
