@@ -271,3 +271,46 @@ async fn validated_answers_are_cached() {
     let dnskey_queries = server.queries().iter().filter(|q| q.qtype == RecordType::DNSKEY).count();
     assert_eq!(dnskey_queries, 1, "{:?}", server.queries());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nsec3_wildcard_answers_are_proven_by_the_fast_path() {
+    let public = public().await;
+    let opts = SignOptions { nsec3: Some(Nsec3Options::default()), ..SignOptions::default() };
+    let z = SignedZone::build("corp.example.", &opts);
+    let server = SignedServer::start(&z, ServeOptions::default()).await;
+    let (d, _) = daemon_with(&public, &server, Some(&z.ds(2)), WHITELISTED).await;
+
+    // Distinct names (no answer-cache hits), each a wildcard expansion with its NSEC3 proof.
+    for i in 0..6 {
+        let name = format!("host{i}.w.corp.example");
+        let m = ask(&d, &name, RecordType::A, do_bit()).await;
+        assert_eq!(rcode(&m), ResponseCode::NoError, "{name}: {m:?}");
+        assert!(m.metadata.authentic_data, "{name}: {m:?}");
+        assert_eq!(a_addrs(&m), [Ipv4Addr::new(10, 1, 0, 99)], "{name}");
+        assert!(has_type(&m.answers, RecordType::RRSIG), "{name}: {m:?}");
+        assert!(has_type(&m.authorities, RecordType::NSEC3), "{name}: the wildcard proof goes along: {m:?}");
+        // Without DO: same data and AD, no DNSSEC records.
+        let m = ask(&d, &format!("plain{i}.w.corp.example"), RecordType::A, Q { ad: true, ..Q::default() }).await;
+        assert!(m.metadata.authentic_data, "{m:?}");
+        assert!(!has_type(&m.answers, RecordType::RRSIG) && !has_type(&m.authorities, RecordType::NSEC3));
+    }
+    let t = trust(&d.status().await);
+    assert!(t["secure"].as_u64().unwrap() >= 12, "{t}");
+    // The fast path logs its count at powers of two: 12 answers reach 8, not 16.
+    let log = d.log_text();
+    assert!(log.contains("fast_secure=8"), "the fast path was not used; log:\n{log}");
+    assert!(!log.contains("fast_secure=16"), "{log}");
+
+    // Without the NSEC3 proof the fast path must step aside (4 more answers would log 16 if it
+    // took them) and hickory finds the expansion unproven.
+    server.set_denial(Denial::Missing);
+    for i in 0..4 {
+        let name = format!("bare{i}.w.corp.example");
+        let m = ask(&d, &name, RecordType::A, do_bit()).await;
+        assert_eq!(rcode(&m), ResponseCode::ServFail, "{name}: {m:?}");
+        assert!(!m.metadata.authentic_data && m.answers.is_empty(), "{name}: {m:?}");
+    }
+    let log = d.log_text();
+    assert!(!log.contains("fast_secure=16"), "a wildcard without proof took the fast path; log:\n{log}");
+    assert_eq!(public.count_under("corp.example"), 0);
+}
