@@ -6,37 +6,92 @@
 //! their remaining TTL. SERVFAIL and other errors are not cached. Teardown uses [`Cache::flush_route`]
 //! and [`Cache::flush_domain`], which remove positive and negative entries alike (RFC 8598 §5).
 
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::{Message, ResponseCode};
-use hickory_proto::rr::{DNSClass, LowerName, RData, Record, RecordType};
-use quick_cache::Weighter;
+use hickory_proto::op::{Header, HeaderCounts, Message, MessageType, Metadata, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{LowerName, RData, Record, RecordType};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use quick_cache::sync::Cache as QuickCache;
+use quick_cache::{Equivalent, Weighter};
 
-/// What a cached answer is looked up by.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+use super::wire;
+
+/// The DO and CD bits of a query, as one key byte.
+pub const KEY_DO: u8 = 1;
+pub const KEY_CD: u8 = 2;
+
+/// What a cached answer is looked up by: route, lower-case wire name, type, and the DO/CD bits.
+/// (Only class IN is served, so the class is not part of it.)
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Key {
     pub route: u64,
-    pub name: LowerName,
-    pub qtype: RecordType,
-    pub qclass: DNSClass,
-    pub dnssec_ok: bool,
-    pub checking_disabled: bool,
+    pub name: Box<[u8]>,
+    pub qtype: u16,
+    pub bits: u8,
 }
 
-/// A cached upstream answer.
+/// A borrowed [`Key`], for lookups without allocating (the UDP fast path).
+#[derive(Clone, Copy, Debug)]
+pub struct KeyRef<'a> {
+    pub route: u64,
+    pub name: &'a [u8],
+    pub qtype: u16,
+    pub bits: u8,
+}
+
+fn hash_key<H: Hasher>(route: u64, name: &[u8], qtype: u16, bits: u8, state: &mut H) {
+    route.hash(state);
+    name.hash(state);
+    qtype.hash(state);
+    bits.hash(state);
+}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_key(self.route, &self.name, self.qtype, self.bits, state);
+    }
+}
+
+impl Hash for KeyRef<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_key(self.route, self.name, self.qtype, self.bits, state);
+    }
+}
+
+impl Equivalent<Key> for KeyRef<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        self.route == key.route && self.qtype == key.qtype && self.bits == key.bits && *self.name == *key.name
+    }
+}
+
+impl Key {
+    /// The key of a question (the name is lower-cased) on `route` with the client's DO/CD bits.
+    pub fn new(route: u64, name: &LowerName, qtype: RecordType, dnssec_ok: bool, checking_disabled: bool) -> Self {
+        let name = name.to_bytes().unwrap_or_default().into_boxed_slice();
+        let bits = if dnssec_ok { KEY_DO } else { 0 } | if checking_disabled { KEY_CD } else { 0 };
+        Self { route, name, qtype: u16::from(qtype), bits }
+    }
+
+    fn as_ref(&self) -> KeyRef<'_> {
+        KeyRef { route: self.route, name: &self.name, qtype: self.qtype, bits: self.bits }
+    }
+}
+
+/// A cached answer, kept as the wire message it is served as: header (id 0), the question with a
+/// lower-case name, and the records, already shaped for the key's DO bit. Serving it is a copy and
+/// a few patches ([`Entry::render`]); [`Entry::message`] decodes it for the other paths.
 #[derive(Debug)]
 pub struct Entry {
     pub rcode: ResponseCode,
     /// DNSSEC-validated as secure.
     pub secure: bool,
-    pub answers: Vec<Record>,
-    pub authorities: Vec<Record>,
-    pub additionals: Vec<Record>,
+    wire: Box<[u8]>,
+    /// Where each record's TTL is in `wire`.
+    ttls: Box<[u16]>,
     stored: Instant,
     expires: Instant,
-    weight: u64,
 }
 
 impl Entry {
@@ -47,6 +102,55 @@ impl Entry {
 
     pub fn is_fresh(&self, now: Instant) -> bool {
         now < self.expires
+    }
+
+    /// Length of the stored message.
+    pub fn len(&self) -> usize {
+        self.wire.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.wire.is_empty()
+    }
+
+    /// Appends the response to `query` to `out`: the stored message with the client's id, flags
+    /// and question (as sent, so its case is echoed), the TTLs reduced by the entry's age.
+    /// `flags` is the complete response flags word; the caller adds any OPT record.
+    pub fn render(&self, out: &mut Vec<u8>, id: u16, flags: u16, question: &[u8], age: u32) {
+        let start = out.len();
+        out.extend_from_slice(&self.wire);
+        let msg = &mut out[start..];
+        msg[0..2].copy_from_slice(&id.to_be_bytes());
+        msg[2..4].copy_from_slice(&flags.to_be_bytes());
+        // Same name length: the stored question is the lower-cased copy of this one.
+        if let Some(q) = msg.get_mut(wire::HEADER..wire::HEADER + question.len()) {
+            q.copy_from_slice(question);
+        }
+        if age > 0 {
+            for &o in self.ttls.iter() {
+                let o = usize::from(o);
+                let ttl = u32::from_be_bytes([msg[o], msg[o + 1], msg[o + 2], msg[o + 3]]);
+                msg[o..o + 4].copy_from_slice(&ttl.saturating_sub(age).to_be_bytes());
+            }
+        }
+    }
+
+    /// The stored answer as a message, TTLs reduced by its age at `now`.
+    pub fn message(&self, now: Instant) -> Option<Message> {
+        let mut buf = Vec::with_capacity(self.wire.len());
+        let question_len = self.question_len()?;
+        let question = self.wire[wire::HEADER..wire::HEADER + question_len].to_vec();
+        self.render(&mut buf, 0, 0x8000, &question, self.age(now));
+        Message::from_vec(&buf).ok()
+    }
+
+    fn question_len(&self) -> Option<usize> {
+        let mut scratch = [0u8; wire::MAX_NAME];
+        Some(wire::lower_name(self.wire.get(wire::HEADER..)?, &mut scratch)? + 4)
+    }
+
+    fn weight(&self, key: &Key) -> u64 {
+        ENTRY_OVERHEAD + (self.wire.len() + self.ttls.len() * 2 + key.name.len()) as u64
     }
 }
 
@@ -60,16 +164,20 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_bytes: 8 * 1024 * 1024, max_ttl: 86_400, max_negative_ttl: 900 }
+        Self { max_bytes: DEFAULT_MAX_BYTES, max_ttl: 86_400, max_negative_ttl: 900 }
     }
 }
+
+/// Default cache budget: a few thousand answers, which covers a laptop's working set (systemd-resolved
+/// keeps 4096 entries) and keeps the daemon small.
+pub const DEFAULT_MAX_BYTES: u64 = 2 * 1024 * 1024;
 
 #[derive(Clone)]
 struct ByWeight;
 
 impl Weighter<Key, Arc<Entry>> for ByWeight {
-    fn weight(&self, _key: &Key, val: &Arc<Entry>) -> u64 {
-        val.weight
+    fn weight(&self, key: &Key, val: &Arc<Entry>) -> u64 {
+        val.weight(key)
     }
 }
 
@@ -96,44 +204,82 @@ fn signature_lifetime(msg: &Message) -> u32 {
         .unwrap_or(u32::MAX)
 }
 
-/// Rough bytes a record costs in memory: its wire size plus bookkeeping.
-const RECORD_OVERHEAD: u64 = 96;
+/// Bytes an entry costs beyond its wire message and key name: the `Arc<Entry>`, the key and the
+/// cache's slot (measured against RSS in the bench; see the README).
 const ENTRY_OVERHEAD: u64 = 160;
+
+/// Whether `r` goes to a client: DNSSEC records (RRSIG, NSEC, NSEC3) only when asked for, by DO or
+/// by asking for that type.
+pub fn wanted(r: &Record, qtype: RecordType, dnssec_ok: bool) -> bool {
+    let t = r.record_type();
+    dnssec_ok || t == qtype || !matches!(t, RecordType::RRSIG | RecordType::NSEC | RecordType::NSEC3)
+}
+
+/// Encodes the response to `query` from `msg` (records filtered by [`wanted`]) as it is stored.
+fn encode(query: &Query, msg: &Message, dnssec_ok: bool) -> Option<Vec<u8>> {
+    let qtype = query.query_type();
+    fn pick(rs: &[Record], qtype: RecordType, dnssec_ok: bool) -> Vec<&Record> {
+        rs.iter().filter(|r| wanted(r, qtype, dnssec_ok)).collect()
+    }
+    let an = pick(&msg.answers, qtype, dnssec_ok);
+    let ns = pick(&msg.authorities, qtype, dnssec_ok);
+    let ar = pick(&msg.additionals, qtype, dnssec_ok);
+    let count = |v: &Vec<&Record>| u16::try_from(v.len()).ok();
+    let mut metadata = Metadata::new(0, MessageType::Response, OpCode::Query);
+    metadata.response_code = msg.metadata.response_code;
+    let header = Header {
+        metadata,
+        counts: HeaderCounts { queries: 1, answers: count(&an)?, authorities: count(&ns)?, additionals: count(&ar)? },
+    };
+    let mut lower = query.clone();
+    lower.set_name(query.name().to_lowercase());
+    let mut buf = Vec::with_capacity(512);
+    let mut enc = BinEncoder::new(&mut buf);
+    header.emit(&mut enc).ok()?;
+    lower.emit(&mut enc).ok()?;
+    for r in an.iter().chain(ns.iter()).chain(ar.iter()) {
+        r.emit(&mut enc).ok()?;
+    }
+    Some(buf)
+}
 
 impl Cache {
     pub fn new(limits: Limits) -> Self {
-        let items = (limits.max_bytes / 512).max(16) as usize;
+        let items = (limits.max_bytes / 256).max(16) as usize;
         Self { inner: QuickCache::with_weighter(items, limits.max_bytes.max(4096), ByWeight), limits }
     }
 
     /// A fresh entry for `key`, or `None`. Expired entries are removed on the way.
     pub fn get(&self, key: &Key, now: Instant) -> Option<Arc<Entry>> {
-        let e = self.inner.get(key)?;
+        self.get_ref(key.as_ref(), now)
+    }
+
+    /// [`Cache::get`] with a borrowed key.
+    pub fn get_ref(&self, key: KeyRef<'_>, now: Instant) -> Option<Arc<Entry>> {
+        let e = self.inner.get(&key)?;
         if e.is_fresh(now) {
             Some(e)
         } else {
-            self.inner.remove(key);
+            self.inner.remove(&key);
             None
         }
     }
 
-    /// Stores `msg` if it is cacheable. `wire_len` is the size of the upstream response.
-    pub fn insert(&self, key: Key, msg: &Message, secure: bool, wire_len: usize, now: Instant) {
+    /// Stores the answer `msg` to `query` if it is cacheable, shaped for the key's DO bit.
+    pub fn insert(&self, key: Key, query: &Query, msg: &Message, secure: bool, now: Instant) {
         let Some(ttl) = self.ttl_for(msg) else { return };
         if ttl == 0 {
             return;
         }
-        let records = msg.answers.len() + msg.authorities.len() + msg.additionals.len();
-        let weight = ENTRY_OVERHEAD + wire_len as u64 + RECORD_OVERHEAD * records as u64;
+        let Some(wire) = encode(query, msg, key.bits & KEY_DO != 0) else { return };
+        let Some(ttls) = wire::ttl_offsets(&wire) else { return };
         let entry = Entry {
             rcode: msg.metadata.response_code,
             secure,
-            answers: msg.answers.clone(),
-            authorities: msg.authorities.clone(),
-            additionals: msg.additionals.clone(),
+            wire: wire.into_boxed_slice(),
+            ttls: ttls.into_boxed_slice(),
             stored: now,
             expires: now + Duration::from_secs(u64::from(ttl)),
-            weight,
         };
         self.inner.insert(key, Arc::new(entry));
     }
@@ -167,7 +313,8 @@ impl Cache {
 
     /// Removes every entry, of any route, for `domain` and names below it.
     pub fn flush_domain(&self, domain: &LowerName) -> usize {
-        self.retain_counting(|k| !domain.zone_of(&k.name))
+        let Ok(zone) = domain.to_bytes() else { return 0 };
+        self.retain_counting(|k| !wire::is_within(&k.name, &zone))
     }
 
     /// Removes everything.
@@ -205,19 +352,21 @@ impl Cache {
 mod tests {
     use super::*;
     use hickory_proto::op::{MessageType, OpCode};
-    use hickory_proto::rr::Name;
     use hickory_proto::rr::rdata::{A, SOA};
+    use hickory_proto::rr::{Name, RData, Record};
     use std::str::FromStr;
 
     fn key(route: u64, name: &str) -> Key {
-        Key {
-            route,
-            name: LowerName::from_str(name).unwrap(),
-            qtype: RecordType::A,
-            qclass: DNSClass::IN,
-            dnssec_ok: false,
-            checking_disabled: false,
-        }
+        Key::new(route, &LowerName::from_str(name).unwrap(), RecordType::A, false, false)
+    }
+
+    fn q(name: &str) -> Query {
+        Query::query(Name::from_str(name).unwrap(), RecordType::A)
+    }
+
+    /// Inserts `msg` as the answer to `name` A.
+    fn put(c: &Cache, route: u64, name: &str, msg: &Message, now: Instant) {
+        c.insert(key(route, name), &q(name), msg, false, now);
     }
 
     fn answer(name: &str, ttl: u32) -> Message {
@@ -246,11 +395,11 @@ mod tests {
     fn honours_ttl() {
         let c = Cache::new(Limits::default());
         let now = Instant::now();
-        c.insert(key(1, "a.corp.example."), &answer("a.corp.example.", 30), false, 60, now);
+        put(&c, 1, "a.corp.example.", &answer("a.corp.example.", 30), now);
         assert!(c.get(&key(1, "a.corp.example."), now + Duration::from_secs(29)).is_some());
         assert!(c.get(&key(1, "a.corp.example."), now + Duration::from_secs(30)).is_none());
         // Another route never sees it.
-        c.insert(key(1, "b.corp.example."), &answer("b.corp.example.", 30), false, 60, now);
+        put(&c, 1, "b.corp.example.", &answer("b.corp.example.", 30), now);
         assert!(c.get(&key(2, "b.corp.example."), now).is_none());
     }
 
@@ -258,12 +407,12 @@ mod tests {
     fn negative_ttl_from_soa_and_no_soa_no_cache() {
         let c = Cache::new(Limits::default());
         let now = Instant::now();
-        c.insert(key(1, "nx.corp.example."), &nxdomain(300, 20), false, 60, now);
+        put(&c, 1, "nx.corp.example.", &nxdomain(300, 20), now);
         assert!(c.get(&key(1, "nx.corp.example."), now + Duration::from_secs(19)).is_some());
         assert!(c.get(&key(1, "nx.corp.example."), now + Duration::from_secs(20)).is_none());
         let mut bare = Message::new(1, MessageType::Response, OpCode::Query);
         bare.metadata.response_code = ResponseCode::NXDomain;
-        c.insert(key(1, "bare.corp.example."), &bare, false, 60, now);
+        put(&c, 1, "bare.corp.example.", &bare, now);
         assert!(c.get(&key(1, "bare.corp.example."), now).is_none());
     }
 
@@ -271,14 +420,37 @@ mod tests {
     fn flushes_by_route_and_domain() {
         let c = Cache::new(Limits::default());
         let now = Instant::now();
-        c.insert(key(1, "a.corp.example."), &answer("a.corp.example.", 300), false, 60, now);
-        c.insert(key(0, "corp.example."), &answer("corp.example.", 300), false, 60, now);
-        c.insert(key(0, "othercorp.example."), &answer("othercorp.example.", 300), false, 60, now);
-        c.insert(key(2, "x.lab.example."), &answer("x.lab.example.", 300), false, 60, now);
+        put(&c, 1, "a.corp.example.", &answer("a.corp.example.", 300), now);
+        put(&c, 0, "corp.example.", &answer("corp.example.", 300), now);
+        put(&c, 0, "othercorp.example.", &answer("othercorp.example.", 300), now);
+        put(&c, 2, "x.lab.example.", &answer("x.lab.example.", 300), now);
         assert_eq!(c.flush_domain(&LowerName::from_str("corp.example.").unwrap()), 2);
         assert!(c.get(&key(0, "othercorp.example."), now).is_some());
         assert_eq!(c.flush_route(2), 1);
         assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn renders_with_client_id_question_and_aged_ttls() {
+        let c = Cache::new(Limits::default());
+        let now = Instant::now();
+        put(&c, 1, "a.corp.example.", &answer("a.corp.example.", 300), now);
+        let later = now + Duration::from_secs(100);
+        // Looked up by a borrowed key built from the wire name, as the UDP path does.
+        let e = c
+            .get_ref(KeyRef { route: 1, name: b"\x01a\x04corp\x07example\x00", qtype: 1, bits: 0 }, later)
+            .expect("hit");
+        let question = b"\x01A\x04CoRp\x07example\x00\x00\x01\x00\x01";
+        let mut out = vec![0xee];
+        e.render(&mut out, 0xbeef, 0x8180, question, e.age(later));
+        let m = Message::from_vec(&out[1..]).unwrap();
+        assert_eq!(m.metadata.id, 0xbeef);
+        assert!(m.metadata.recursion_available);
+        assert_eq!(m.queries[0].name().to_string(), "A.CoRp.example.");
+        assert_eq!(m.answers[0].ttl, 200);
+        assert_eq!(m.answers[0].name.to_string(), "A.CoRp.example.", "compressed owner follows the question");
+        // The decoded view for the other paths ages the same way.
+        assert_eq!(e.message(later).unwrap().answers[0].ttl, 200);
     }
 
     #[test]
@@ -287,7 +459,7 @@ mod tests {
         let now = Instant::now();
         for i in 0..10_000 {
             let n = format!("h{i}.corp.example.");
-            c.insert(key(1, &n), &answer(&n, 300), false, 100, now);
+            put(&c, 1, &n, &answer(&n, 300), now);
         }
         assert!(c.weight() <= 64 * 1024, "weight {}", c.weight());
         assert!(c.len() > 10);

@@ -9,6 +9,7 @@
 //! attack of CVE-2020-25686) nor the load on a tunnel's servers.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -24,11 +25,12 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 use hickory_server::zone_handler::MessageResponseBuilder;
 use tracing::{debug, warn};
 
-use super::cache::{Cache, Key};
+use super::cache::{Cache, KEY_CD, KEY_DO, Key, KeyRef};
 use super::ede;
 use super::route::{Route, RouteStats, Snapshot};
 use super::upstream::{EDNS_PAYLOAD, QueryFlags, UpstreamError};
 use super::validate::{ValidationError, ZoneTrust, strip_dnssec};
+use super::wire;
 
 /// Daemon-wide query counters.
 #[derive(Debug, Default)]
@@ -181,8 +183,7 @@ impl Handler {
             let (msg, secure) = result?;
             // Never cache an answer for a route that went down while we waited.
             if !route.cancel.is_cancelled() {
-                let wire_len = (msg.answers.len() + msg.authorities.len() + msg.additionals.len()) * 64;
-                cache.insert(k, &msg, secure, wire_len, now);
+                cache.insert(k, &query, &msg, secure, now);
             }
             Ok(Arc::new(Fetched {
                 rcode: msg.metadata.response_code,
@@ -212,14 +213,7 @@ impl Handler {
             cached,
         };
         RouteStats::bump(&route.stats.queries);
-        let key = Key {
-            route: route.id,
-            name,
-            qtype: query.query_type(),
-            qclass: query.query_class(),
-            dnssec_ok: flags.dnssec_ok,
-            checking_disabled: flags.checking_disabled,
-        };
+        let key = Key::new(route.id, &name, query.query_type(), flags.dnssec_ok, flags.checking_disabled);
         let now = Instant::now();
         // A validated route always fetches signatures; strip them for clients that did not ask.
         let strip = trust.is_some() && !flags.dnssec_ok;
@@ -232,15 +226,17 @@ impl Handler {
                 })
                 .collect()
         };
-        if let Some(entry) = self.cache.get(&key, now) {
+        if let Some(entry) = self.cache.get(&key, now)
+            && let Some(cached) = entry.message(now)
+        {
             self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
             RouteStats::bump(&route.stats.cache_hits);
-            let age = entry.age(now);
+            // Stored already shaped for this DO bit, with TTLs aged by `message`.
             return Outcome {
                 rcode: entry.rcode,
-                answers: shape(&entry.answers, age),
-                authorities: shape(&entry.authorities, age),
-                additionals: shape(&entry.additionals, age),
+                answers: cached.answers,
+                authorities: cached.authorities,
+                additionals: cached.additionals,
                 secure: entry.secure,
                 ede: None,
                 path: Some(path(true)),
@@ -275,22 +271,30 @@ impl Handler {
     }
 }
 
-#[async_trait::async_trait]
-impl RequestHandler for Handler {
-    async fn handle_request<R: ResponseHandler, T: Time>(
+/// A decided reply, before it is encoded for a transport.
+pub struct Reply {
+    pub metadata: Metadata,
+    pub edns: Option<Edns>,
+    pub outcome: Outcome,
+}
+
+impl Handler {
+    /// Decides the reply to one request (any transport): the checks a stub must make, then
+    /// [`Handler::resolve`]. `query` is the request's only question (`None` if it had none or
+    /// several).
+    pub async fn answer(
         &self,
-        request: &Request,
-        mut response_handle: R,
-    ) -> ResponseInfo {
+        src: SocketAddr,
+        meta: &Metadata,
+        query: Option<&Query>,
+        client_edns: Option<&Edns>,
+    ) -> Reply {
         self.stats.queries.fetch_add(1, Ordering::Relaxed);
-        let meta = &request.metadata;
-        let client_edns = request.edns.as_ref();
         let flags = QueryFlags {
             dnssec_ok: client_edns.is_some_and(|e| e.flags().dnssec_ok),
             checking_disabled: meta.checking_disabled,
         };
-
-        let outcome = if !request.src().ip().is_loopback() {
+        let outcome = if !src.ip().is_loopback() {
             self.stats.refused.fetch_add(1, Ordering::Relaxed);
             Outcome::error(
                 ResponseCode::Refused,
@@ -299,32 +303,29 @@ impl RequestHandler for Handler {
         } else if meta.message_type != MessageType::Query {
             self.stats.formerr.fetch_add(1, Ordering::Relaxed);
             Outcome::error(ResponseCode::FormErr, None)
+        } else if client_edns.is_some_and(|e| e.version() > 0) {
+            // RFC 6891 §6.1.3: we speak EDNS version 0 only.
+            Outcome::error(ResponseCode::BADVERS, None)
         } else if meta.op_code != OpCode::Query {
             Outcome::error(ResponseCode::NotImp, None)
         } else {
-            match request.request_info() {
-                Err(_) => {
+            match query {
+                None => {
                     self.stats.formerr.fetch_add(1, Ordering::Relaxed);
                     Outcome::error(ResponseCode::FormErr, None)
                 }
-                Ok(info) => {
-                    let query = info.query.original();
-                    if query.query_class() != DNSClass::IN {
-                        self.stats.refused.fetch_add(1, Ordering::Relaxed);
-                        Outcome::error(
-                            ResponseCode::Refused,
-                            Some((ede::NOT_SUPPORTED, "only class IN is served".into())),
-                        )
-                    } else if matches!(query.query_type(), RecordType::AXFR | RecordType::IXFR) {
-                        self.stats.refused.fetch_add(1, Ordering::Relaxed);
-                        Outcome::error(
-                            ResponseCode::Refused,
-                            Some((ede::NOT_SUPPORTED, "zone transfers are not served".into())),
-                        )
-                    } else {
-                        self.resolve(query, flags).await
-                    }
+                Some(query) if query.query_class() != DNSClass::IN => {
+                    self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                    Outcome::error(ResponseCode::Refused, Some((ede::NOT_SUPPORTED, "only class IN is served".into())))
                 }
+                Some(query) if matches!(query.query_type(), RecordType::AXFR | RecordType::IXFR) => {
+                    self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                    Outcome::error(
+                        ResponseCode::Refused,
+                        Some((ede::NOT_SUPPORTED, "zone transfers are not served".into())),
+                    )
+                }
+                Some(query) => self.resolve(query, flags).await,
             }
         };
         if outcome.rcode == ResponseCode::ServFail {
@@ -347,9 +348,118 @@ impl RequestHandler for Handler {
             }
             e
         });
-        let builder = MessageResponseBuilder::new(&request.queries, edns.as_ref());
+        Reply { metadata, edns, outcome }
+    }
+
+    /// Answers a UDP query from the cache without decoding it into a message: parse the plain
+    /// query shape in place, route by its wire name, copy the stored answer into `out`. Returns
+    /// false (and leaves `out` unspecified) whenever the full path must decide instead: an unusual
+    /// query, a cache miss, or an answer too big for the client.
+    pub fn answer_from_cache(&self, packet: &[u8], lower: &mut [u8; wire::MAX_NAME], out: &mut Vec<u8>) -> bool {
+        let Some(q) = wire::QueryView::parse(packet, lower) else { return false };
+        let name = q.lower_name(lower);
+        let snapshot = self.snapshot.load();
+        let (route, _) = snapshot.route_wire(name);
+        let bits = if q.dnssec_ok { KEY_DO } else { 0 } | if q.checking_disabled() { KEY_CD } else { 0 };
+        let now = Instant::now();
+        let key = KeyRef { route: route.id, name, qtype: q.qtype, bits };
+        let Some(entry) = self.cache.get_ref(key, now) else { return false };
+
+        let mut flags = wire::flags::QR | wire::flags::RA | (q.flags & (wire::flags::RD | wire::flags::CD));
+        if entry.secure && (q.dnssec_ok || q.authentic_data()) {
+            flags |= wire::flags::AD;
+        }
+        flags |= u16::from(entry.rcode.low());
+        out.clear();
+        entry.render(out, q.id, flags, q.question, entry.age(now));
+        if q.edns.is_some() {
+            // Our OPT record: payload size, version 0, the DO bit echoed, no options.
+            let ar = u16::from_be_bytes([out[10], out[11]]).saturating_add(1);
+            out[10..12].copy_from_slice(&ar.to_be_bytes());
+            let do_bit = if q.dnssec_ok { 0x80 } else { 0 };
+            let [p0, p1] = EDNS_PAYLOAD.to_be_bytes();
+            out.extend_from_slice(&[0, 0, 41, p0, p1, 0, 0, do_bit, 0, 0, 0]);
+        }
+        if out.len() > q.udp_limit(EDNS_PAYLOAD) {
+            return false;
+        }
+        self.stats.queries.fetch_add(1, Ordering::Relaxed);
+        self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+        RouteStats::bump(&route.stats.queries);
+        RouteStats::bump(&route.stats.cache_hits);
+        true
+    }
+
+    /// Answers a UDP packet the cache could not: decode it fully, decide, and encode the reply
+    /// within the client's size limit (setting TC when it does not fit). `None`: nothing to send
+    /// (not even a header to answer).
+    pub async fn answer_packet(&self, packet: &[u8], src: SocketAddr) -> Option<Vec<u8>> {
+        let request = match Message::from_vec(packet) {
+            Ok(m) => m,
+            Err(e) => {
+                debug!(%src, error = %e, "undecodable query");
+                return formerr(packet);
+            }
+        };
+        let query = match request.queries.as_slice() {
+            [q] => Some(q),
+            _ => None,
+        };
+        let reply = self.answer(src, &request.metadata, query, request.edns.as_ref()).await;
+        let limit = match &request.edns {
+            None => 512,
+            Some(e) => usize::from(e.max_payload().clamp(512, EDNS_PAYLOAD)),
+        };
+        let mut m = Message::new(reply.metadata.id, MessageType::Response, reply.metadata.op_code);
+        m.metadata = reply.metadata;
+        m.queries = request.queries;
+        m.answers = reply.outcome.answers;
+        m.authorities = reply.outcome.authorities;
+        m.additionals = reply.outcome.additionals;
+        m.edns = reply.edns;
+        match m.to_vec() {
+            Ok(bytes) if bytes.len() <= limit => Some(bytes),
+            // Too big for UDP: TC and no records, so the client retries over TCP (RFC 7766).
+            _ => {
+                m.answers.clear();
+                m.authorities.clear();
+                m.additionals.clear();
+                m.metadata.truncation = true;
+                m.to_vec().ok()
+            }
+        }
+    }
+}
+
+/// FORMERR for a query whose header is readable but whose body is not; nothing for anything else
+/// (responses, runts).
+fn formerr(packet: &[u8]) -> Option<Vec<u8>> {
+    if packet.len() < wire::HEADER || packet[2] & 0x80 != 0 {
+        return None;
+    }
+    let opcode = packet[2] & 0x78;
+    let mut out = vec![0u8; wire::HEADER];
+    out[0..2].copy_from_slice(&packet[0..2]);
+    out[2] = 0x80 | opcode | (packet[2] & 0x01);
+    out[3] = 0x80 | ResponseCode::FormErr.low();
+    Some(out)
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for Handler {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        mut response_handle: R,
+    ) -> ResponseInfo {
+        let meta = &request.metadata;
+        let info = request.request_info().ok();
+        let query = info.as_ref().map(|i| i.query.original());
+        let reply = self.answer(request.src(), meta, query, request.edns.as_ref()).await;
+        let builder = MessageResponseBuilder::new(&request.queries, reply.edns.as_ref());
+        let outcome = &reply.outcome;
         let response = builder.build(
-            metadata,
+            reply.metadata,
             outcome.answers.iter(),
             outcome.authorities.iter(),
             std::iter::empty(),

@@ -3,8 +3,11 @@
 
 pub mod cache;
 pub mod ede;
+pub mod fastval;
 pub mod handler;
 pub mod listener;
 pub mod route;
+pub mod udp;
 pub mod upstream;
 pub mod validate;
+pub mod wire;

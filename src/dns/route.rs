@@ -10,10 +10,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use hickory_proto::rr::{LowerName, Name};
+use hickory_proto::serialize::binary::BinEncodable;
 use tokio_util::sync::CancellationToken;
 
 use super::upstream::Upstream;
 use super::validate::{TrustMap, ZoneTrust};
+use super::wire;
 use crate::domain::DomainName;
 
 /// Route id of the system (public) upstream.
@@ -75,7 +77,9 @@ impl Route {
 /// The immutable routing table: split domain → route, plus the default route.
 #[derive(Debug)]
 pub struct Snapshot {
-    by_domain: HashMap<LowerName, (DomainName, Arc<Route>)>,
+    /// Keyed by the lower-case wire form of the domain, so a query's name can be routed straight
+    /// from the packet.
+    by_domain: HashMap<Box<[u8]>, (DomainName, Arc<Route>)>,
     default: Arc<Route>,
     max_labels: usize,
     /// Anchored zones (accepted trust anchors) and their validators.
@@ -85,7 +89,10 @@ pub struct Snapshot {
 impl Snapshot {
     pub fn new(domains: Vec<(DomainName, Arc<Route>)>, default: Arc<Route>, trust: TrustMap) -> Self {
         let max_labels = domains.iter().map(|(d, _)| d.label_count()).max().unwrap_or(0);
-        let by_domain = domains.into_iter().map(|(d, r)| (d.to_lower_name(), (d, r))).collect();
+        let by_domain = domains
+            .into_iter()
+            .map(|(d, r)| (d.to_lower_name().to_bytes().unwrap_or_default().into_boxed_slice(), (d, r)))
+            .collect();
         Self { by_domain, default, max_labels, trust }
     }
 
@@ -116,12 +123,19 @@ impl Snapshot {
     /// The route for `name` by longest whole-label suffix, with the split domain that matched
     /// (`None` means the default route).
     pub fn route(&self, name: &LowerName) -> (&Arc<Route>, Option<&DomainName>) {
-        let labels = name.num_labels() as usize;
+        if self.by_domain.is_empty() {
+            return (&self.default, None);
+        }
+        self.route_wire(&name.to_bytes().unwrap_or_default())
+    }
+
+    /// [`Snapshot::route`] for a lower-case wire name (no allocation).
+    pub fn route_wire(&self, name: &[u8]) -> (&Arc<Route>, Option<&DomainName>) {
         if !self.by_domain.is_empty() {
-            let name: &Name = name;
-            for k in (1..=labels.min(self.max_labels)).rev() {
-                let candidate = LowerName::new(&name.trim_to(k));
-                if let Some((d, r)) = self.by_domain.get(&candidate) {
+            let skip = wire::label_count(name).saturating_sub(self.max_labels);
+            // Longest suffix first; the root never names a split domain.
+            for suffix in wire::suffixes(name).skip(skip) {
+                if let Some((d, r)) = self.by_domain.get(suffix) {
                     return (r, Some(d));
                 }
             }
@@ -154,7 +168,10 @@ mod tests {
     }
 
     fn lookup(s: &Snapshot, name: &str) -> u64 {
-        s.route(&LowerName::from_str(name).unwrap()).0.id
+        let lower = LowerName::from_str(name).unwrap();
+        let by_wire = s.route_wire(&lower.to_bytes().unwrap()).0.id;
+        assert_eq!(s.route(&lower).0.id, by_wire);
+        by_wire
     }
 
     #[test]
