@@ -10,7 +10,7 @@
 //! state_dir = "/var/lib/splitdns"
 //! whitelist = "/etc/splitdns/whitelist"  # domains whose VPN trust anchors may be used; edited by people only
 //! query_timeout_ms = 4000            # per client query, across all servers and retries
-//! cache_max_bytes = 8388608
+//! cache_max_bytes = 1048576
 //! cache_max_ttl = 86400
 //! cache_max_negative_ttl = 900
 //!
