@@ -30,6 +30,7 @@ pub fn watch_file(
         // Only events about the file itself or a directory on the way to it: other files in the
         // same directory (a state file, an editor's swap file) must not wake us.
         if let Ok(event) = event
+            && changes_content(&event.kind)
             && (event.need_rescan() || event.paths.iter().any(|p| concerns(&target, p)))
         {
             let _ = tx.send(());
@@ -56,6 +57,17 @@ pub fn watch_file(
 
 /// True when an event on `path` may change what `file` reads: the file itself, or a directory
 /// that is (or leads to) its directory.
+/// Whether an event can mean new content. notify also reports opens and reads (inotify
+/// `IN_OPEN`, `IN_CLOSE_NOWRITE`); reloading on those would make every reload trigger the next.
+fn changes_content(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode, EventKind};
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
 fn concerns(file: &Path, path: &Path) -> bool {
     path == file || file.starts_with(path)
 }
@@ -123,8 +135,12 @@ mod tests {
         // Other files in the directory do not count.
         let quiet = count.load(Ordering::SeqCst);
         std::fs::write(dir.path().join("a/b/links.json"), "{}").unwrap();
+        // Reading the file (as every reload does) is not a change.
+        for _ in 0..5 {
+            std::fs::read_to_string(&file).unwrap();
+        }
         tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(count.load(Ordering::SeqCst), quiet, "a neighbour file woke the watcher");
+        assert_eq!(count.load(Ordering::SeqCst), quiet, "a neighbour file or a read woke the watcher");
         stop.cancel();
         task.await.unwrap();
     }
