@@ -498,160 +498,13 @@ fn base32hex_decode(label: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hickory_proto::dnssec::crypto::EcdsaSigningKey;
-    use hickory_proto::dnssec::rdata::{NSEC, SigInput};
-    use hickory_proto::dnssec::{Algorithm, SigningKey};
-    use hickory_proto::op::{MessageType, OpCode};
-    use hickory_proto::rr::rdata::{A, CNAME, NS};
+    use crate::dns::fastval_fixture::*;
+    use hickory_proto::dnssec::rdata::NSEC;
+    use hickory_proto::rr::rdata::{A, NS};
     use std::net::Ipv4Addr;
-    use std::time::Duration;
-
-    const NOW: u32 = 1_750_000_000;
-    const DAY: u32 = 86_400;
-
-    struct Signer {
-        key: EcdsaSigningKey,
-        dnskey: DNSKEY,
-        tag: u16,
-    }
-
-    impl Signer {
-        fn new() -> Self {
-            let der = EcdsaSigningKey::generate_pkcs8(Algorithm::ECDSAP256SHA256).unwrap();
-            let key = EcdsaSigningKey::from_pkcs8(&der, Algorithm::ECDSAP256SHA256).unwrap();
-            let dnskey = DNSKEY::with_flags(256, key.to_public_key().unwrap());
-            let tag = dnskey.calculate_key_tag().unwrap();
-            Self { key, dnskey, tag }
-        }
-
-        /// RRSIG over `records` (owner = first record's owner, Labels = `labels` or the owner's).
-        fn sign(&self, records: &[Record], opts: SigOpts) -> Record {
-            let first = &records[0];
-            let input = SigInput {
-                type_covered: first.record_type(),
-                algorithm: Algorithm::ECDSAP256SHA256,
-                num_labels: opts.labels.unwrap_or(first.name.num_labels()),
-                original_ttl: first.ttl,
-                sig_expiration: SerialNumber::new(opts.window.1),
-                sig_inception: SerialNumber::new(opts.window.0),
-                key_tag: self.tag,
-                signer_name: opts.signer.unwrap_or_else(zone),
-            };
-            let tbs = TBS::from_input(&first.name, DNSClass::IN, &input, records.iter()).unwrap();
-            let sig = self.key.sign(&tbs).unwrap();
-            Record::from_rdata(
-                first.name.clone(),
-                first.ttl,
-                RData::DNSSEC(DNSSECRData::RRSIG(RRSIG::from_sig(input, sig))),
-            )
-        }
-    }
-
-    struct SigOpts {
-        labels: Option<u8>,
-        window: (u32, u32),
-        signer: Option<Name>,
-    }
-
-    impl Default for SigOpts {
-        fn default() -> Self {
-            Self { labels: None, window: (NOW - DAY, NOW + 30 * DAY), signer: None }
-        }
-    }
-
-    fn zone() -> Name {
-        Name::from_ascii("corp.example.").unwrap()
-    }
-
-    fn name(s: &str) -> Name {
-        Name::from_ascii(s).unwrap()
-    }
-
-    fn a(owner: &str, ip: [u8; 4]) -> Record {
-        Record::from_rdata(name(owner), 60, RData::A(A(Ipv4Addr::from(ip))))
-    }
-
-    fn cname(owner: &str, target: &str) -> Record {
-        Record::from_rdata(name(owner), 60, RData::CNAME(CNAME(name(target))))
-    }
-
-    fn keys_of(signers: &[&Signer]) -> VerifiedKeys {
-        VerifiedKeys {
-            zone: zone(),
-            keys: signers.iter().map(|s| s.dnskey.clone()).collect(),
-            matched_tags: vec![],
-            records: vec![],
-            recheck_after: Duration::from_secs(3600),
-        }
-    }
-
-    fn response(qname: &str, qtype: RecordType, answers: Vec<Record>, authorities: Vec<Record>) -> (Query, Message) {
-        let query = Query::query(name(qname), qtype);
-        let mut m = Message::new(7, MessageType::Response, OpCode::Query);
-        m.add_query(query.clone());
-        m.answers = answers;
-        m.authorities = authorities;
-        (query, m)
-    }
 
     fn prove(keys: &VerifiedKeys, cache: &SigCache, qm: &(Query, Message)) -> Option<Message> {
         prove_positive(&zone(), keys, cache, &qm.0, &qm.1, NOW)
-    }
-
-    fn hash(n: &Name) -> Vec<u8> {
-        Nsec3HashAlgorithm::SHA1.hash(&[], n, 0).unwrap().as_ref().to_vec()
-    }
-
-    fn base32hex(bytes: &[u8]) -> String {
-        const ALPHABET: &[u8; 32] = b"0123456789abcdefghijklmnopqrstuv";
-        let mut out = String::new();
-        let (mut acc, mut bits) = (0u32, 0u32);
-        for &b in bytes {
-            acc = (acc << 8) | u32::from(b);
-            bits += 8;
-            while bits >= 5 {
-                bits -= 5;
-                out.push(char::from(ALPHABET[((acc >> bits) & 31) as usize]));
-            }
-        }
-        if bits > 0 {
-            out.push(char::from(ALPHABET[((acc << (5 - bits)) & 31) as usize]));
-        }
-        out
-    }
-
-    /// An NSEC3 record (SHA-1, no salt) owned by `owner_hash` pointing to `next`, signed.
-    fn nsec3(s: &Signer, owner_hash: &[u8], next: &[u8], opt_out: bool, iterations: u16) -> Vec<Record> {
-        let owner = Name::from_ascii(base32hex(owner_hash)).unwrap().append_domain(&zone()).unwrap();
-        let rdata = NSEC3::new(
-            Nsec3HashAlgorithm::SHA1,
-            opt_out,
-            iterations,
-            vec![],
-            next.to_vec(),
-            [RecordType::A, RecordType::RRSIG],
-        );
-        let record = Record::from_rdata(owner, 60, RData::DNSSEC(DNSSECRData::NSEC3(rdata)));
-        let sig = s.sign(std::slice::from_ref(&record), SigOpts::default());
-        vec![record, sig]
-    }
-
-    /// The RRSIG (Labels 3) over `*.w.corp.example A 10.1.0.99`.
-    fn wildcard_sig(s: &Signer) -> Record {
-        s.sign(&[a("*.w.corp.example.", [10, 1, 0, 99])], SigOpts::default())
-    }
-
-    /// `owner A ip` with the wildcard signature `sig` moved to `owner` (an expansion when `ip` is
-    /// 10.1.0.99).
-    fn expand(sig: &Record, owner: &str, ip: [u8; 4]) -> Vec<Record> {
-        let mut sig = sig.clone();
-        sig.name = name(owner);
-        vec![a(owner, ip), sig]
-    }
-
-    /// `*.w.corp.example A 10.1.0.99` expanded at `owner`, freshly signed.
-    fn wildcard(s: &Signer, owner: &str, ip: [u8; 4]) -> Vec<Record> {
-        expand(&wildcard_sig(s), owner, ip)
     }
 
     /// `h` ± 1 as a big-endian number, wrapping.
@@ -665,16 +518,6 @@ mod tests {
             }
         }
         out
-    }
-
-    /// An NSEC3 that covers every hash but the extremes.
-    fn covering_all(s: &Signer) -> Vec<Record> {
-        nsec3(s, &[0; 20], &[0xff; 20], false, 0)
-    }
-
-    fn signed(s: &Signer, records: Vec<Record>) -> Vec<Record> {
-        let sig = s.sign(&records, SigOpts::default());
-        records.into_iter().chain([sig]).collect()
     }
 
     #[test]

@@ -4,6 +4,8 @@
 pub mod cache;
 pub mod ede;
 pub mod fastval;
+#[doc(hidden)]
+pub mod fastval_fixture;
 pub mod handler;
 pub mod listener;
 pub mod route;
