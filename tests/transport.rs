@@ -317,6 +317,68 @@ async fn mismatched_and_spoofed_replies_are_ignored() {
 
 /// TC=1 over UDP makes the daemon repeat the query over TCP; a truncating server still counts as
 /// answering UDP, so the next query starts over UDP again.
+/// A burst of cached queries from two clients, sent without waiting, arrives at the listener in
+/// batches (recvmmsg/sendmmsg on Linux): every answer must go to the socket that asked, carry
+/// that query's id and its question as sent (mixed case echoed), the right address, and an OPT
+/// record exactly when the query had one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_burst_answers_go_to_their_own_clients() {
+    let public = public_server().await;
+    let internal = internal_with(AuthOptions::default()).await;
+    let d = Daemon::start(&[public.addr()], &[]).await;
+    link_up(&d, internal.addr(), &[]);
+    let names = [
+        ("www.corp.example.", ip(10, 1, 0, 1)),
+        ("mail.corp.example.", ip(10, 1, 0, 2)),
+        ("www.public.example.", ip(192, 0, 2, 10)),
+    ];
+    for (name, want) in names {
+        assert_eq!(a_addrs(&ask_udp(&d, name).await), vec![want], "warm-up of {name}");
+    }
+    let clients = [UdpSocket::bind("127.0.0.1:0").await.unwrap(), UdpSocket::bind("127.0.0.1:0").await.unwrap()];
+    let mut expected = std::collections::HashMap::new();
+    for i in 0..64u16 {
+        let (name, want) = names[usize::from(i) % names.len()];
+        // Alternate the case of every other letter, and EDNS on every third query.
+        let mixed: String = name
+            .chars()
+            .enumerate()
+            .map(|(k, c)| if (k + usize::from(i)) % 2 == 0 { c.to_ascii_uppercase() } else { c })
+            .collect();
+        let id = 0x4000 + i;
+        let mut m = Message::new(id, MessageType::Query, OpCode::Query);
+        m.metadata.recursion_desired = true;
+        m.add_query(Query::query(Name::from_ascii(&mixed).unwrap(), RecordType::A));
+        let edns = i % 3 == 0;
+        if edns {
+            m.edns = Some(hickory_proto::op::Edns::new());
+        }
+        let client = usize::from(i) % 2;
+        clients[client].send_to(&m.to_vec().unwrap(), d.dns).await.unwrap();
+        expected.insert((client, id), (mixed, want, edns));
+    }
+    let mut buf = vec![0u8; 4096];
+    for (c, sock) in clients.iter().enumerate() {
+        for _ in 0..32 {
+            let n = tokio::time::timeout(Duration::from_secs(5), sock.recv(&mut buf))
+                .await
+                .unwrap_or_else(|_| panic!("client {c}: answers missing; log:\n{}", d.log_text()))
+                .unwrap();
+            let r = Message::from_vec(&buf[..n]).unwrap();
+            let (mixed, want, edns) = expected
+                .remove(&(c, r.metadata.id))
+                .unwrap_or_else(|| panic!("client {c} got an answer to id {:#x} it did not ask", r.metadata.id));
+            assert_eq!(r.queries[0].name().to_ascii(), mixed, "question echoed as sent");
+            assert_eq!(a_addrs(&r), vec![want], "{mixed}");
+            assert_eq!(r.edns.is_some(), edns, "OPT only for EDNS queries ({mixed})");
+            assert!(r.metadata.recursion_available && r.metadata.recursion_desired);
+        }
+    }
+    assert!(expected.is_empty(), "unanswered: {expected:?}");
+    let s = d.status().await;
+    assert!(s["counters"]["cache_hits"].as_u64().unwrap_or(0) >= 64, "the burst was served from the cache: {s}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncated_answer_is_retried_over_tcp() {
     let public = public_server().await;
