@@ -116,7 +116,16 @@ pub fn render(s: &Status) -> String {
                     n.saturating_sub(now)
                 );
             }
-            let _ = writeln!(o, "            answers: {} secure, {} insecure, {} bogus", t.secure, t.insecure, t.bogus);
+            let _ = writeln!(
+                o,
+                "            answers: {} secure ({} by the fast path), {} insecure, {} bogus",
+                t.secure, t.fast_secure, t.insecure, t.bogus
+            );
+            let _ = writeln!(
+                o,
+                "            signatures: {} verified, {} from the signature cache",
+                t.signature_checks, t.signature_cache_hits
+            );
         }
         let c = &l.counters;
         let _ = writeln!(

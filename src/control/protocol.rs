@@ -173,6 +173,14 @@ pub struct TrustStatus {
     /// When the key set is fetched and verified again (Unix time).
     pub next_check: Option<u64>,
     pub secure: u64,
+    /// Of the secure answers, those proven by the fast path (without hickory's validator).
+    #[serde(default)]
+    pub fast_secure: u64,
+    /// Signature verifications answered from the signature cache, and those that ran the crypto.
+    #[serde(default)]
+    pub signature_cache_hits: u64,
+    #[serde(default)]
+    pub signature_checks: u64,
     pub insecure: u64,
     pub bogus: u64,
 }

@@ -582,6 +582,10 @@ fn trust_status(inner: &Inner, seq: u64) -> Vec<TrustStatus> {
                 TrustState::Failed { reason, at } => ("failed", Some(reason.clone()), vec![], vec![], Some(*at), None),
             };
             let c = &t.counters;
+            let (signature_cache_hits, signature_checks) = match &*st {
+                TrustState::Verified { sigs, .. } => (sigs.hits(), sigs.misses()),
+                _ => (0, 0),
+            };
             TrustStatus {
                 zone: t.domain.to_string(),
                 ds: t.anchors.iter().map(ToString::to_string).collect(),
@@ -592,6 +596,9 @@ fn trust_status(inner: &Inner, seq: u64) -> Vec<TrustStatus> {
                 verified_at,
                 next_check,
                 secure: c.secure.load(Ordering::Relaxed),
+                fast_secure: c.fast_secure.load(Ordering::Relaxed),
+                signature_cache_hits,
+                signature_checks,
                 insecure: c.insecure.load(Ordering::Relaxed),
                 bogus: c.bogus.load(Ordering::Relaxed),
             }

@@ -69,9 +69,13 @@ impl Equivalent<Key> for KeyRef<'_> {
 impl Key {
     /// The key of a question (the name is lower-cased) on `route` with the client's DO/CD bits.
     pub fn new(route: u64, name: &LowerName, qtype: RecordType, dnssec_ok: bool, checking_disabled: bool) -> Self {
-        let name = name.to_bytes().unwrap_or_default().into_boxed_slice();
+        Self::from_wire(route, name.to_bytes().unwrap_or_default(), qtype, dnssec_ok, checking_disabled)
+    }
+
+    /// [`Key::new`] from a lower-case wire name already encoded.
+    pub fn from_wire(route: u64, name: Vec<u8>, qtype: RecordType, dnssec_ok: bool, checking_disabled: bool) -> Self {
         let bits = if dnssec_ok { KEY_DO } else { 0 } | if checking_disabled { KEY_CD } else { 0 };
-        Self { route, name, qtype: u16::from(qtype), bits }
+        Self { route, name: name.into_boxed_slice(), qtype: u16::from(qtype), bits }
     }
 
     fn as_ref(&self) -> KeyRef<'_> {

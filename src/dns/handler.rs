@@ -20,6 +20,7 @@ use futures_util::future::{BoxFuture, Shared};
 use arc_swap::ArcSwap;
 use hickory_proto::op::{Edns, Header, HeaderCounts, Message, MessageType, Metadata, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Record, RecordType};
+use hickory_proto::serialize::binary::BinEncodable;
 use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
@@ -203,7 +204,9 @@ impl Handler {
     pub async fn resolve(&self, query: &Query, flags: QueryFlags) -> Outcome {
         let snapshot = self.snapshot.load_full();
         let name = hickory_proto::rr::LowerName::new(query.name());
-        let (route, matched) = snapshot.route(&name);
+        // Encoded once, for routing and for the cache key.
+        let wire_name = name.to_bytes().unwrap_or_default();
+        let (route, matched) = snapshot.route_wire(&wire_name);
         let route: Arc<Route> = route.clone();
         let trust = matched.and_then(|d| snapshot.trust_for(&name, d, route.id)).cloned();
         let path = |cached: bool| AnswerPath {
@@ -213,7 +216,7 @@ impl Handler {
             cached,
         };
         RouteStats::bump(&route.stats.queries);
-        let key = Key::new(route.id, &name, query.query_type(), flags.dnssec_ok, flags.checking_disabled);
+        let key = Key::from_wire(route.id, wire_name, query.query_type(), flags.dnssec_ok, flags.checking_disabled);
         let now = Instant::now();
         // A validated route always fetches signatures; strip them for clients that did not ask.
         let strip = trust.is_some() && !flags.dnssec_ok;
