@@ -32,6 +32,7 @@ use hickory_server::Server;
 use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
+use splitdns::dns::fastval_fixture::base32hex;
 use tokio::net::{TcpListener, UdpSocket};
 
 pub use super::auth::LoggedQuery;
@@ -508,25 +509,6 @@ fn tamper(mut record: Record) -> Record {
 
 fn nsec3_hash(name: &Name, p: &Nsec3Options) -> Vec<u8> {
     Nsec3HashAlgorithm::SHA1.hash(&p.salt, name, p.iterations).expect("NSEC3 hash").as_ref().to_vec()
-}
-
-/// RFC 4648 base32hex, lowercase, no padding (the NSEC3 owner label encoding).
-fn base32hex(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 32] = b"0123456789abcdefghijklmnopqrstuv";
-    let mut out = String::new();
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for &b in bytes {
-        acc = (acc << 8) | u32::from(b);
-        bits += 8;
-        while bits >= 5 {
-            bits -= 5;
-            out.push(char::from(ALPHABET[((acc >> bits) & 31) as usize]));
-        }
-    }
-    if bits > 0 {
-        out.push(char::from(ALPHABET[((acc << (5 - bits)) & 31) as usize]));
-    }
-    out
 }
 
 /// An RRset and the RRSIGs over it.
