@@ -471,12 +471,5 @@ pub type TrustMap = HashMap<LowerName, Arc<ZoneTrust>>;
 
 /// Strips DNSSEC records a client did not ask for (no DO bit).
 pub fn strip_dnssec(records: &[Record], qtype: RecordType) -> Vec<Record> {
-    records
-        .iter()
-        .filter(|r| {
-            let t = r.record_type();
-            t == qtype || !matches!(t, RecordType::RRSIG | RecordType::NSEC | RecordType::NSEC3)
-        })
-        .cloned()
-        .collect()
+    records.iter().filter(|r| super::cache::wanted(r, qtype, false)).cloned().collect()
 }
