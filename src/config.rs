@@ -18,7 +18,7 @@
 //! domains = ["corp.example"]         # split domains added to what the VPN sends
 //! replace_domains = false            # true: ignore the VPN's split domains, use only these
 //! anchors = ["corp.example. IN DS 12345 13 2 ABCD…"]   # still subject to the whitelist
-//! search_domains = false             # true: the VPN's search domains are split domains too
+//! search_domains = true              # false: the VPN's search domains (OpenVPN DOMAIN, …) are not routed
 //! default_route = false              # true: a full tunnel of this profile takes the default route
 //! ```
 
@@ -60,7 +60,7 @@ pub struct FileConfig {
 
 /// Settings for the links of one VPN profile (the name a hook reports, e.g. strongSwan's
 /// `PLUTO_CONNECTION` or NetworkManager's `CONNECTION_ID`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Profile {
     /// Split domains added to what the VPN sends (strongSwan sends none at all).
@@ -73,21 +73,37 @@ pub struct Profile {
     #[serde(default)]
     pub anchors: Vec<DsAnchor>,
     /// Treat the VPN's search domains (OpenVPN `DOMAIN`, `DOMAIN-SEARCH`, …) as split domains too.
-    /// Off by default: only routing domains are routed.
-    #[serde(default)]
+    /// On by default, as systemd-resolved routes a link's search domains to that link: most VPN
+    /// servers push their internal domain only as a search domain, and leaving it unrouted would
+    /// send internal names to the public upstream.
+    #[serde(default = "yes")]
     pub search_domains: bool,
     /// A full-tunnel link of this profile becomes the default upstream while it is up.
     #[serde(default)]
     pub default_route: bool,
 }
 
+fn yes() -> bool {
+    true
+}
+
+impl Default for Profile {
+    /// The settings of a profile the config file does not mention.
+    fn default() -> Self {
+        Self { domains: vec![], replace_domains: false, anchors: vec![], search_domains: true, default_route: false }
+    }
+}
+
 impl Profile {
-    /// Applies this profile's settings to a link a hook reported.
+    /// Applies this profile's settings to a link a hook reported. The VPN's search domains are
+    /// consumed: they are split domains afterwards, or dropped.
     pub fn apply(&self, spec: &mut crate::state::LinkSpec) {
         let mut domains = if self.replace_domains { vec![] } else { std::mem::take(&mut spec.domains) };
-        if self.search_domains {
+        // `replace_domains` ignores everything the VPN pushed, search domains included.
+        if self.search_domains && !self.replace_domains {
             domains.append(&mut spec.search_domains);
         }
+        spec.search_domains.clear();
         domains.extend(self.domains.iter().cloned());
         let mut seen = std::collections::HashSet::new();
         domains.retain(|d| seen.insert(d.clone()));
@@ -291,8 +307,9 @@ mod tests {
     #[test]
     fn profiles_apply_domains_anchors_and_options() {
         let f: FileConfig = toml::from_str(
-            "[profiles.corp]\ndomains = [\"extra.example\"]\nsearch_domains = true\ndefault_route = true\n\
-             [profiles.strict]\ndomains = [\"only.example\"]\nreplace_domains = true\n",
+            "[profiles.corp]\ndomains = [\"extra.example\"]\ndefault_route = true\n\
+             [profiles.strict]\ndomains = [\"only.example\"]\nreplace_domains = true\n\
+             [profiles.nosearch]\nsearch_domains = false\n",
         )
         .unwrap();
         let mut spec = crate::state::link::tests::spec("a", Some("corp"), &["corp.example"]);
@@ -308,7 +325,19 @@ mod tests {
         spec.search_domains = vec!["search.example".parse().unwrap()];
         f.profiles["strict"].apply(&mut spec);
         let names: Vec<String> = spec.domains.iter().map(ToString::to_string).collect();
-        assert_eq!(names, ["only.example"], "search domains are opt-in, replace drops the VPN's");
+        assert_eq!(names, ["only.example"], "replace drops the VPN's domains, search domains too");
+        let mut spec = crate::state::link::tests::spec("c", Some("nosearch"), &["corp.example"]);
+        spec.search_domains = vec!["search.example".parse().unwrap()];
+        f.profiles["nosearch"].apply(&mut spec);
+        let names: Vec<String> = spec.domains.iter().map(ToString::to_string).collect();
+        assert_eq!(names, ["corp.example"], "a profile can opt out of search domains");
+        assert!(spec.search_domains.is_empty());
+        // A profile the config does not mention routes search domains (as systemd-resolved does).
+        let mut spec = crate::state::link::tests::spec("d", Some("unknown"), &["corp.example"]);
+        spec.search_domains = vec!["search.example".parse().unwrap()];
+        Profile::default().apply(&mut spec);
+        let names: Vec<String> = spec.domains.iter().map(ToString::to_string).collect();
+        assert_eq!(names, ["corp.example", "search.example"]);
         assert!(toml::from_str::<FileConfig>("[profiles.x]\ndomain = [\"a.example\"]\n").is_err());
     }
 

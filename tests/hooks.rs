@@ -126,7 +126,7 @@ async fn libreswan_updown() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn openvpn_foreign_options_route_only_routing_domains_by_default() {
+async fn openvpn_foreign_options_route_routing_and_search_domains_by_default() {
     let public = public().await;
     let internal = AuthServer::start_on_port_53(&[
         ("corp.example.", &zone("corp.example.", CORP)),
@@ -152,9 +152,12 @@ async fn openvpn_foreign_options_route_only_routing_domains_by_default() {
     let l = st["links"][0].clone();
     let id = l["id"].as_str().unwrap().to_string();
     assert!(id.starts_with("openvpn:"), "{id}");
-    // DOMAIN is a search domain: not routed unless the profile opts in.
+    // DOMAIN is a search domain: routed to the link (as systemd-resolved does) unless the profile
+    // opts out with `search_domains = false`.
+    let m = client::udp(d.dns, "www.search.example", RecordType::A, &Q::default()).await.unwrap();
+    assert_eq!(a_addrs(&m), [Ipv4Addr::new(10, 1, 0, 2)]);
     let profile = l["profile"].as_str().unwrap().to_string();
-    up_route_down(&d, &id, &profile, &["corp.example"], || {
+    up_route_down(&d, &id, &profile, &["corp.example", "search.example"], || {
         hook(&d, &["openvpn", "lo", "1500", "1552", "10.8.0.2", "255.255.255.0", "init"], &env("down"))
     })
     .await;

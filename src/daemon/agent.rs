@@ -200,11 +200,10 @@ impl Agent {
     /// Brings a link up (or replaces the link with the same id or profile).
     pub fn link_up(&self, mut spec: LinkSpec) -> Result<LinkUpResult, LinkError> {
         spec.validate()?;
-        if let Some(profile) = spec.profile.as_ref().and_then(|p| self.profiles().get(p).cloned()) {
-            profile.apply(&mut spec);
-        }
-        // Search domains not taken up by a profile are not routed.
-        spec.search_domains.clear();
+        // Every link gets its profile's settings; a profile the config does not name gets the
+        // defaults (search domains routed, as systemd-resolved does).
+        let profile = spec.profile.as_ref().and_then(|p| self.profiles().get(p).cloned()).unwrap_or_default();
+        profile.apply(&mut spec);
         if let Some(name) = &spec.interface
             && !interface_exists(name)
         {

@@ -79,7 +79,7 @@ pub struct LinkSpec {
     /// Split domains routed to `servers`.
     #[serde(default)]
     pub domains: Vec<DomainName>,
-    /// Domains the VPN offered as search domains: split domains only if the profile opts in.
+    /// Domains the VPN offered as search domains: split domains unless the profile opts out.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub search_domains: Vec<DomainName>,
     /// DS trust anchors offered for the split domains (RFC 8598 INTERNAL_DNSSEC_TA).
