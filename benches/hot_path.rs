@@ -19,7 +19,7 @@
 use std::net::Ipv4Addr;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use divan::{Bencher, black_box};
@@ -28,6 +28,7 @@ use hickory_proto::rr::rdata::A;
 use hickory_proto::rr::{LowerName, RData, Record, RecordType};
 use hickory_proto::serialize::binary::BinEncodable;
 
+use splitdns::clock::Stamp;
 use splitdns::dns::cache::{Cache, KEY_DO, Key, KeyRef, Limits};
 use splitdns::dns::fastval::{self, SigCache};
 use splitdns::dns::fastval_fixture::{self as fx, Signer};
@@ -165,7 +166,7 @@ mod cache_hit {
         question: Vec<u8>,
         /// The response flags the fast path sets.
         flags: u16,
-        stored: Instant,
+        stored: Stamp,
     }
 
     fn unix_now() -> u32 {
@@ -199,7 +200,7 @@ mod cache_hit {
         let route = snap.route(&lower).0.id;
         assert_eq!(route, 1);
         let cache = Arc::new(Cache::new(Limits::default()));
-        let stored = Instant::now().checked_sub(Duration::from_secs(5)).unwrap();
+        let stored = Stamp::now().checked_sub(Duration::from_secs(5)).unwrap();
         cache.insert(Key::new(route, &lower, RecordType::A, dnssec_ok, false), &query, &msg, secure, stored);
 
         let mut request = Message::new(0x5eed, MessageType::Query, OpCode::Query);

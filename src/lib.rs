@@ -5,6 +5,7 @@
 //! the [`dns`] listener reads snapshots to route, cache and forward queries.
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod daemon;

@@ -10,7 +10,9 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::clock::Stamp;
 
 use arc_swap::ArcSwap;
 use tracing::{info, warn};
@@ -111,7 +113,7 @@ pub struct Agent {
     cache: Arc<Cache>,
     stats: Arc<Stats>,
     store: Store,
-    started: Instant,
+    started: Stamp,
     listen: Mutex<Vec<SocketAddr>>,
 }
 
@@ -166,7 +168,7 @@ impl Agent {
             cache,
             stats,
             store,
-            started: Instant::now(),
+            started: Stamp::now(),
             listen: Mutex::new(vec![]),
         };
         (agent, warnings)

@@ -3,12 +3,15 @@
 //! Entries are keyed by route (so a link's answers are never served for another route), question and
 //! the DO/CD bits. TTLs are honoured: an entry lives for the smallest TTL in its answer (RFC 2181 §5.2)
 //! or, for NXDOMAIN/NODATA, the SOA's negative TTL (RFC 2308 §5), both capped; records are served with
-//! their remaining TTL. SERVFAIL and other errors are not cached. Teardown uses [`Cache::flush_route`]
+//! their remaining TTL. Ages are measured on the clock that counts suspended time ([`Stamp`]), so a
+//! night asleep expires what it should. SERVFAIL and other errors are not cached. Teardown uses [`Cache::flush_route`]
 //! and [`Cache::flush_domain`], which remove positive and negative entries alike (RFC 8598 §5).
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::clock::Stamp;
 
 use hickory_proto::op::{Header, HeaderCounts, Message, MessageType, Metadata, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{LowerName, RData, Record, RecordType};
@@ -95,17 +98,17 @@ pub struct Entry {
     wire: Box<[u8]>,
     /// Length of the message part of `wire`.
     msg_len: u16,
-    stored: Instant,
-    expires: Instant,
+    stored: Stamp,
+    expires: Stamp,
 }
 
 impl Entry {
     /// Seconds this entry has been in the cache.
-    pub fn age(&self, now: Instant) -> u32 {
+    pub fn age(&self, now: Stamp) -> u32 {
         now.saturating_duration_since(self.stored).as_secs() as u32
     }
 
-    pub fn is_fresh(&self, now: Instant) -> bool {
+    pub fn is_fresh(&self, now: Stamp) -> bool {
         now < self.expires
     }
 
@@ -148,7 +151,7 @@ impl Entry {
     }
 
     /// The stored answer as a message, TTLs reduced by its age at `now`.
-    pub fn message(&self, now: Instant) -> Option<Message> {
+    pub fn message(&self, now: Stamp) -> Option<Message> {
         let mut buf = Vec::with_capacity(self.len());
         let question_len = self.question_len()?;
         let question = self.msg()[wire::HEADER..wire::HEADER + question_len].to_vec();
@@ -264,12 +267,12 @@ impl Cache {
     }
 
     /// A fresh entry for `key`, or `None`. Expired entries are removed on the way.
-    pub fn get(&self, key: &Key, now: Instant) -> Option<Arc<Entry>> {
+    pub fn get(&self, key: &Key, now: Stamp) -> Option<Arc<Entry>> {
         self.get_ref(key.as_ref(), now)
     }
 
     /// [`Cache::get`] with a borrowed key.
-    pub fn get_ref(&self, key: KeyRef<'_>, now: Instant) -> Option<Arc<Entry>> {
+    pub fn get_ref(&self, key: KeyRef<'_>, now: Stamp) -> Option<Arc<Entry>> {
         let e = self.inner.get(&key)?;
         if e.is_fresh(now) {
             Some(e)
@@ -280,7 +283,7 @@ impl Cache {
     }
 
     /// Stores the answer `msg` to `query` if it is cacheable, shaped for the key's DO bit.
-    pub fn insert(&self, key: Key, query: &Query, msg: &Message, secure: bool, now: Instant) {
+    pub fn insert(&self, key: Key, query: &Query, msg: &Message, secure: bool, now: Stamp) {
         let Some(ttl) = self.ttl_for(msg) else { return };
         if ttl == 0 {
             return;
@@ -385,7 +388,7 @@ mod tests {
     }
 
     /// Inserts `msg` as the answer to `name` A.
-    fn put(c: &Cache, route: u64, name: &str, msg: &Message, now: Instant) {
+    fn put(c: &Cache, route: u64, name: &str, msg: &Message, now: Stamp) {
         c.insert(key(route, name), &q(name), msg, false, now);
     }
 
@@ -414,7 +417,7 @@ mod tests {
     #[test]
     fn honours_ttl() {
         let c = Cache::new(Limits::default());
-        let now = Instant::now();
+        let now = Stamp::now();
         put(&c, 1, "a.corp.example.", &answer("a.corp.example.", 30), now);
         assert!(c.get(&key(1, "a.corp.example."), now + Duration::from_secs(29)).is_some());
         assert!(c.get(&key(1, "a.corp.example."), now + Duration::from_secs(30)).is_none());
@@ -424,9 +427,26 @@ mod tests {
     }
 
     #[test]
+    fn a_night_asleep_expires_positive_and_negative_answers() {
+        // The clock counts suspended time: eight hours later, a 300 s answer and a 60 s negative
+        // answer are gone, however little CLOCK_MONOTONIC moved.
+        let clock = crate::clock::ManualClock::new(Stamp::from_since_boot(Duration::from_secs(1000)));
+        use crate::clock::Clock;
+        let c = Cache::new(Limits::default());
+        put(&c, 1, "a.corp.example.", &answer("a.corp.example.", 300), clock.now());
+        put(&c, 1, "nx.corp.example.", &nxdomain(60, 60), clock.now());
+        assert!(c.get(&key(1, "a.corp.example."), clock.now()).is_some());
+        assert!(c.get(&key(1, "nx.corp.example."), clock.now()).is_some());
+        clock.advance(Duration::from_secs(8 * 3600));
+        assert!(c.get(&key(1, "a.corp.example."), clock.now()).is_none(), "served after a night asleep");
+        assert!(c.get(&key(1, "nx.corp.example."), clock.now()).is_none(), "negative answer outlived sleep");
+        assert_eq!(c.len(), 0, "expired entries are removed on lookup");
+    }
+
+    #[test]
     fn negative_ttl_from_soa_and_no_soa_no_cache() {
         let c = Cache::new(Limits::default());
-        let now = Instant::now();
+        let now = Stamp::now();
         put(&c, 1, "nx.corp.example.", &nxdomain(300, 20), now);
         assert!(c.get(&key(1, "nx.corp.example."), now + Duration::from_secs(19)).is_some());
         assert!(c.get(&key(1, "nx.corp.example."), now + Duration::from_secs(20)).is_none());
@@ -439,7 +459,7 @@ mod tests {
     #[test]
     fn flushes_by_route_and_domain() {
         let c = Cache::new(Limits::default());
-        let now = Instant::now();
+        let now = Stamp::now();
         put(&c, 1, "a.corp.example.", &answer("a.corp.example.", 300), now);
         put(&c, 0, "corp.example.", &answer("corp.example.", 300), now);
         put(&c, 0, "othercorp.example.", &answer("othercorp.example.", 300), now);
@@ -453,7 +473,7 @@ mod tests {
     #[test]
     fn renders_with_client_id_question_and_aged_ttls() {
         let c = Cache::new(Limits::default());
-        let now = Instant::now();
+        let now = Stamp::now();
         put(&c, 1, "a.corp.example.", &answer("a.corp.example.", 300), now);
         let later = now + Duration::from_secs(100);
         // Looked up by a borrowed key built from the wire name, as the UDP path does.
@@ -476,7 +496,7 @@ mod tests {
     #[test]
     fn stays_within_byte_budget() {
         let c = Cache::new(Limits { max_bytes: 64 * 1024, ..Limits::default() });
-        let now = Instant::now();
+        let now = Stamp::now();
         for i in 0..10_000 {
             let n = format!("h{i}.corp.example.");
             put(&c, 1, &n, &answer(&n, 300), now);

@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
@@ -32,6 +31,7 @@ use super::route::{Route, RouteStats, Snapshot};
 use super::upstream::{EDNS_PAYLOAD, QueryFlags, UpstreamError};
 use super::validate::{ValidationError, ZoneTrust, strip_dnssec};
 use super::wire;
+use crate::clock::{SharedClock, Stamp};
 
 /// Daemon-wide query counters.
 #[derive(Debug, Default)]
@@ -127,11 +127,23 @@ pub struct Handler {
     cache: Arc<Cache>,
     stats: Arc<Stats>,
     in_flight: Arc<Mutex<HashMap<Key, Pending>>>,
+    /// What cached answers are aged by: the clock that counts suspended time.
+    clock: SharedClock,
 }
 
 impl Handler {
     pub fn new(snapshot: Arc<ArcSwap<Snapshot>>, cache: Arc<Cache>, stats: Arc<Stats>) -> Self {
-        Self { snapshot, cache, stats, in_flight: Arc::default() }
+        Self::with_clock(snapshot, cache, stats, crate::clock::boot_clock())
+    }
+
+    /// A handler reading the time from `clock` (tests stand a night asleep in with a manual clock).
+    pub fn with_clock(
+        snapshot: Arc<ArcSwap<Snapshot>>,
+        cache: Arc<Cache>,
+        stats: Arc<Stats>,
+        clock: SharedClock,
+    ) -> Self {
+        Self { snapshot, cache, stats, in_flight: Arc::default(), clock }
     }
 
     /// Removes cached answers for `domain` and below, or everything.
@@ -150,7 +162,7 @@ impl Handler {
         query: &Query,
         flags: QueryFlags,
         key: Key,
-        now: Instant,
+        now: Stamp,
     ) -> Pending {
         let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(p) = map.get(&key) {
@@ -217,7 +229,7 @@ impl Handler {
         };
         RouteStats::bump(&route.stats.queries);
         let key = Key::from_wire(route.id, wire_name, query.query_type(), flags.dnssec_ok, flags.checking_disabled);
-        let now = Instant::now();
+        let now = self.clock.now();
         // A validated route always fetches signatures; strip them for clients that did not ask.
         let strip = trust.is_some() && !flags.dnssec_ok;
         let shape = |records: &[Record], age: u32| -> Vec<Record> {
@@ -364,7 +376,7 @@ impl Handler {
         let snapshot = self.snapshot.load();
         let (route, _) = snapshot.route_wire(name);
         let bits = if q.dnssec_ok { KEY_DO } else { 0 } | if q.checking_disabled() { KEY_CD } else { 0 };
-        let now = Instant::now();
+        let now = self.clock.now();
         let key = KeyRef { route: route.id, name, qtype: q.qtype, bits };
         let Some(entry) = self.cache.get_ref(key, now) else { return false };
 
@@ -477,5 +489,56 @@ impl RequestHandler for Handler {
                 ResponseInfo::from(Header { metadata, counts: HeaderCounts::default() })
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+    use std::time::Duration;
+
+    use hickory_proto::rr::rdata::A;
+    use hickory_proto::rr::{LowerName, Name, RData};
+
+    use super::*;
+    use crate::clock::{Clock, ManualClock, Stamp};
+    use crate::dns::cache::Limits;
+    use crate::dns::route::{Owner, SYSTEM_ROUTE};
+    use crate::dns::upstream::{Bind, Timing, Upstream};
+    use crate::dns::validate::TrustMap;
+
+    fn query_packet(name: &str) -> Vec<u8> {
+        let mut m = Message::new(0x1234, MessageType::Query, OpCode::Query);
+        m.metadata.recursion_desired = true;
+        m.add_query(Query::query(Name::from_str(name).unwrap(), RecordType::A));
+        m.to_vec().unwrap()
+    }
+
+    #[test]
+    fn a_cached_answer_is_not_served_after_its_ttl_passed_asleep() {
+        let clock = Arc::new(ManualClock::new(Stamp::from_since_boot(Duration::from_secs(50))));
+        let system = Owner::System { source: "test".into() };
+        let route = Arc::new(Route::new(SYSTEM_ROUTE, system, Upstream::new(&[], Bind::default(), Timing::default())));
+        let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::new(vec![], route, TrustMap::new())));
+        let cache = Arc::new(Cache::new(Limits::default()));
+        let name = "www.pub.example.";
+        let mut answer = Message::new(1, MessageType::Response, OpCode::Query);
+        answer.add_answer(Record::from_rdata(Name::from_str(name).unwrap(), 300, RData::A(A::new(192, 0, 2, 1))));
+        let key = Key::new(SYSTEM_ROUTE, &LowerName::from_str(name).unwrap(), RecordType::A, false, false);
+        let query = Query::query(Name::from_str(name).unwrap(), RecordType::A);
+        cache.insert(key, &query, &answer, false, clock.now());
+        let handler = Handler::with_clock(snapshot, cache, Arc::new(Stats::default()), clock.clone());
+
+        let packet = query_packet(name);
+        let (mut lower, mut out) = ([0u8; wire::MAX_NAME], Vec::new());
+        let ttl = |out: &[u8]| Message::from_vec(out).unwrap().answers[0].ttl;
+        assert!(handler.answer_from_cache(&packet, &mut lower, &mut out));
+        assert_eq!(ttl(&out), 300);
+        clock.advance(Duration::from_secs(299));
+        assert!(handler.answer_from_cache(&packet, &mut lower, &mut out));
+        assert_eq!(ttl(&out), 1, "served with the remaining TTL");
+        // Suspended for the night: CLOCK_MONOTONIC would not have moved, this clock did.
+        clock.advance(Duration::from_secs(8 * 3600));
+        assert!(!handler.answer_from_cache(&packet, &mut lower, &mut out), "a stale answer was served after sleep");
     }
 }

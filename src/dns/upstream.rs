@@ -11,7 +11,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
@@ -20,6 +20,7 @@ use tokio::net::{TcpSocket, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
 use super::ede;
+use crate::clock::Stamp;
 
 /// How long to wait for what. All of a query's attempts share one deadline, `total`.
 #[derive(Clone, Copy, Debug)]
@@ -86,17 +87,17 @@ impl ServerState {
     }
 
     /// True while this server is known to answer only over TCP.
-    pub fn prefers_tcp(&self, epoch: Instant) -> bool {
+    pub fn prefers_tcp(&self, epoch: Stamp) -> bool {
         self.prefer_tcp_until_ms.load(Ordering::Relaxed) > millis(epoch)
     }
 
-    fn recently_failed(&self, epoch: Instant) -> bool {
+    fn recently_failed(&self, epoch: Stamp) -> bool {
         let last = self.last_failure_ms.load(Ordering::Relaxed);
         last != 0 && millis(epoch).saturating_sub(last) < 30_000
     }
 }
 
-fn millis(epoch: Instant) -> u64 {
+fn millis(epoch: Stamp) -> u64 {
     epoch.elapsed().as_millis() as u64 + 1
 }
 
@@ -142,7 +143,7 @@ pub struct Upstream {
     servers: Vec<ServerState>,
     bind: Bind,
     timing: Timing,
-    epoch: Instant,
+    epoch: Stamp,
 }
 
 /// EDNS buffer size we offer upstream (DNS flag day 2020; tunnels have small MTUs).
@@ -151,7 +152,7 @@ const MAX_TCP_MESSAGE: usize = 65535;
 
 impl Upstream {
     pub fn new(servers: &[SocketAddr], bind: Bind, timing: Timing) -> Self {
-        Self { servers: servers.iter().map(|a| ServerState::new(*a)).collect(), bind, timing, epoch: Instant::now() }
+        Self { servers: servers.iter().map(|a| ServerState::new(*a)).collect(), bind, timing, epoch: Stamp::now() }
     }
 
     pub fn servers(&self) -> &[ServerState] {
@@ -162,7 +163,7 @@ impl Upstream {
         &self.bind
     }
 
-    pub fn epoch(&self) -> Instant {
+    pub fn epoch(&self) -> Stamp {
         self.epoch
     }
 
@@ -178,7 +179,7 @@ impl Upstream {
         if self.servers.is_empty() {
             return Err(UpstreamError::NoServers);
         }
-        let started = Instant::now();
+        let started = Stamp::now();
         let deadline = tokio::time::Instant::now() + self.timing.total;
         // Healthy servers first, in configured order.
         let mut order: Vec<&ServerState> = self.servers.iter().collect();

@@ -24,7 +24,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use futures_util::future::{BoxFuture, Shared};
@@ -42,6 +42,7 @@ use super::ede;
 use super::fastval::{self, SigCache};
 use super::route::Route;
 use super::upstream::{QueryFlags, UpstreamError};
+use crate::clock::Stamp;
 use crate::domain::DomainName;
 use crate::trust::DsAnchor;
 use crate::trust::anchors::{self, VerifiedKeys};
@@ -62,7 +63,7 @@ pub enum TrustState {
         keys: Arc<VerifiedKeys>,
         anchors: Arc<TrustAnchors>,
         verified_at: u64,
-        recheck_at: Instant,
+        recheck_at: Stamp,
         recheck_unix: u64,
         /// Signature verifications that succeeded under this key set (the fast path's cache);
         /// kept across re-verifications of the same set, new whenever the set changes.
@@ -110,7 +111,7 @@ pub struct ZoneTrust {
     route: Arc<Route>,
     state: ArcSwap<TrustState>,
     refresh: Mutex<Option<Shared<BoxFuture<'static, ()>>>>,
-    last_forced: Mutex<Option<Instant>>,
+    last_forced: Mutex<Option<Stamp>>,
     pub counters: TrustCounters,
 }
 
@@ -204,7 +205,7 @@ impl ZoneTrust {
                     );
                 }
                 self.state.store(Arc::new(TrustState::Verified {
-                    recheck_at: Instant::now() + keys.recheck_after,
+                    recheck_at: Stamp::now() + keys.recheck_after,
                     recheck_unix: now + keys.recheck_after.as_secs(),
                     keys: Arc::new(keys),
                     anchors: Arc::new(ta),
@@ -233,7 +234,7 @@ impl ZoneTrust {
             if last.is_some_and(|t| t.elapsed() < REVERIFY_INTERVAL) {
                 return false;
             }
-            *last = Some(Instant::now());
+            *last = Some(Stamp::now());
         }
         let before = self.state.load_full();
         self.refresh().await;
@@ -251,7 +252,7 @@ impl ZoneTrust {
         let state = self.settled().await;
         let (keys, anchors, sigs) = match &*state {
             TrustState::Verified { keys, anchors, recheck_at, sigs, .. } => {
-                if Instant::now() >= *recheck_at {
+                if Stamp::now() >= *recheck_at {
                     // Stale: re-check in the background, keep serving with the verified set.
                     let t = self.clone();
                     tokio::spawn(async move { t.refresh().await });
