@@ -20,6 +20,7 @@
 //! anchors = ["corp.example. IN DS 12345 13 2 ABCD…"]   # still subject to the whitelist
 //! search_domains = true              # false: the VPN's search domains (OpenVPN DOMAIN, …) are not routed
 //! default_route = false              # true: a full tunnel of this profile takes the default route
+//! allow_public_suffix = false        # true: may claim a public suffix such as `com` (a VPN that owns one)
 //! ```
 
 use std::net::{IpAddr, SocketAddr};
@@ -81,6 +82,10 @@ pub struct Profile {
     /// A full-tunnel link of this profile becomes the default upstream while it is up.
     #[serde(default)]
     pub default_route: bool,
+    /// Links of this profile may claim a listed public suffix (`com`, `co.uk`, `github.io`), for
+    /// the rare VPN that owns one. Off: such a claim is refused like a conflict.
+    #[serde(default)]
+    pub allow_public_suffix: bool,
 }
 
 fn yes() -> bool {
@@ -90,7 +95,14 @@ fn yes() -> bool {
 impl Default for Profile {
     /// The settings of a profile the config file does not mention.
     fn default() -> Self {
-        Self { domains: vec![], replace_domains: false, anchors: vec![], search_domains: true, default_route: false }
+        Self {
+            domains: vec![],
+            replace_domains: false,
+            anchors: vec![],
+            search_domains: true,
+            default_route: false,
+            allow_public_suffix: false,
+        }
     }
 }
 

@@ -90,11 +90,42 @@ impl DomainName {
                 && self.0.as_bytes()[self.0.len() - ancestor.0.len() - 1] == b'.')
     }
 
+    /// Where the name stands in the Public Suffix List (ICANN and private sections).
+    pub fn public_suffix(&self) -> PublicSuffix {
+        // Locally served special-use names (RFC 8375 home.arpa) sit in the list's ICANN section,
+        // but each network has its own: they are private, like an unknown TLD.
+        if LOCAL_SPECIAL_USE.contains(&self.0.as_str()) {
+            return PublicSuffix::UnknownTld;
+        }
+        match psl::suffix(self.0.as_bytes()) {
+            Some(s) if s.as_bytes() == self.0.as_bytes() && s.is_known() => PublicSuffix::Listed,
+            // The list's default rule `*`: an unknown top-level domain is a suffix of its own.
+            Some(s) if s.as_bytes() == self.0.as_bytes() => PublicSuffix::UnknownTld,
+            _ => PublicSuffix::No,
+        }
+    }
+
     /// The hickory wire-level name (fully qualified, lower case).
     pub fn to_lower_name(&self) -> LowerName {
         // A validated LDH name always converts; fall back to root never happens, but avoid a panic.
         LowerName::new(&Name::from_ascii(self.fqdn()).unwrap_or_else(|_| Name::root()))
     }
+}
+
+/// Special-use names the Public Suffix List carries but every network serves for itself.
+const LOCAL_SPECIAL_USE: &[&str] = &["home.arpa"];
+
+/// A name's place in the Public Suffix List.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PublicSuffix {
+    /// Listed as a public suffix: `com`, `co.uk`, `github.io`. Names under it belong to
+    /// unrelated owners.
+    Listed,
+    /// A top-level domain the list does not know (`internal`, `corp`, `lan`): a suffix by the list's
+    /// default rule, but private by convention.
+    UnknownTld,
+    /// Not a suffix (`corp.example`, `home.arpa`).
+    No,
 }
 
 impl fmt::Display for DomainName {
@@ -141,6 +172,20 @@ mod tests {
         let long = vec!["abcdefghi"; 26].join(".");
         assert!(long.len() > 253 && DomainName::parse(&long).is_err());
         assert_eq!(DomainName::parse("."), Err(DomainError::Root));
+    }
+
+    #[test]
+    fn public_suffixes() {
+        let ps = |n: &str| DomainName::parse(n).unwrap().public_suffix();
+        for listed in ["com", "co.uk", "github.io", "in-addr.arpa", "arpa"] {
+            assert_eq!(ps(listed), PublicSuffix::Listed, "{listed}");
+        }
+        for unknown in ["internal", "corp", "lan", "example", "home.arpa"] {
+            assert_eq!(ps(unknown), PublicSuffix::UnknownTld, "{unknown}");
+        }
+        for no in ["corp.example", "x.home.arpa", "10.in-addr.arpa", "example.com", "me.github.io", "a.co.uk"] {
+            assert_eq!(ps(no), PublicSuffix::No, "{no}");
+        }
     }
 
     #[test]

@@ -163,7 +163,7 @@ async fn broken_denial_of_existence_is_bogus() {
     for (denial, code) in [(Denial::Missing, 12), (Denial::Tampered, 6)] {
         let public = public().await;
         let z = SignedZone::corp();
-        let server = SignedServer::start(&z, ServeOptions { denial }).await;
+        let server = SignedServer::start(&z, ServeOptions { denial, ..Default::default() }).await;
         let (d, _) = daemon_with(&public, &server, Some(&z.ds(2)), WHITELISTED).await;
         let m = ask(&d, "nope.corp.example", RecordType::A, do_bit()).await;
         assert_eq!(rcode(&m), ResponseCode::ServFail, "{denial:?}: {m:?}");

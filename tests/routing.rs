@@ -340,3 +340,40 @@ async fn identical_questions_in_flight_share_one_upstream_query() {
         slow.queries().iter().map(|q| (q.src_port, q.id)).collect();
     assert_eq!(transactions.len(), 1, "8 identical questions should cause one upstream query: {:?}", slow.queries());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_tunnel_may_not_claim_a_public_suffix() {
+    let public = AuthServer::start(&[("com.", &zone("com.", "shop.example 60 IN A 203.0.113.10"))]).await;
+    let vpn = AuthServer::start(&[
+        ("com.", &zone("com.", "shop.example 60 IN A 6.6.6.6")),
+        ("internal.", &zone("internal.", "www 60 IN A 10.1.0.9")),
+    ])
+    .await;
+    let d = Daemon::start(&[public.addr()], &[]).await;
+    let out = d.link_up(&[
+        "--id",
+        "vpn",
+        "--profile",
+        "corp",
+        "--server",
+        &addr(&vpn),
+        "--domain",
+        "com",
+        "--domain",
+        "internal",
+    ]);
+    assert!(out.contains("NOT routing com: com is a public suffix"), "{out}");
+    let st = d.status().await;
+    assert_eq!(st["links"][0]["domains"], serde_json::json!(["internal"]), "{st}");
+    assert_eq!(st["links"][0]["refused"][0]["kind"], "public-suffix", "{st}");
+    // Every .com name stays with the public side; the private TLD goes to the tunnel.
+    assert_eq!(a(&d, "shop.example.com").await, [Ipv4Addr::new(203, 0, 113, 10)]);
+    assert_eq!(vpn.count_under("com"), 0, "a .com name went to the VPN: {:?}", vpn.queries());
+    assert_eq!(a(&d, "www.internal").await, [Ipv4Addr::new(10, 1, 0, 9)]);
+
+    // A profile that really owns a public suffix says so in the config.
+    let d = Daemon::start_with_config(&[public.addr()], &[], "[profiles.corp]\nallow_public_suffix = true\n").await;
+    let out = d.link_up(&["--id", "vpn", "--profile", "corp", "--server", &addr(&vpn), "--domain", "com"]);
+    assert!(out.contains("routing com"), "{out}");
+    assert_eq!(a(&d, "shop.example.com").await, [Ipv4Addr::new(6, 6, 6, 6)]);
+}

@@ -495,7 +495,7 @@ async fn broken_denial_fails_validation() {
         let label = if opts.nsec3.is_some() { "nsec3" } else { "nsec" };
 
         // Missing: SOA (+RRSIG) but no NSEC/NSEC3 at all.
-        let server = SignedServer::start(&zone, ServeOptions { denial: Denial::Missing }).await;
+        let server = SignedServer::start(&zone, ServeOptions { denial: Denial::Missing, ..Default::default() }).await;
         let nx = raw(&server, &zone.name("nope"), RecordType::A, &dnssec_q()).await;
         assert_eq!(rcode(&nx), ResponseCode::NXDomain);
         assert!(nx.authorities.iter().any(|r| r.record_type() == RecordType::SOA));
@@ -630,7 +630,7 @@ async fn resolver_validates_against_the_fixture() {
         }
         other => panic!("nope: {other:?}"),
     }
-    let tampered = SignedServer::start(&zone, ServeOptions { denial: Denial::Tampered }).await;
+    let tampered = SignedServer::start(&zone, ServeOptions { denial: Denial::Tampered, ..Default::default() }).await;
     let err = resolver_for(&tampered, &zone).lookup(zone.name("nope"), RecordType::A).await.expect_err("tampered nope");
     assert!(matches!(err, NetError::Dns(DnsError::DnssecBogus)), "tampered nope: {err:?}");
 }

@@ -33,6 +33,20 @@ fn servers(list: &[ServerStatus]) -> String {
         .join(", ")
 }
 
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// `42s`, `3m`, `2h` since the Unix time `at`.
+fn ago(at: u64) -> String {
+    let s = unix_now().saturating_sub(at);
+    match s {
+        0..120 => format!("{s}s"),
+        120..7200 => format!("{}m", s / 60),
+        _ => format!("{}h", s / 3600),
+    }
+}
+
 /// Renders the status as text.
 pub fn render(s: &Status) -> String {
     let mut o = String::new();
@@ -106,10 +120,7 @@ pub fn render(s: &Status) -> String {
                 let _ = writeln!(o, "            keys {} (DNSKEY set signed by {:?})", t.keys.join(", "), t.signed_by);
             }
             if let Some(n) = t.next_check {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0);
+                let now = unix_now();
                 let _ = writeln!(
                     o,
                     "            re-checked in {}s (at Unix time {n}, or at once after a failure)",
@@ -133,6 +144,26 @@ pub fn render(s: &Status) -> String {
             "  queries   {} (cache hits {}, forwarded {}, failed {}, abandoned {})",
             c.queries, c.cache_hits, c.forwards, c.failures, c.abandoned
         );
+        let _ = writeln!(o);
+    }
+    if !s.removed_links.is_empty() {
+        let _ = writeln!(o, "recently removed links (newest first)");
+        for r in &s.removed_links {
+            let profile = r.profile.as_deref().map(|x| format!(" (profile {x})")).unwrap_or_default();
+            let domains = if r.domains.is_empty() { "no domains".to_string() } else { r.domains.join(", ") };
+            let _ = writeln!(
+                o,
+                "  {}{} {} ago: {}; {}; {} cached answer(s) flushed, {} anchor(s) dropped, {} query(ies) abandoned",
+                r.id,
+                profile,
+                ago(r.at),
+                r.detail,
+                domains,
+                r.cache_entries_flushed,
+                r.anchors_dropped,
+                r.queries_abandoned
+            );
+        }
         let _ = writeln!(o);
     }
     let _ = writeln!(o, "whitelist   {} ({})", s.whitelist.path, s.whitelist.state);

@@ -229,6 +229,41 @@ pub struct Status {
     /// Trust anchors offered for domains that are not whitelisted: they change nothing until a
     /// person approves them (`splitdns whitelist review`).
     pub pending_reviews: Vec<PendingReview>,
+    /// Links removed lately, newest first, and why (a down event, a vanished interface, …).
+    #[serde(default)]
+    pub removed_links: Vec<RemovedLink>,
+}
+
+/// Why a link went away.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum RemovalReason {
+    /// A `link down` request (the VPN client's down hook, or a person).
+    Request,
+    /// Its tunnel interface disappeared (the VPN client died without a down hook).
+    InterfaceGone,
+    /// A reconnect of the same id or profile replaced it.
+    Replaced,
+    /// Restored from the state file at start, but its interface was gone or another device had
+    /// taken its name.
+    DroppedAtStart,
+}
+
+/// A link that was removed, for `status`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RemovedLink {
+    pub id: String,
+    pub profile: Option<String>,
+    /// When (Unix time).
+    pub at: u64,
+    pub reason: RemovalReason,
+    /// The reason in words, e.g. `interface tun0 (index 7) disappeared`.
+    pub detail: String,
+    /// Split domains that were routed to it.
+    pub domains: Vec<String>,
+    pub cache_entries_flushed: usize,
+    pub anchors_dropped: usize,
+    pub queries_abandoned: u64,
 }
 
 /// The trust-anchor whitelist in `status`.

@@ -6,7 +6,7 @@
 //! RFC 8598 §5 asks: its forwarding rules go with the snapshot, its cached answers (negative ones too)
 //! are flushed, its trust anchors leave with the link, and its in-flight queries are abandoned.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -21,7 +21,7 @@ use crate::control::protocol::{
     CacheStatus, Counters, LinkDownResult, LinkStatus, LinkUpResult, RouteCounters, ServerStatus, Status, TrustStatus,
     UpstreamStatus,
 };
-use crate::control::protocol::{PendingReview, WhitelistStatus};
+use crate::control::protocol::{PendingReview, RemovalReason, RemovedLink, WhitelistStatus};
 use crate::dns::cache::Cache;
 use crate::dns::handler::Stats;
 use crate::dns::route::{Owner, Route, SYSTEM_ROUTE, Snapshot};
@@ -44,6 +44,9 @@ pub enum LinkError {
     NoInterface { id: String, name: String },
 }
 
+/// How many removed links `status` remembers.
+const REMOVED_HISTORY: usize = 16;
+
 struct Inner {
     table: LinkTable,
     routes: HashMap<u64, Arc<Route>>,
@@ -54,6 +57,15 @@ struct Inner {
     whitelist: WhitelistState,
     /// When each offered-but-not-whitelisted anchor was first seen, by (link seq, DS).
     pending_since: HashMap<(u64, String), u64>,
+    /// Links removed lately, newest first (at most [`REMOVED_HISTORY`]).
+    removed: VecDeque<RemovedLink>,
+}
+
+impl Inner {
+    fn remember_removed(&mut self, removed: RemovedLink) {
+        self.removed.push_front(removed);
+        self.removed.truncate(REMOVED_HISTORY);
+    }
 }
 
 /// The whitelist as the agent holds it: the last good list, and how the last read went.
@@ -127,7 +139,7 @@ fn system_route(servers: &[SocketAddr], source: String, timing: Timing) -> Arc<R
 
 fn link_route(link: &Link, timing: Timing) -> Arc<Route> {
     let servers: Vec<SocketAddr> = link.spec.servers.iter().map(|s| s.0).collect();
-    let bind = Bind { interface: link.spec.interface.clone(), source: link.spec.source };
+    let bind = Bind { interface: link.spec.interface.clone(), ifindex: link.ifindex, source: link.spec.source };
     Arc::new(Route::new(link.seq, Owner::Link { id: link.spec.id.clone() }, Upstream::new(&servers, bind, timing)))
 }
 
@@ -145,11 +157,40 @@ impl Agent {
     ) -> (Self, Vec<String>) {
         let mut warnings = Vec::new();
         let mut kept = Vec::new();
-        for link in restored {
-            match &link.spec.interface {
-                Some(name) if !interface_exists(name) => warnings
-                    .push(format!("dropping saved link {:?}: its interface {name} no longer exists", link.spec.id)),
-                _ => kept.push(link),
+        let mut dropped = VecDeque::new();
+        for mut link in restored {
+            let Some(name) = link.spec.interface.clone() else {
+                kept.push(link);
+                continue;
+            };
+            let now = interface_index(&name);
+            let gone = match (link.ifindex, now) {
+                (_, None) => Some(format!("its interface {name} no longer exists")),
+                (Some(was), Some(is)) if was != is => {
+                    Some(format!("{name} is now another device (index {is}, was {was}): its tunnel is gone"))
+                }
+                _ => None,
+            };
+            match gone {
+                Some(why) => {
+                    warnings.push(format!("dropping saved link {:?}: {why}", link.spec.id));
+                    dropped.push_front(RemovedLink {
+                        id: link.spec.id.clone(),
+                        profile: link.spec.profile.clone(),
+                        at: now_unix(),
+                        reason: RemovalReason::DroppedAtStart,
+                        detail: why,
+                        domains: link.spec.domains.iter().map(ToString::to_string).collect(),
+                        cache_entries_flushed: 0,
+                        anchors_dropped: link.spec.anchors.len(),
+                        queries_abandoned: 0,
+                    });
+                }
+                None => {
+                    // A state file from before indexes were recorded: bind to today's index.
+                    link.ifindex = now;
+                    kept.push(link);
+                }
             }
         }
         let table = LinkTable::from_links(kept);
@@ -157,8 +198,16 @@ impl Agent {
             table.links().into_iter().map(|l| (l.seq, link_route(l, timing))).collect();
         let system = system_route(&system.servers, system.source, timing);
         let whitelist = WhitelistState::read(whitelist_path, None);
-        let mut inner =
-            Inner { table, routes, trusts: HashMap::new(), system, timing, whitelist, pending_since: HashMap::new() };
+        let mut inner = Inner {
+            table,
+            routes,
+            trusts: HashMap::new(),
+            system,
+            timing,
+            whitelist,
+            pending_since: HashMap::new(),
+            removed: dropped,
+        };
         sync_trusts(&mut inner);
         let snapshot = Arc::new(ArcSwap::from_pointee(build_snapshot(&inner)));
         let agent = Self {
@@ -181,7 +230,13 @@ impl Agent {
 
     /// Replaces the per-profile settings (start-up, SIGHUP). They apply to links that come up later.
     pub fn set_profiles(&self, profiles: HashMap<String, crate::config::Profile>) {
+        let allowed: Vec<String> =
+            profiles.iter().filter(|(_, p)| p.allow_public_suffix).map(|(name, _)| name.clone()).collect();
         *self.profiles.lock().unwrap_or_else(|e| e.into_inner()) = profiles;
+        let mut inner = self.lock();
+        let before = self.snapshot.load().assignments();
+        inner.table.allow_public_suffixes(allowed);
+        self.publish(&mut inner, &before);
     }
 
     fn profiles(&self) -> HashMap<String, crate::config::Profile> {
@@ -206,18 +261,32 @@ impl Agent {
         // defaults (search domains routed, as systemd-resolved does).
         let profile = spec.profile.as_ref().and_then(|p| self.profiles().get(p).cloned()).unwrap_or_default();
         profile.apply(&mut spec);
-        if let Some(name) = &spec.interface
-            && !interface_exists(name)
-        {
-            return Err(LinkError::NoInterface { id: spec.id.clone(), name: name.clone() });
-        }
+        let ifindex = match &spec.interface {
+            None => None,
+            Some(name) => match interface_index(name) {
+                Some(i) => Some(i),
+                None => return Err(LinkError::NoInterface { id: spec.id.clone(), name: name.clone() }),
+            },
+        };
         let mut inner = self.lock();
         let before = self.snapshot.load().assignments();
-        let up = inner.table.upsert(spec, now_unix())?;
+        let up = inner.table.upsert(spec, now_unix(), ifindex)?;
         let link = up.link;
         let mut abandoned = 0;
         for old in &up.replaced {
-            abandoned += self.retire(&mut inner, old.seq);
+            let (flushed, in_flight) = self.retire(&mut inner, old.seq);
+            abandoned += in_flight;
+            inner.remember_removed(RemovedLink {
+                id: old.spec.id.clone(),
+                profile: old.spec.profile.clone(),
+                at: now_unix(),
+                reason: RemovalReason::Replaced,
+                detail: format!("replaced by link {:?} (same id or profile: a reconnect)", link.spec.id),
+                domains: before.iter().filter(|(_, r)| **r == old.seq).map(|(d, _)| d.to_string()).collect(),
+                cache_entries_flushed: flushed,
+                anchors_dropped: old.spec.anchors.len(),
+                queries_abandoned: in_flight,
+            });
         }
         let route = link_route(&link, inner.timing);
         inner.routes.insert(link.seq, route);
@@ -320,9 +389,8 @@ impl Agent {
     /// Tears a link down. An unknown id is not an error.
     pub fn link_down(&self, id: &str) -> LinkDownResult {
         let mut inner = self.lock();
-        let before = self.snapshot.load().assignments();
-        let Some(link) = inner.table.remove(id) else {
-            return LinkDownResult {
+        self.teardown(&mut inner, id, RemovalReason::Request, "link down request".into()).unwrap_or_else(|| {
+            LinkDownResult {
                 id: id.to_string(),
                 found: false,
                 domains_removed: vec![],
@@ -330,17 +398,65 @@ impl Agent {
                 cache_entries_flushed: 0,
                 queries_abandoned: 0,
                 warnings: vec![],
-            };
-        };
-        let mut flushed = self.cache.flush_route(link.seq);
-        let abandoned = self.retire(&mut inner, link.seq);
+            }
+        })
+    }
+
+    /// An interface disappeared (rtnetlink RTM_DELLINK): every link bound to that index goes, with
+    /// all four RFC 8598 §5 effects, as if its VPN client had run its down hook. Also sweeps for
+    /// other links whose interface is gone (a missed event). Returns the ids torn down.
+    pub fn interface_gone(&self, index: u32) -> Vec<String> {
+        let mut inner = self.lock();
+        let gone: Vec<(String, String)> = inner
+            .table
+            .links()
+            .into_iter()
+            .filter_map(|l| {
+                let idx = l.ifindex?;
+                let name = l.spec.interface.clone().unwrap_or_default();
+                let vanished = idx == index || interface_name(idx).is_none();
+                vanished.then(|| (l.spec.id.clone(), format!("interface {name} (index {idx}) disappeared")))
+            })
+            .collect();
+        let mut ids = Vec::new();
+        for (id, why) in gone {
+            if self.teardown(&mut inner, &id, RemovalReason::InterfaceGone, why).is_some() {
+                ids.push(id);
+            }
+        }
+        ids
+    }
+
+    /// Removes link `id` from the table and does what RFC 8598 §5 asks: its routes go with the
+    /// next snapshot, its cached answers (negative too) and anchors are dropped, its queries in
+    /// flight are abandoned. Records it as removed for `status`. `None`: no such link.
+    fn teardown(&self, inner: &mut Inner, id: &str, reason: RemovalReason, detail: String) -> Option<LinkDownResult> {
+        let before = self.snapshot.load().assignments();
+        let link = inner.table.remove(id)?;
+        let (mut flushed, abandoned) = self.retire(inner, link.seq);
         let domains_removed: Vec<String> =
             before.iter().filter(|(_, r)| **r == link.seq).map(|(d, _)| d.to_string()).collect();
         let flushed_before = self.cache.len();
-        let warnings = self.publish(&mut inner, &before);
+        let warnings = self.publish(inner, &before);
         flushed += flushed_before.saturating_sub(self.cache.len());
-        info!(link = %id, domains = ?domains_removed, flushed, abandoned, "link down");
-        LinkDownResult {
+        match reason {
+            RemovalReason::Request => {
+                info!(link = %id, domains = ?domains_removed, flushed, abandoned, "link down")
+            }
+            _ => warn!(link = %id, domains = ?domains_removed, flushed, abandoned, why = %detail, "link removed"),
+        }
+        inner.remember_removed(RemovedLink {
+            id: id.to_string(),
+            profile: link.spec.profile.clone(),
+            at: now_unix(),
+            reason,
+            detail,
+            domains: domains_removed.clone(),
+            cache_entries_flushed: flushed,
+            anchors_dropped: link.spec.anchors.len(),
+            queries_abandoned: abandoned,
+        });
+        Some(LinkDownResult {
             id: id.to_string(),
             found: true,
             domains_removed,
@@ -348,7 +464,7 @@ impl Agent {
             cache_entries_flushed: flushed,
             queries_abandoned: abandoned,
             warnings,
-        }
+        })
     }
 
     /// Replaces the default upstream (config reload, resolv.conf change).
@@ -369,15 +485,15 @@ impl Agent {
         self.publish(&mut inner, &before);
     }
 
-    /// Cancels a retired route's in-flight queries and forgets it. Returns how many were in flight.
-    fn retire(&self, inner: &mut Inner, seq: u64) -> u64 {
+    /// Cancels a retired route's in-flight queries, flushes its cached answers and forgets it.
+    /// Returns (answers flushed, queries that were in flight).
+    fn retire(&self, inner: &mut Inner, seq: u64) -> (usize, u64) {
         let Some(route) = inner.routes.remove(&seq) else {
-            return 0;
+            return (0, 0);
         };
         let in_flight = route.stats.in_flight.load(Ordering::Relaxed);
         route.cancel.cancel();
-        self.cache.flush_route(seq);
-        in_flight
+        (self.cache.flush_route(seq), in_flight)
     }
 
     /// Swaps in a snapshot for the current table, flushes the cache for every domain whose route
@@ -473,6 +589,7 @@ impl Agent {
                 problems: inner.whitelist.problems.clone(),
             },
             pending_reviews: pending_reviews(&inner),
+            removed_links: inner.removed.iter().cloned().collect(),
         }
     }
 }
@@ -636,7 +753,13 @@ fn counters(route: &Route) -> RouteCounters {
     }
 }
 
-/// True when a network interface of that name exists.
-pub fn interface_exists(name: &str) -> bool {
-    nix::net::if_::if_nametoindex(name).is_ok()
+/// The index of the interface named `name`, if it exists.
+pub fn interface_index(name: &str) -> Option<u32> {
+    nix::net::if_::if_nametoindex(name).ok()
+}
+
+/// The name of the interface with index `index`, if it exists.
+fn interface_name(index: u32) -> Option<String> {
+    let all = nix::net::if_::if_nameindex().ok()?;
+    all.iter().find(|i| i.index() == index).map(|i| i.name().to_string_lossy().into_owned())
 }

@@ -2,6 +2,7 @@
 //! owns the process lifecycle (SIGHUP reloads the config, SIGTERM/SIGINT shut down cleanly).
 
 pub mod agent;
+pub mod interfaces;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -112,6 +113,10 @@ pub async fn run(config_path: Option<std::path::PathBuf>, overrides: Overrides) 
     });
     if let Err(e) = &whitelist_watch {
         warn!(path = %settings.whitelist.display(), error = %e, "cannot watch the whitelist; edits take effect at SIGHUP");
+    }
+    // Tunnels that vanish without a down hook (a killed VPN client) take their links with them.
+    if let Err(e) = interfaces::watch(agent.clone(), shutdown.clone()) {
+        warn!(error = %e, "cannot listen for removed interfaces (rtnetlink); a killed VPN client's link stays until its next down or up event");
     }
     let control_task = tokio::spawn(control.serve(agent.clone(), handler, policy, shutdown.clone()));
 

@@ -59,8 +59,43 @@ impl Default for Timing {
 /// Where queries must leave from.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Bind {
+    /// The tunnel interface, by name (for messages, and where no index is known).
     pub interface: Option<String>,
+    /// The interface's index when the link came up: sockets are bound to it (SO_BINDTOIFINDEX),
+    /// so a device that later reuses the name never carries the link's queries.
+    pub ifindex: Option<u32>,
     pub source: Option<IpAddr>,
+}
+
+/// Binds `sock` to the link's interface: by index when known, else by name (Linux only).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn bind_interface(sock: socket2::SockRef<'_>, bind: &Bind, server: SocketAddr) -> Result<(), UpstreamError> {
+    let Some(iface) = &bind.interface else { return Ok(()) };
+    let result = match bind.ifindex.and_then(std::num::NonZeroU32::new) {
+        Some(index) if server.is_ipv4() => sock.bind_device_by_index_v4(Some(index)),
+        Some(index) => sock.bind_device_by_index_v6(Some(index)),
+        None => sock.bind_device(Some(iface.as_bytes())),
+    };
+    result.map_err(|e| UpstreamError::Bind {
+        server,
+        what: match bind.ifindex {
+            Some(i) => format!("interface {iface} (index {i})"),
+            None => format!("interface {iface}"),
+        },
+        error: e.to_string(),
+    })
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn bind_interface(_sock: socket2::SockRef<'_>, bind: &Bind, server: SocketAddr) -> Result<(), UpstreamError> {
+    match &bind.interface {
+        None => Ok(()),
+        Some(iface) => Err(UpstreamError::Bind {
+            server,
+            what: format!("interface {iface}"),
+            error: "binding to an interface is only supported on Linux".into(),
+        }),
+    }
 }
 
 /// What one server has shown; read by `status`.
@@ -322,17 +357,7 @@ impl Upstream {
         let local = self.local_addr(server);
         let bind_err = |what: String, e: std::io::Error| UpstreamError::Bind { server, what, error: e.to_string() };
         let sock = UdpSocket::bind(local).await.map_err(|e| bind_err(format!("source {}", local.ip()), e))?;
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        if let Some(iface) = &self.bind.interface {
-            sock.bind_device(Some(iface.as_bytes())).map_err(|e| bind_err(format!("interface {iface}"), e))?;
-        }
-        #[cfg(not(any(target_os = "linux", target_os = "android")))]
-        if let Some(iface) = &self.bind.interface {
-            return Err(bind_err(
-                format!("interface {iface}"),
-                std::io::Error::other("binding to an interface is only supported on Linux"),
-            ));
-        }
+        bind_interface(socket2::SockRef::from(&sock), &self.bind, server)?;
         sock.connect(server).await.map_err(|e| UpstreamError::Network { server, error: e.to_string() })?;
         Ok(sock)
     }
@@ -353,10 +378,7 @@ impl Upstream {
             SocketAddr::V6(_) => TcpSocket::new_v6(),
         }
         .map_err(net_err)?;
-        #[cfg(any(target_os = "linux", target_os = "android"))]
-        if let Some(iface) = &self.bind.interface {
-            sock.bind_device(Some(iface.as_bytes())).map_err(|e| bind_err(format!("interface {iface}"), e))?;
-        }
+        bind_interface(socket2::SockRef::from(&sock), &self.bind, server)?;
         if let Some(src) = self.bind.source {
             sock.bind(SocketAddr::new(src, 0)).map_err(|e| bind_err(format!("source {src}"), e))?;
         }

@@ -121,7 +121,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::new(dir.path());
         assert!(store.load().links.is_empty());
-        let links = vec![Link { spec: spec("a", Some("p"), &["corp.example"]), seq: 3, up_since: 7, claim: None }];
+        let links = vec![Link {
+            spec: spec("a", Some("p"), &["corp.example"]),
+            seq: 3,
+            up_since: 7,
+            claim: None,
+            ifindex: Some(7),
+        }];
         store.save(&links).unwrap();
         let loaded = store.load();
         assert_eq!(loaded.links, links);

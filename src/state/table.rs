@@ -9,12 +9,12 @@
 //! - a full-tunnel link's split domains and anchors are ignored; with `default_route` it becomes the
 //!   default upstream (the most recent such link wins).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
 use super::link::{LinkSpec, SpecError};
-use crate::domain::DomainName;
+use crate::domain::{DomainName, PublicSuffix};
 use crate::trust::DsAnchor;
 
 /// A link in the table: its spec plus when it came up.
@@ -30,6 +30,10 @@ pub struct Link {
     /// position of the link it replaces, so a refused rival never takes a domain over on reconnect.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claim: Option<u64>,
+    /// Index of `spec.interface` when the link came up. Queries are bound to this index, not to
+    /// the name: a new device that reuses the name (the next VPN's `tun0`) never carries them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ifindex: Option<u32>,
 }
 
 impl Link {
@@ -44,6 +48,8 @@ impl Link {
 pub struct LinkTable {
     links: BTreeMap<String, Link>,
     next_seq: u64,
+    /// Profiles whose links may claim a listed public suffix (`allow_public_suffix = true`).
+    public_suffix_profiles: BTreeSet<String>,
 }
 
 /// What an upsert did.
@@ -59,7 +65,24 @@ pub struct Upsert {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refusal {
     pub domain: DomainName,
+    /// What kind of refusal: another link owns the domain, it is a public suffix, or the link is a
+    /// full tunnel.
+    #[serde(default)]
+    pub kind: RefusalKind,
     pub reason: String,
+}
+
+/// The kinds of [`Refusal`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RefusalKind {
+    /// Another connection already owns the domain (RFC 8598 §8).
+    #[default]
+    Conflict,
+    /// The domain is a public suffix (`com`, `co.uk`): a split tunnel may not capture it.
+    PublicSuffix,
+    /// Full-tunnel links ignore split domains (RFC 8598 §2).
+    FullTunnel,
 }
 
 /// The state of one offered trust anchor.
@@ -90,11 +113,17 @@ impl LinkTable {
     pub fn from_links(links: Vec<Link>) -> Self {
         let next_seq = links.iter().map(|l| l.seq + 1).max().unwrap_or(1);
         let links = links.into_iter().map(|l| (l.spec.id.clone(), l)).collect();
-        Self { links, next_seq }
+        Self { links, next_seq, public_suffix_profiles: BTreeSet::new() }
     }
 
-    /// Adds a link, replacing any link with the same id or the same profile.
-    pub fn upsert(&mut self, spec: LinkSpec, now: u64) -> Result<Upsert, SpecError> {
+    /// Sets the profiles whose links may claim a listed public suffix (config reload).
+    pub fn allow_public_suffixes(&mut self, profiles: impl IntoIterator<Item = String>) {
+        self.public_suffix_profiles = profiles.into_iter().collect();
+    }
+
+    /// Adds a link, replacing any link with the same id or the same profile. `ifindex` is the index
+    /// of the link's interface, resolved by the caller.
+    pub fn upsert(&mut self, spec: LinkSpec, now: u64, ifindex: Option<u32>) -> Result<Upsert, SpecError> {
         spec.validate()?;
         let mut replaced = Vec::new();
         let stale: Vec<String> = self
@@ -111,7 +140,7 @@ impl LinkTable {
         let seq = self.next_seq.max(1);
         self.next_seq = seq + 1;
         let claim = replaced.iter().map(Link::claim_rank).min();
-        let link = Link { spec, seq, up_since: now, claim };
+        let link = Link { spec, seq, up_since: now, claim, ifindex };
         self.links.insert(link.spec.id.clone(), link.clone());
         Ok(Upsert { replaced, link })
     }
@@ -159,13 +188,29 @@ impl LinkTable {
                 if link.spec.full_tunnel {
                     refused.push(Refusal {
                         domain: domain.clone(),
+                        kind: RefusalKind::FullTunnel,
                         reason: "full-tunnel link: split domains are ignored (RFC 8598 §2)".into(),
+                    });
+                    continue;
+                }
+                if domain.public_suffix() == PublicSuffix::Listed
+                    && !link.spec.profile.as_ref().is_some_and(|p| self.public_suffix_profiles.contains(p))
+                {
+                    refused.push(Refusal {
+                        domain: domain.clone(),
+                        kind: RefusalKind::PublicSuffix,
+                        reason: format!(
+                            "{domain} is a public suffix (Public Suffix List): a split tunnel may not capture \
+                             every name under it; if this VPN really owns it, set `allow_public_suffix = true` \
+                             in its profile"
+                        ),
                     });
                     continue;
                 }
                 match owners.get(domain) {
                     Some(owner) => refused.push(Refusal {
                         domain: domain.clone(),
+                        kind: RefusalKind::Conflict,
                         reason: format!(
                             "already routed to link {:?} of {}; two unrelated connections may not \
                              share a split domain (RFC 8598 §8)",
@@ -218,8 +263,8 @@ mod tests {
     #[test]
     fn second_profile_is_refused_same_profile_replaces() {
         let mut t = LinkTable::default();
-        t.upsert(spec("a", Some("corp"), &["corp.example"]), 1).unwrap();
-        t.upsert(spec("b", Some("other"), &["corp.example", "lab.example"]), 2).unwrap();
+        t.upsert(spec("a", Some("corp"), &["corp.example"]), 1, None).unwrap();
+        t.upsert(spec("b", Some("other"), &["corp.example", "lab.example"]), 2, None).unwrap();
         let r = t.resolve();
         assert_eq!(accepted(&r, "a"), ["corp.example"]);
         assert_eq!(accepted(&r, "b"), ["lab.example"]);
@@ -228,7 +273,7 @@ mod tests {
         assert!(b.refused[0].reason.contains("\"a\""), "{}", b.refused[0].reason);
 
         // Same profile, new id: a reconnect replaces the old link.
-        let up = t.upsert(spec("a2", Some("corp"), &["corp.example"]), 3).unwrap();
+        let up = t.upsert(spec("a2", Some("corp"), &["corp.example"]), 3, None).unwrap();
         assert_eq!(up.replaced.len(), 1);
         assert_eq!(up.replaced[0].spec.id, "a");
         assert!(t.get("a").is_none());
@@ -244,8 +289,8 @@ mod tests {
     #[test]
     fn links_without_profile_do_not_share() {
         let mut t = LinkTable::default();
-        t.upsert(spec("a", None, &["corp.example"]), 1).unwrap();
-        t.upsert(spec("b", None, &["corp.example"]), 2).unwrap();
+        t.upsert(spec("a", None, &["corp.example"]), 1, None).unwrap();
+        t.upsert(spec("b", None, &["corp.example"]), 2, None).unwrap();
         let r = t.resolve();
         assert_eq!(accepted(&r, "a"), ["corp.example"]);
         assert!(accepted(&r, "b").is_empty());
@@ -261,7 +306,7 @@ mod tests {
         s.full_tunnel = true;
         s.default_route = true;
         s.anchors = vec![format!("corp.example. IN DS 1 13 2 {}", "AB".repeat(32)).parse().unwrap()];
-        t.upsert(s, 1).unwrap();
+        t.upsert(s, 1, None).unwrap();
         let r = t.resolve();
         assert!(r[0].accepted.is_empty());
         assert_eq!(r[0].anchors[0].state, "ignored");
@@ -276,19 +321,39 @@ mod tests {
             format!("corp.example. IN DS 1 13 2 {}", "AB".repeat(32)).parse().unwrap(),
             format!("other.example. IN DS 1 13 2 {}", "AB".repeat(32)).parse().unwrap(),
         ];
-        t.upsert(s, 1).unwrap();
+        t.upsert(s, 1, None).unwrap();
         let r = t.resolve();
         assert_eq!(r[0].anchors[0].state, "offered");
         assert_eq!(r[0].anchors[1].state, "ignored");
     }
 
     #[test]
+    fn public_suffixes_are_refused_unless_the_profile_allows_them() {
+        let mut t = LinkTable::default();
+        t.upsert(spec("a", Some("corp"), &["com", "co.uk", "internal", "corp.example", "home.arpa"]), 1, None).unwrap();
+        let r = t.resolve();
+        assert_eq!(accepted(&r, "a"), ["internal", "corp.example", "home.arpa"]);
+        let kinds: Vec<(String, RefusalKind)> = r[0].refused.iter().map(|x| (x.domain.to_string(), x.kind)).collect();
+        assert_eq!(
+            kinds,
+            [("com".to_string(), RefusalKind::PublicSuffix), ("co.uk".to_string(), RefusalKind::PublicSuffix)]
+        );
+        assert!(r[0].refused[0].reason.contains("allow_public_suffix"), "{}", r[0].refused[0].reason);
+        // A refused public suffix is not an owned domain: another link may not take it either.
+        t.upsert(spec("b", Some("other"), &["com"]), 2, None).unwrap();
+        assert!(accepted(&t.resolve(), "b").is_empty());
+        // The profile's explicit permission.
+        t.allow_public_suffixes(["corp".to_string()]);
+        assert_eq!(accepted(&t.resolve(), "a"), ["com", "co.uk", "internal", "corp.example", "home.arpa"]);
+    }
+
+    #[test]
     fn invalid_spec_changes_nothing() {
         let mut t = LinkTable::default();
-        t.upsert(spec("a", Some("p"), &["corp.example"]), 1).unwrap();
+        t.upsert(spec("a", Some("p"), &["corp.example"]), 1, None).unwrap();
         let mut bad = spec("b", Some("p"), &["corp.example"]);
         bad.servers.clear();
-        assert!(t.upsert(bad, 2).is_err());
+        assert!(t.upsert(bad, 2, None).is_err());
         assert!(t.get("a").is_some(), "a refused spec of the same profile must not evict the old link");
     }
 }

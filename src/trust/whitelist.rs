@@ -113,7 +113,7 @@ impl WhitelistError {
 /// Suffix List's ICANN and private sections. By the list's default rule `*`, every unknown TLD
 /// (`internal`, `lan`, `example`) is one too.
 pub fn is_public_suffix(name: &DomainName) -> bool {
-    psl::suffix(name.as_str().as_bytes()).is_some_and(|s| s.as_bytes() == name.as_str().as_bytes())
+    name.public_suffix() != crate::domain::PublicSuffix::No
 }
 
 /// Parses a domain name given by a person: the root becomes [`WhitelistError::Root`].

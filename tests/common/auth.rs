@@ -71,11 +71,23 @@ pub struct AuthOptions {
     pub refuse_all: bool,
     /// Answer every UDP query with TC=1 and no records; TCP answers normally.
     pub truncate_udp: bool,
+    /// The address to listen on (default 127.0.0.1), e.g. an address of a test's tun device.
+    pub ip: Option<std::net::IpAddr>,
+    /// The port to listen on (default: an ephemeral one).
+    pub port: Option<u16>,
 }
 
 impl Default for AuthOptions {
     fn default() -> Self {
-        Self { udp: UdpMode::Answer, tcp: true, delay: None, refuse_all: false, truncate_udp: false }
+        Self {
+            udp: UdpMode::Answer,
+            tcp: true,
+            delay: None,
+            refuse_all: false,
+            truncate_udp: false,
+            ip: None,
+            port: None,
+        }
     }
 }
 
@@ -124,9 +136,11 @@ impl AuthServer {
             catalog.upsert(LowerName::from(&origin), vec![Arc::new(handler)]);
         }
 
-        let (udp, tcp) = match port {
-            None => bind_pair(opts.tcp).await,
-            Some(port) => bind_fixed_port(port).await,
+        let ip = opts.ip.unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
+        let (udp, tcp) = match (port, opts.port) {
+            (None, None) => bind_pair(ip, opts.tcp).await,
+            (None, Some(port)) => bind_exact(std::net::SocketAddr::new(ip, port), opts.tcp).await,
+            (Some(port), _) => bind_fixed_port(port).await,
         };
         let addr = udp.local_addr().expect("udp local addr");
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -215,14 +229,14 @@ fn is_under(name: &str, domain: &str) -> bool {
 }
 
 /// Binds UDP on an ephemeral port and, if wanted, TCP on the same port (retrying on collisions).
-async fn bind_pair(want_tcp: bool) -> (UdpSocket, Option<TcpListener>) {
+pub async fn bind_pair(ip: std::net::IpAddr, want_tcp: bool) -> (UdpSocket, Option<TcpListener>) {
     for _ in 0..20 {
-        let udp = UdpSocket::bind("127.0.0.1:0").await.expect("bind udp");
+        let udp = UdpSocket::bind((ip, 0)).await.expect("bind udp");
         if !want_tcp {
             return (udp, None);
         }
         let port = udp.local_addr().expect("udp local addr").port();
-        if let Ok(tcp) = TcpListener::bind(("127.0.0.1", port)).await {
+        if let Ok(tcp) = TcpListener::bind((ip, port)).await {
             return (udp, Some(tcp));
         }
     }
@@ -251,6 +265,24 @@ pub fn log_request(log: &Mutex<Vec<LoggedQuery>>, request: &Request) -> (Proto, 
         });
     }
     (proto, do_bit)
+}
+
+/// Binds UDP (and TCP if wanted) on exactly `addr`, waiting up to 2 s for a previous server's
+/// sockets to close.
+pub async fn bind_exact(addr: std::net::SocketAddr, want_tcp: bool) -> (UdpSocket, Option<TcpListener>) {
+    let mut last = None;
+    for _ in 0..100 {
+        match UdpSocket::bind(addr).await {
+            Ok(udp) if !want_tcp => return (udp, None),
+            Ok(udp) => match TcpListener::bind(addr).await {
+                Ok(tcp) => return (udp, Some(tcp)),
+                Err(e) => last = Some(e),
+            },
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("cannot bind {addr}: {last:?}");
 }
 
 /// Binds UDP and TCP on `port` of a random 127.x.y.z address (retrying on collisions).

@@ -548,6 +548,8 @@ pub enum Denial {
 pub struct ServeOptions {
     /// Proof handling (default: correct).
     pub denial: Denial,
+    /// The address to listen on (default 127.0.0.1), e.g. an address of a test's tun device.
+    pub ip: Option<std::net::IpAddr>,
 }
 
 struct Reply {
@@ -757,8 +759,9 @@ pub struct SignedServer {
 impl SignedServer {
     /// Starts serving `zone` (a snapshot: later changes to `zone` need [`replace`](Self::replace)).
     pub async fn start(zone: &SignedZone, opts: ServeOptions) -> SignedServer {
-        let (udp, tcp) = bind_pair().await;
-        Self::serve(zone, opts, udp, tcp)
+        let ip = opts.ip.unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
+        let (udp, tcp) = super::auth::bind_pair(ip, true).await;
+        Self::serve(zone, opts, udp, tcp.expect("tcp listener"))
     }
 
     /// Like [`start`](Self::start) but on port 53 of a random 127.53.x.y address, for hooks whose
@@ -841,18 +844,6 @@ impl Drop for SignedServer {
             server.shutdown_token().cancel();
         }
     }
-}
-
-/// Binds UDP on an ephemeral port and TCP on the same port (retrying on collisions).
-async fn bind_pair() -> (UdpSocket, TcpListener) {
-    for _ in 0..20 {
-        let udp = UdpSocket::bind("127.0.0.1:0").await.expect("bind udp");
-        let port = udp.local_addr().expect("udp local addr").port();
-        if let Ok(tcp) = TcpListener::bind(("127.0.0.1", port)).await {
-            return (udp, tcp);
-        }
-    }
-    panic!("could not bind UDP and TCP on the same port");
 }
 
 struct SignedHandler {
