@@ -3,8 +3,8 @@
 //! ```toml
 //! # /etc/splitdns/config.toml (system) or ~/.config/splitdns/config.toml (user)
 //! listen = ["127.0.0.1:5353"]        # loopback only; port 53 needs CAP_NET_BIND_SERVICE
-//! upstream = ["192.0.2.53"]          # default: the nameservers of resolv_conf
-//! resolv_conf = "/etc/resolv.conf"   # where the default upstream is read from
+//! upstream = ["192.0.2.53"]          # default: follow the system's servers as they change
+//! resolv_conf = "/etc/resolv.conf"   # default: NetworkManager's, resolved's, or /etc/resolv.conf
 //! control_socket = "/run/splitdns/control.sock"
 //! control_group = "netdev"           # members may use the control socket (besides root and the daemon's user)
 //! state_dir = "/var/lib/splitdns"
@@ -139,13 +139,20 @@ pub struct Overrides {
     pub control_socket: Option<PathBuf>,
     pub state_dir: Option<PathBuf>,
     pub whitelist: Option<PathBuf>,
+    /// A directory standing in for `/` when reading the system's DNS files (tests).
+    pub system_root: Option<PathBuf>,
 }
 
 /// Where the default upstream comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpstreamSource {
+    /// `upstream` in the config (or `--upstream`): fixed servers.
     Configured(Vec<SocketAddr>),
-    ResolvConf(PathBuf),
+    /// `resolv_conf` names the one file to follow.
+    File(PathBuf),
+    /// Follow the system's real DNS servers as they change (NetworkManager, systemd-resolved,
+    /// `/etc/resolv.conf`; see [`crate::daemon::default_upstream`]).
+    System,
 }
 
 /// The daemon's effective settings.
@@ -161,6 +168,8 @@ pub struct Settings {
     pub timing: Timing,
     pub cache: Limits,
     pub profiles: HashMap<String, Profile>,
+    /// Where the system's files are (`/`, or a test's stand-in).
+    pub system_root: PathBuf,
 }
 
 /// Default paths: system paths for root, XDG paths (via `directories`) for a user.
@@ -208,7 +217,6 @@ pub fn default_client_socket() -> PathBuf {
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:5353";
-pub const DEFAULT_RESOLV_CONF: &str = "/etc/resolv.conf";
 
 /// Reads the config file (if any) and applies the overrides.
 ///
@@ -247,7 +255,10 @@ fn settings_from(
     } else if let Some(u) = file.upstream.filter(|u| !u.is_empty()) {
         UpstreamSource::Configured(u.iter().map(|s| s.0).collect())
     } else {
-        UpstreamSource::ResolvConf(file.resolv_conf.unwrap_or_else(|| DEFAULT_RESOLV_CONF.into()))
+        match file.resolv_conf {
+            Some(path) => UpstreamSource::File(path),
+            None => UpstreamSource::System,
+        }
     };
     let timeout = file.query_timeout_ms.unwrap_or(4000);
     if !(100..=60_000).contains(&timeout) {
@@ -274,11 +285,16 @@ fn settings_from(
         timing: Timing::from_total(Duration::from_millis(timeout)),
         cache,
         profiles: file.profiles,
+        system_root: o.system_root.clone().unwrap_or_else(|| "/".into()),
     })
 }
 
-/// The nameservers of a resolv.conf, minus the agent's own listen addresses (so it never forwards
-/// to itself). Returns the servers and notes worth logging.
+/// systemd-resolved's stub listener.
+pub const RESOLVED_STUB: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 53));
+
+/// The nameservers of a resolv.conf, minus the agent's own listen addresses and systemd-resolved's
+/// stub (so it never forwards to itself, directly or through resolved). Returns the servers and
+/// notes worth logging.
 pub fn read_resolv_conf(path: &Path, own: &[SocketAddr]) -> (Vec<SocketAddr>, Vec<String>) {
     let mut notes = Vec::new();
     let text = match std::fs::read_to_string(path) {
@@ -303,6 +319,14 @@ pub fn read_resolv_conf(path: &Path, own: &[SocketAddr]) -> (Vec<SocketAddr>, Ve
         let addr = SocketAddr::new(ip, 53);
         if own.iter().any(|l| *l == addr || (l.port() == 53 && l.ip().is_unspecified())) {
             notes.push(format!("{}: skipping nameserver {ip}: that is splitdns itself", path.display()));
+            continue;
+        }
+        if ip == RESOLVED_STUB {
+            // systemd-resolved's stub forwards to whatever resolved is told, which may be us.
+            notes.push(format!(
+                "{}: skipping nameserver {ip}: systemd-resolved's stub, never an upstream",
+                path.display()
+            ));
             continue;
         }
         if !servers.contains(&addr) {
@@ -371,7 +395,10 @@ mod tests {
         let s = settings_from(f, None, &o, &system_paths()).unwrap();
         assert_eq!(s.listen, vec!["127.0.0.2:53".parse::<SocketAddr>().unwrap()]);
         assert_eq!(s.state_dir, PathBuf::from("/b"));
-        assert_eq!(s.upstream, UpstreamSource::ResolvConf(DEFAULT_RESOLV_CONF.into()));
+        assert_eq!(s.upstream, UpstreamSource::System, "no upstream, no resolv_conf: follow the system");
+        let f: FileConfig = toml::from_str("resolv_conf = \"/tmp/r.conf\"").unwrap();
+        let s = settings_from(f, None, &Overrides::default(), &system_paths()).unwrap();
+        assert_eq!(s.upstream, UpstreamSource::File("/tmp/r.conf".into()));
     }
 
     #[test]
@@ -380,12 +407,13 @@ mod tests {
         let p = dir.path().join("resolv.conf");
         std::fs::write(
             &p,
-            "# x\nnameserver 127.0.0.1\nnameserver 192.0.2.1\nnameserver fe80::1%eth0\nnameserver bogus\nsearch a\n",
+            "# x\nnameserver 127.0.0.1\nnameserver 192.0.2.1\nnameserver fe80::1%eth0\nnameserver bogus\n\
+             nameserver 127.0.0.53\nsearch a\n",
         )
         .unwrap();
         let (s, notes) = read_resolv_conf(&p, &["127.0.0.1:53".parse().unwrap()]);
         assert_eq!(s, vec!["192.0.2.1:53".parse().unwrap(), "[fe80::1]:53".parse().unwrap()]);
-        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert_eq!(notes.len(), 3, "self, bogus and the resolved stub: {notes:?}");
         // A listener on another port is not "us" for port 53.
         let (s, _) = read_resolv_conf(&p, &["127.0.0.1:5353".parse().unwrap()]);
         assert_eq!(s.len(), 3);

@@ -15,3 +15,4 @@ pub mod hooks;
 pub mod state;
 pub mod sysdns;
 pub mod trust;
+pub mod watch;

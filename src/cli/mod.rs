@@ -98,7 +98,8 @@ struct DaemonArgs {
     /// Port 53 needs root or CAP_NET_BIND_SERVICE.
     #[arg(long, value_name = "ADDR:PORT")]
     listen: Vec<SocketAddr>,
-    /// Default upstream server for names outside split domains; repeatable [default: nameservers in /etc/resolv.conf]
+    /// Default upstream server for names outside split domains; repeatable [default: follow the
+    /// system's servers as they change: NetworkManager's, systemd-resolved's, or /etc/resolv.conf]
     #[arg(long, value_name = "ADDR[:PORT]")]
     upstream: Vec<ServerAddr>,
     /// Directory for the saved link table [default: /var/lib/splitdns as root, ~/.local/state/splitdns otherwise]
@@ -113,6 +114,9 @@ struct DaemonArgs {
     /// edits take effect at once. The daemon never writes it.
     #[arg(long, value_name = "FILE")]
     whitelist: Option<PathBuf>,
+    /// A directory standing in for `/` when reading the system's DNS files (tests).
+    #[arg(long, hide = true, value_name = "DIR")]
+    root: Option<PathBuf>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -189,6 +193,7 @@ pub fn main() -> ExitCode {
                     control_socket: cli.control_socket,
                     state_dir: args.state_dir,
                     whitelist: args.whitelist,
+                    system_root: args.root,
                 };
                 crate::daemon::run(args.config, overrides).await
             }

@@ -56,12 +56,29 @@ pub fn render(s: &Status) -> String {
     let _ = writeln!(o);
     let _ = writeln!(o, "default upstream ({})", s.default_upstream.source);
     let _ = writeln!(o, "  servers   {}", servers(&s.default_upstream.servers));
+    if let Some(at) = s.default_upstream.changed_at {
+        let _ = writeln!(o, "  changed   {} ago", ago(at));
+    }
+    if let Some(note) = &s.default_upstream.note {
+        let _ = writeln!(o, "  note      {note}");
+    }
     let c = &s.default_upstream.counters;
     let _ = writeln!(
         o,
         "  queries   {} (cache hits {}, forwarded {}, failed {})",
         c.queries, c.cache_hits, c.forwards, c.failures
     );
+    if let Some(sd) = &s.system_dns {
+        if sd.points_at_agent {
+            let _ = writeln!(o, "system DNS  points at splitdns ({})", sd.mode);
+        } else {
+            let _ =
+                writeln!(o, "system DNS  NO LONGER points at splitdns ({}): run `splitdns system-dns status`", sd.mode);
+        }
+        for w in &sd.warnings {
+            let _ = writeln!(o, "  warning   {w}");
+        }
+    }
     let _ = writeln!(o);
     if s.links.is_empty() {
         let _ = writeln!(o, "no links: every name goes to the default upstream");

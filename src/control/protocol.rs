@@ -192,6 +192,23 @@ pub struct UpstreamStatus {
     pub source: String,
     pub servers: Vec<ServerStatus>,
     pub counters: RouteCounters,
+    /// When the servers last changed (Unix time).
+    #[serde(default)]
+    pub changed_at: Option<u64>,
+    /// Why the servers are not what the source says (it lists no usable server, so the last good
+    /// ones stay in force), or that there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// `system-dns` as the daemon sees it: enabled, and whether the system still points at the agent.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SystemDnsStatus {
+    /// How the system was pointed at the agent (e.g. `plain /etc/resolv.conf`).
+    pub mode: String,
+    pub points_at_agent: bool,
+    /// What changed since `system-dns enable` (drift), in words.
+    pub warnings: Vec<String>,
 }
 
 /// Daemon-wide counters.
@@ -232,6 +249,9 @@ pub struct Status {
     /// Links removed lately, newest first, and why (a down event, a vanished interface, …).
     #[serde(default)]
     pub removed_links: Vec<RemovedLink>,
+    /// While `splitdns system-dns` is enabled: whether the system still points at the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_dns: Option<SystemDnsStatus>,
 }
 
 /// Why a link went away.

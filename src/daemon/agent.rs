@@ -21,7 +21,7 @@ use crate::control::protocol::{
     CacheStatus, Counters, LinkDownResult, LinkStatus, LinkUpResult, RouteCounters, ServerStatus, Status, TrustStatus,
     UpstreamStatus,
 };
-use crate::control::protocol::{PendingReview, RemovalReason, RemovedLink, WhitelistStatus};
+use crate::control::protocol::{PendingReview, RemovalReason, RemovedLink, SystemDnsStatus, WhitelistStatus};
 use crate::dns::cache::Cache;
 use crate::dns::handler::Stats;
 use crate::dns::route::{Owner, Route, SYSTEM_ROUTE, Snapshot};
@@ -59,6 +59,12 @@ struct Inner {
     pending_since: HashMap<(u64, String), u64>,
     /// Links removed lately, newest first (at most [`REMOVED_HISTORY`]).
     removed: VecDeque<RemovedLink>,
+    /// When the default upstream's servers last changed (Unix time).
+    upstream_changed_at: u64,
+    /// Why the default upstream is not what its source says (a source with no usable server).
+    upstream_note: Option<String>,
+    /// Whether the system still points at the agent, while `system-dns` is enabled.
+    system_dns: Option<SystemDnsStatus>,
 }
 
 impl Inner {
@@ -207,6 +213,9 @@ impl Agent {
             whitelist,
             pending_since: HashMap::new(),
             removed: dropped,
+            upstream_changed_at: now_unix(),
+            upstream_note: None,
+            system_dns: None,
         };
         sync_trusts(&mut inner);
         let snapshot = Arc::new(ArcSwap::from_pointee(build_snapshot(&inner)));
@@ -467,22 +476,65 @@ impl Agent {
         })
     }
 
-    /// Replaces the default upstream (config reload, resolv.conf change).
+    /// Replaces the default upstream (start, config reload, a change of the followed resolv.conf).
+    /// A source that lists no usable server keeps the last good servers in force.
     pub fn set_system_upstream(&self, servers: &[SocketAddr], source: String, timing: Timing) {
         let mut inner = self.lock();
+        let current = inner.system.upstream.servers().iter().map(|s| s.addr).collect::<Vec<_>>();
+        if servers.is_empty() && !current.is_empty() {
+            let note = format!("{source} lists no usable server: the last good servers stay in force");
+            if inner.upstream_note.as_deref() != Some(note.as_str()) {
+                warn!("default upstream: {note}");
+                inner.upstream_note = Some(note);
+            }
+            return;
+        }
+        inner.upstream_note = servers.is_empty().then(|| {
+            format!("no usable server in {source}: names outside split domains get SERVFAIL until one appears")
+        });
         let unchanged = inner.timing.total == timing.total
-            && inner.system.upstream.servers().iter().map(|s| s.addr).eq(servers.iter().copied())
+            && current == servers
             && matches!(&inner.system.owner, Owner::System { source: s } if *s == source);
         if unchanged {
             return;
         }
-        info!(servers = ?servers, %source, "default upstream");
+        match &inner.upstream_note {
+            Some(note) => warn!(%source, "default upstream: {note}"),
+            None => info!(servers = ?servers, %source, "default upstream"),
+        }
         let old = std::mem::replace(&mut inner.system, system_route(servers, source, timing));
         old.cancel.cancel();
         inner.timing = timing;
+        if current != servers {
+            inner.upstream_changed_at = now_unix();
+        }
         self.cache.flush_route(SYSTEM_ROUTE);
         let before = self.snapshot.load().assignments();
         self.publish(&mut inner, &before);
+    }
+
+    /// Records whether the system still points at the agent (`None`: system-dns is not enabled).
+    /// Logs a warning when it stops doing so.
+    pub fn set_system_dns(&self, state: Option<SystemDnsStatus>) {
+        let mut inner = self.lock();
+        let was = inner.system_dns.as_ref().map(|s| s.points_at_agent);
+        if let Some(s) = &state
+            && !s.points_at_agent
+            && was != Some(false)
+        {
+            warn!(
+                warnings = ?s.warnings,
+                "the system no longer points at splitdns: programs bypass it, and split names may leak to \
+                 another resolver; run `splitdns system-dns status` and `splitdns system-dns enable`"
+            );
+        }
+        if let Some(s) = &state
+            && s.points_at_agent
+            && was == Some(false)
+        {
+            info!("the system points at splitdns again");
+        }
+        inner.system_dns = state;
     }
 
     /// Cancels a retired route's in-flight queries, flushes its cached answers and forgets it.
@@ -567,7 +619,13 @@ impl Agent {
             uptime_secs: self.started.elapsed().as_secs(),
             listen: self.listen.lock().unwrap_or_else(|e| e.into_inner()).iter().map(ToString::to_string).collect(),
             state_file: self.store.path().display().to_string(),
-            default_upstream: UpstreamStatus { source, servers: servers_status(default), counters: counters(default) },
+            default_upstream: UpstreamStatus {
+                source,
+                servers: servers_status(default),
+                counters: counters(default),
+                changed_at: Some(inner.upstream_changed_at),
+                note: inner.upstream_note.clone(),
+            },
             links,
             counters: Counters {
                 queries: s.queries.load(Ordering::Relaxed),
@@ -590,6 +648,7 @@ impl Agent {
             },
             pending_reviews: pending_reviews(&inner),
             removed_links: inner.removed.iter().cloned().collect(),
+            system_dns: inner.system_dns.clone(),
         }
     }
 }

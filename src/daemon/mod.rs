@@ -2,6 +2,7 @@
 //! owns the process lifecycle (SIGHUP reloads the config, SIGTERM/SIGINT shut down cleanly).
 
 pub mod agent;
+pub mod default_upstream;
 pub mod interfaces;
 
 use std::net::SocketAddr;
@@ -10,53 +11,60 @@ use std::sync::Arc;
 use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
-use crate::config::{self, Overrides, Settings, UpstreamSource};
+use crate::config::{self, Overrides, Settings};
+use crate::control::protocol::SystemDnsStatus;
 use crate::control::server::{ControlServer, PeerPolicy};
 use crate::dns::cache::Cache;
 use crate::dns::handler::{Handler, Stats};
 use crate::dns::listener::Listener;
 use crate::state::persist::Store;
+use crate::sysdns::Root;
 use agent::Agent;
+use default_upstream::Follow;
 
-/// The default upstream servers for `settings`, and a word on where they came from.
-pub fn system_upstream(settings: &Settings, listen: &[SocketAddr]) -> (Vec<SocketAddr>, String) {
-    match &settings.upstream {
-        UpstreamSource::Configured(servers) => (servers.clone(), "configuration".into()),
-        UpstreamSource::ResolvConf(path) => {
-            // While `splitdns system-dns enable` points the system at the agent, resolv.conf names
-            // the agent itself: use the system's own servers that enable saved instead.
-            let saved = std::path::Path::new(crate::sysdns::UPSTREAM_FILE);
-            if path.as_path() == std::path::Path::new(config::DEFAULT_RESOLV_CONF) && saved.exists() {
-                let (servers, notes) = config::read_resolv_conf(saved, listen);
-                for n in notes {
-                    warn!("{n}");
-                }
-                if servers.is_empty() {
-                    warn!("no default upstream in {}: names outside split domains will get SERVFAIL", saved.display());
-                }
-                return (servers, format!("{} (saved by `splitdns system-dns enable`)", saved.display()));
-            }
-            let (mut servers, notes) = config::read_resolv_conf(path, listen);
-            let mut source = path.display().to_string();
-            // Behind systemd-resolved's stub, the real upstreams are in its own resolv.conf.
-            let resolved = std::path::Path::new("/run/systemd/resolve/resolv.conf");
-            if !servers.is_empty() && servers.iter().all(|s| s.ip().to_string() == "127.0.0.53") && resolved.exists() {
-                let (real, _) = config::read_resolv_conf(resolved, listen);
-                if !real.is_empty() {
-                    servers = real;
-                    source = resolved.display().to_string();
-                }
-            }
-            for n in notes {
-                warn!("{n}");
-            }
-            if servers.is_empty() {
-                warn!("no default upstream: names outside split domains will get SERVFAIL until one is configured");
-            }
-            (servers, source)
+/// The default upstream as `follow` gives it now (logging what is worth a line).
+fn pick_upstream(follow: &Follow, listen: &[SocketAddr]) -> default_upstream::Pick {
+    let pick = follow.pick(listen);
+    for n in &pick.notes {
+        debug!("default upstream: {n}");
+    }
+    pick
+}
+
+/// Whether the system still points at the agent, while `system-dns` is enabled.
+fn system_dns_state(root: &Root) -> Option<SystemDnsStatus> {
+    match crate::sysdns::status(root) {
+        Ok(r) if r.enabled => {
+            Some(SystemDnsStatus { mode: r.mode.to_string(), points_at_agent: r.points_at_agent, warnings: r.warnings })
         }
+        Ok(_) => None,
+        Err(e) => {
+            debug!(error = %e, "cannot read the system-dns state");
+            None
+        }
+    }
+}
+
+/// Follows the default upstream's source and the system-dns files until `stop` fires: each change
+/// re-reads them and updates the agent.
+fn follow_system(
+    agent: Arc<Agent>,
+    follow: Follow,
+    root: Root,
+    listen: Vec<SocketAddr>,
+    timing: crate::dns::upstream::Timing,
+    stop: CancellationToken,
+) {
+    let files = follow.watched_files(&root);
+    let on_change = move || {
+        let pick = pick_upstream(&follow, &listen);
+        agent.set_system_upstream(&pick.servers, pick.source, timing);
+        agent.set_system_dns(system_dns_state(&root));
+    };
+    if let Err(e) = crate::watch::watch_files(files.clone(), stop, on_change) {
+        warn!(error = %e, files = ?files, "cannot watch the system's DNS files; the default upstream changes only at SIGHUP");
     }
 }
 
@@ -70,10 +78,11 @@ pub async fn run(config_path: Option<std::path::PathBuf>, overrides: Overrides) 
     }
     let cache = Arc::new(Cache::new(settings.cache));
     let stats = Arc::new(Stats::default());
-    let (servers, source) = system_upstream(&settings, &settings.listen);
+    let mut follow = Follow::from_settings(&settings);
+    let pick = pick_upstream(&follow, &settings.listen);
     let (agent, warnings) = Agent::new(
         loaded.links,
-        agent::SystemUpstream { servers, source },
+        agent::SystemUpstream { servers: pick.servers, source: pick.source },
         settings.timing,
         cache.clone(),
         stats.clone(),
@@ -93,10 +102,13 @@ pub async fn run(config_path: Option<std::path::PathBuf>, overrides: Overrides) 
     let control = ControlServer::bind(&settings.control_socket, policy.group.as_ref().map(|g| g.0)).await?;
     agent.set_listen(listener.addrs().to_vec());
     // If resolv.conf named our own (ephemeral) address, re-read it now that we know our ports.
+    let listen = listener.addrs().to_vec();
     if settings.listen.iter().any(|a| a.port() == 0) {
-        let (servers, source) = system_upstream(&settings, listener.addrs());
-        agent.set_system_upstream(&servers, source, settings.timing);
+        let pick = pick_upstream(&follow, &listen);
+        agent.set_system_upstream(&pick.servers, pick.source, settings.timing);
     }
+    let root = Root::new(&settings.system_root);
+    agent.set_system_dns(system_dns_state(&root));
     info!(
         listen = ?listener.addrs(),
         control = %settings.control_socket.display(),
@@ -108,9 +120,8 @@ pub async fn run(config_path: Option<std::path::PathBuf>, overrides: Overrides) 
     let shutdown = CancellationToken::new();
     // The whitelist is watched, not polled: an edit takes effect at once (RFC 8598 §6).
     let watched = agent.clone();
-    let whitelist_watch = crate::trust::watch::watch_file(settings.whitelist.clone(), shutdown.clone(), move || {
-        watched.reload_whitelist()
-    });
+    let whitelist_watch =
+        crate::watch::watch_file(settings.whitelist.clone(), shutdown.clone(), move || watched.reload_whitelist());
     if let Err(e) = &whitelist_watch {
         warn!(path = %settings.whitelist.display(), error = %e, "cannot watch the whitelist; edits take effect at SIGHUP");
     }
@@ -118,15 +129,27 @@ pub async fn run(config_path: Option<std::path::PathBuf>, overrides: Overrides) 
     if let Err(e) = interfaces::watch(agent.clone(), shutdown.clone()) {
         warn!(error = %e, "cannot listen for removed interfaces (rtnetlink); a killed VPN client's link stays until its next down or up event");
     }
+    // The default upstream follows the system's servers as networks change; no signal needed.
+    let mut following = shutdown.child_token();
+    follow_system(agent.clone(), follow.clone(), root.clone(), listen.clone(), settings.timing, following.clone());
     let control_task = tokio::spawn(control.serve(agent.clone(), handler, policy, shutdown.clone()));
 
     let mut hup = signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?;
     let mut term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
-    let listen = listener.addrs().to_vec();
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(&agent, config_path.as_deref(), &overrides, &settings, &listen),
+            _ = hup.recv() => {
+                if let Some(new) = reload(&agent, config_path.as_deref(), &overrides, &settings, &listen)
+                    && new != follow
+                {
+                    // Another source to follow: restart the watch on its files.
+                    following.cancel();
+                    following = shutdown.child_token();
+                    follow = new;
+                    follow_system(agent.clone(), follow.clone(), root.clone(), listen.clone(), settings.timing, following.clone());
+                }
+            }
             _ = term.recv() => { info!("SIGTERM: shutting down"); break; }
             _ = int.recv() => { info!("SIGINT: shutting down"); break; }
         }
@@ -138,25 +161,31 @@ pub async fn run(config_path: Option<std::path::PathBuf>, overrides: Overrides) 
     Ok(())
 }
 
-/// SIGHUP: re-read the config file and resolv.conf. A broken config keeps the running one.
+/// SIGHUP: re-read the config file and the default upstream's source. A broken config keeps the
+/// running one. Returns what the default upstream follows now.
 fn reload(
     agent: &Agent,
     path: Option<&std::path::Path>,
     overrides: &Overrides,
     running: &Settings,
     listen: &[SocketAddr],
-) {
+) -> Option<Follow> {
     match config::load(path, overrides) {
         Ok(new) => {
             if new.listen != running.listen || new.control_socket != running.control_socket {
                 warn!("SIGHUP: listen addresses and the control socket change only at restart");
             }
-            let (servers, source) = system_upstream(&new, listen);
-            agent.set_system_upstream(&servers, source, new.timing);
+            let follow = Follow::from_settings(&new);
+            let pick = pick_upstream(&follow, listen);
+            agent.set_system_upstream(&pick.servers, pick.source, new.timing);
             agent.set_profiles(new.profiles.clone());
             agent.reload_whitelist();
             info!("SIGHUP: configuration reloaded");
+            Some(follow)
         }
-        Err(e) => error!("SIGHUP: {e:#}; keeping the running configuration"),
+        Err(e) => {
+            error!("SIGHUP: {e:#}; keeping the running configuration");
+            None
+        }
     }
 }

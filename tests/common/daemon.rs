@@ -240,4 +240,12 @@ impl Daemon {
         std::fs::write(dir.path().join("config.toml"), format!("resolv_conf = {resolv:?}\n{config}\n")).unwrap();
         Self::start_in(dir, upstream, extra).await
     }
+
+    /// Like [`Daemon::start`], but with exactly `config` as the config file (nothing added: without
+    /// `resolv_conf` and `upstream` the daemon follows the system's files, under `--root` if given).
+    pub async fn start_with_raw_config(upstream: &[SocketAddr], extra: &[&str], config: &str) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("config.toml"), config).unwrap();
+        Self::start_in(dir, upstream, extra).await
+    }
 }

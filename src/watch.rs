@@ -1,11 +1,14 @@
-//! Watching a file for changes with `notify` (inotify on Linux), so an edit takes effect at once
-//! and nothing polls.
+//! Watching files for changes with `notify` (inotify on Linux), so an edit takes effect at once
+//! and nothing polls: the whitelist, and the resolv.conf files the default upstream follows.
 //!
-//! The watch is on the file's directory, not the file: editors replace files by rename, which a
-//! watch on the old inode would miss. When the directory does not exist yet, the deepest existing
-//! ancestor is watched instead and the watch moves down as directories appear, so a whitelist whose
-//! directory is created later still takes effect. Bursts of events are coalesced into one call.
+//! The watch is on each file's directory, not the file: editors and network managers replace files
+//! by rename, which a watch on the old inode would miss. When a directory does not exist yet, the
+//! deepest existing ancestor is watched instead and the watch moves down as directories appear, so
+//! a file whose directory is created later (`/run/NetworkManager` after boot) still takes effect.
+//! Only events about the files themselves (or directories on the way to them) count; opens and
+//! reads do not. Bursts of events are coalesced into one call.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -24,19 +27,29 @@ pub fn watch_file(
     stop: CancellationToken,
     on_change: impl Fn() + Send + 'static,
 ) -> notify::Result<tokio::task::JoinHandle<()>> {
+    watch_files(vec![file], stop, on_change)
+}
+
+/// Watches every file in `files` and calls `on_change` after any of them (or a directory on the
+/// way to one) changes, until `stop` fires. Returns an error only if no watch could be set up.
+pub fn watch_files(
+    files: Vec<PathBuf>,
+    stop: CancellationToken,
+    on_change: impl Fn() + Send + 'static,
+) -> notify::Result<tokio::task::JoinHandle<()>> {
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
-    let target = file.clone();
+    let targets = files.clone();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        // Only events about the file itself or a directory on the way to it: other files in the
-        // same directory (a state file, an editor's swap file) must not wake us.
+        // Only events about the files themselves or a directory on the way to them: other files in
+        // the same directory (a state file, an editor's swap file, the rest of /etc) must not wake us.
         if let Ok(event) = event
             && changes_content(&event.kind)
-            && (event.need_rescan() || event.paths.iter().any(|p| concerns(&target, p)))
+            && (event.need_rescan() || event.paths.iter().any(|p| targets.iter().any(|t| concerns(t, p))))
         {
             let _ = tx.send(());
         }
     })?;
-    let mut watched = arm(&mut watcher, &file, None)?;
+    let mut watched = arm(&mut watcher, &files, &HashSet::new())?;
     Ok(tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -45,13 +58,13 @@ pub fn watch_file(
             }
             // Coalesce the burst.
             while let Ok(Some(())) = tokio::time::timeout(SETTLE, rx.recv()).await {}
-            match arm(&mut watcher, &file, Some(&watched)) {
+            match arm(&mut watcher, &files, &watched) {
                 Ok(w) => watched = w,
-                Err(e) => warn!(file = %file.display(), error = %e, "cannot re-arm the file watch"),
+                Err(e) => warn!(files = ?files, error = %e, "cannot re-arm the file watch"),
             }
             on_change();
         }
-        debug!(file = %file.display(), "file watch stopped");
+        debug!(files = ?files, "file watch stopped");
     }))
 }
 
@@ -72,8 +85,8 @@ fn concerns(file: &Path, path: &Path) -> bool {
     path == file || file.starts_with(path)
 }
 
-/// Points the watch at the deepest existing directory on the way to `file`; returns it.
-fn arm(watcher: &mut RecommendedWatcher, file: &Path, current: Option<&PathBuf>) -> notify::Result<PathBuf> {
+/// The deepest existing directory on the way to `file`.
+fn deepest_dir(file: &Path) -> PathBuf {
     let mut dir = file.parent().unwrap_or(Path::new("/")).to_path_buf();
     while !dir.is_dir() {
         match dir.parent() {
@@ -81,15 +94,39 @@ fn arm(watcher: &mut RecommendedWatcher, file: &Path, current: Option<&PathBuf>)
             None => break,
         }
     }
-    if current == Some(&dir) {
-        return Ok(dir);
-    }
-    if let Some(old) = current {
+    dir
+}
+
+/// Points the watch at the deepest existing directory on the way to each file; returns the set of
+/// directories watched now. Directories no longer needed are unwatched.
+fn arm(
+    watcher: &mut RecommendedWatcher,
+    files: &[PathBuf],
+    current: &HashSet<PathBuf>,
+) -> notify::Result<HashSet<PathBuf>> {
+    let wanted: HashSet<PathBuf> = files.iter().map(|f| deepest_dir(f)).collect();
+    for old in current.difference(&wanted) {
         let _ = watcher.unwatch(old);
     }
-    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
-    debug!(dir = %dir.display(), file = %file.display(), "watching");
-    Ok(dir)
+    let mut armed = HashSet::new();
+    let mut last_error = None;
+    for dir in &wanted {
+        if current.contains(dir) {
+            armed.insert(dir.clone());
+            continue;
+        }
+        match watcher.watch(dir, RecursiveMode::NonRecursive) {
+            Ok(()) => {
+                debug!(dir = %dir.display(), "watching");
+                armed.insert(dir.clone());
+            }
+            Err(e) => last_error = Some(e),
+        }
+    }
+    match last_error {
+        Some(e) if armed.is_empty() => Err(e),
+        _ => Ok(armed),
+    }
 }
 
 #[cfg(test)]
@@ -141,6 +178,35 @@ mod tests {
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(count.load(Ordering::SeqCst), quiet, "a neighbour file or a read woke the watcher");
+        stop.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn follows_several_files_in_several_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let nm = dir.path().join("run/NetworkManager/no-stub-resolv.conf");
+        let etc = dir.path().join("etc/resolv.conf");
+        std::fs::create_dir(dir.path().join("etc")).unwrap();
+        let count = Arc::new(AtomicUsize::new(0));
+        let c = count.clone();
+        let stop = CancellationToken::new();
+        let task = watch_files(vec![nm.clone(), etc.clone()], stop.clone(), move || {
+            c.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+        std::fs::write(&etc, "nameserver 192.0.2.1\n").unwrap();
+        assert!(wait_for(&count, 1).await, "a write to the first file should be seen");
+        std::fs::create_dir_all(nm.parent().unwrap()).unwrap();
+        let seen = count.load(Ordering::SeqCst);
+        let tmp = dir.path().join("run/NetworkManager/.tmp");
+        std::fs::write(&tmp, "nameserver 192.0.2.2\n").unwrap();
+        std::fs::rename(&tmp, &nm).unwrap();
+        assert!(wait_for(&count, seen + 1).await, "a file replaced by rename in a late directory should be seen");
+        let quiet = count.load(Ordering::SeqCst);
+        std::fs::write(dir.path().join("etc/hosts"), "127.0.0.1 x\n").unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(count.load(Ordering::SeqCst), quiet, "a neighbour in /etc woke the watcher");
         stop.cancel();
         task.await.unwrap();
     }
