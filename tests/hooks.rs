@@ -197,6 +197,68 @@ async fn openvpn_27_dns_updown_with_ports_and_search_domains_opted_in() {
         .await;
 }
 
+/// The `--up`/`--down` environment of an OpenVPN client started with `--config .../corp.conf` on
+/// device `lo`, plus `vars`.
+fn openvpn_env<'a>(script: &str, vars: &[(&'a str, String)]) -> Vec<(&'a str, String)> {
+    let mut env = vec![
+        ("script_type", script.to_string()),
+        ("dev", "lo".to_string()),
+        ("dev_type", "tun".to_string()),
+        ("config", "/etc/openvpn/client/corp.conf".to_string()),
+        ("script_context", "init".to_string()),
+    ];
+    env.extend_from_slice(vars);
+    env
+}
+
+const OPENVPN_ARGS: [&str; 7] = ["openvpn", "lo", "1500", "1552", "10.8.0.2", "255.255.255.0", "init"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_up_whose_only_domain_another_vpn_owns_fails_and_leaves_no_link() {
+    let public = public().await;
+    let internal = AuthServer::start_on_port_53(&[("corp.example.", &zone("corp.example.", CORP))]).await;
+    let rival =
+        AuthServer::start_on_port_53(&[("corp.example.", &zone("corp.example.", "www 60 IN A 10.2.0.2"))]).await;
+    let d = Daemon::start(&[public.addr()], &[]).await;
+    // Another VPN (another profile) already owns corp.example.
+    d.link_up(&[
+        "--id",
+        "other-vpn",
+        "--profile",
+        "other",
+        "--server",
+        &internal.addr().to_string(),
+        "--domain",
+        "corp.example",
+    ]);
+    let vars = [
+        ("foreign_option_1", format!("dhcp-option DNS {}", rival.addr().ip())),
+        ("foreign_option_2", "dhcp-option DOMAIN-ROUTE corp.example".to_string()),
+    ];
+    let out = hook(&d, &OPENVPN_ARGS, &openvpn_env("up", &vars));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "an up that routes none of its domains must fail: {err}");
+    assert!(err.contains("openvpn:lo:corp") && err.contains("corp.example"), "{err}");
+    assert!(err.contains("already routed to link \"other-vpn\""), "the reason is missing: {err}");
+    let st = d.status().await;
+    assert!(link(&st, "openvpn:lo:corp").is_none(), "the refused link was left behind: {st}");
+    assert_eq!(link(&st, "other-vpn").map(|l| l["domains"].clone()), Some(serde_json::json!(["corp.example"])));
+    assert_eq!(www(&d).await, [Ipv4Addr::new(10, 1, 0, 1)], "the owner keeps routing corp.example");
+    assert_eq!(rival.count(), 0);
+
+    // Partly routed: succeeds, and says what is not routed.
+    let mut partly = vars.to_vec();
+    partly.push(("foreign_option_3", "dhcp-option DOMAIN-ROUTE lab.example".to_string()));
+    let err = ok(&hook(&d, &OPENVPN_ARGS, &openvpn_env("up", &partly)));
+    assert!(err.contains("routing lab.example") && err.contains("NOT routing corp.example"), "{err}");
+    ok(&hook(&d, &OPENVPN_ARGS, &openvpn_env("down", &partly)));
+
+    // No domain pushed at all (servers only): succeeds as before.
+    let err = ok(&hook(&d, &OPENVPN_ARGS, &openvpn_env("up", &vars[..1])));
+    assert!(err.contains("routing no split domain"), "{err}");
+    assert!(link(&d.status().await, "openvpn:lo:corp").is_some());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn networkmanager_dispatcher() {
     let public = public().await;
