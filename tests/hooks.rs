@@ -1,6 +1,14 @@
-//! Issue 5 end to end: each VPN client's hook, run with the environment that client sets (recorded
-//! from its documentation and source, see /work/shared/reference), against a running daemon; then
-//! `status --json` and the routing of a query; then the down event.
+//! Each VPN client's hook end to end: `splitdns hook KIND` run with the environment that client
+//! sets, against a running daemon; then `status --json` and the routing of a query; then the down
+//! event. Also: what an up event that routes none of its domains does, and the packaged hook
+//! scripts run the way their clients run them (no PATH).
+//!
+//! The environments follow each client's own documentation and source: strongSwan's updown plugin
+//! (`src/libcharon/plugins/updown/updown_listener.c`), libreswan's `programs/pluto/updown.c` and
+//! `_updown.xfrm(8)`, openvpn(8) "Environmental Variables" with OpenVPN's `src/openvpn/dns.c` and
+//! `options.c` (`--dns` variables and their `foreign_option_<n>` translation), NetworkManager-
+//! dispatcher(8), and wg-quick(8). The OpenVPN 2.6 environment is also exercised with the real
+//! client in tests/openvpn_client.rs.
 
 mod common;
 
@@ -212,6 +220,71 @@ fn openvpn_env<'a>(script: &str, vars: &[(&'a str, String)]) -> Vec<(&'a str, St
 }
 
 const OPENVPN_ARGS: [&str; 7] = ["openvpn", "lo", "1500", "1552", "10.8.0.2", "255.255.255.0", "init"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openvpn_up_with_only_dhcp_option_domain_routes_it_to_the_tunnel_server() {
+    let public = public().await;
+    let internal = AuthServer::start_on_port_53(&[("corp.example.", &zone("corp.example.", CORP))]).await;
+    let d = Daemon::start(&[public.addr()], &[]).await;
+    // What most OpenVPN servers push: `dhcp-option DNS` and `dhcp-option DOMAIN`, nothing else.
+    let vars = [
+        ("foreign_option_1", format!("dhcp-option DNS {}", internal.addr().ip())),
+        ("foreign_option_2", "dhcp-option DOMAIN corp.example".to_string()),
+    ];
+    let err = ok(&hook(&d, &OPENVPN_ARGS, &openvpn_env("up", &vars)));
+    assert!(err.contains("routing corp.example"), "{err}");
+    up_route_down(&d, "openvpn:lo:corp", "corp", &["corp.example"], || {
+        hook(&d, &OPENVPN_ARGS, &openvpn_env("down", &vars))
+    })
+    .await;
+    assert!(internal.count_under("corp.example") > 0, "the tunnel's server was never asked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openvpn_26_up_with_dns_server_variables_routes_their_resolve_domains() {
+    let public = public().await;
+    // On an ephemeral port: only dns_server_1_port_1 says which; the foreign_option translation
+    // OpenVPN adds beside it names the address alone (port 53, where nothing answers).
+    let internal = AuthServer::start(&[("corp.example.", &zone("corp.example.", CORP))]).await;
+    let d = Daemon::start(&[public.addr()], &[]).await;
+    let ip = internal.addr().ip().to_string();
+    let vars = [
+        ("dns_server_1_address_1", ip.clone()),
+        ("dns_server_1_port_1", internal.addr().port().to_string()),
+        ("dns_server_1_resolve_domain_1", "corp.example".to_string()),
+        ("foreign_option_1", format!("dhcp-option DNS {ip}")),
+    ];
+    let err = ok(&hook(&d, &OPENVPN_ARGS, &openvpn_env("up", &vars)));
+    assert!(err.contains("routing corp.example"), "{err}");
+    let st = d.status().await;
+    let servers = link(&st, "openvpn:lo:corp").map(|l| l["servers"].to_string()).unwrap_or_default();
+    assert!(servers.contains(&internal.addr().to_string()), "servers: {servers}\n{st}");
+    up_route_down(&d, "openvpn:lo:corp", "corp", &["corp.example"], || {
+        hook(&d, &OPENVPN_ARGS, &openvpn_env("down", &vars))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openvpn_domain_stays_unrouted_when_the_profile_opts_out_of_search_domains() {
+    let public = public().await;
+    let internal = AuthServer::start_on_port_53(&[("corp.example.", &zone("corp.example.", CORP))]).await;
+    let d = Daemon::start_with_config(&[public.addr()], &[], "[profiles.corp]\nsearch_domains = false\n").await;
+    let vars = [
+        ("foreign_option_1", format!("dhcp-option DNS {}", internal.addr().ip())),
+        ("foreign_option_2", "dhcp-option DOMAIN corp.example".to_string()),
+    ];
+    // Nothing was refused: the profile chose not to route search domains, so the hook succeeds.
+    let err = ok(&hook(&d, &OPENVPN_ARGS, &openvpn_env("up", &vars)));
+    assert!(err.contains("routing no split domain"), "{err}");
+    let st = d.status().await;
+    let l = link(&st, "openvpn:lo:corp").unwrap_or_else(|| panic!("no link: {st}"));
+    assert_eq!(l["domains"], serde_json::json!([]), "{l}");
+    assert_eq!(www(&d).await, [Ipv4Addr::new(203, 0, 113, 66)], "corp.example must go to the public upstream");
+    assert_eq!(internal.count(), 0, "the tunnel's server was asked");
+    ok(&hook(&d, &OPENVPN_ARGS, &openvpn_env("down", &vars)));
+    assert!(link(&d.status().await, "openvpn:lo:corp").is_none());
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_up_whose_only_domain_another_vpn_owns_fails_and_leaves_no_link() {
