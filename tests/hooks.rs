@@ -466,3 +466,116 @@ async fn ikev2_cfg_reply_to_validated_answer_and_pending_review() {
     assert!(child.wait_with_output().unwrap().status.success());
     assert!(link(&d.status().await, "ike-8").is_some());
 }
+
+/// The files in packaging/hooks/, as (name, text).
+fn packaged_hooks() -> Vec<(String, String)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/hooks");
+    let mut files: Vec<(String, String)> = std::fs::read_dir(&dir)
+        .expect("packaging/hooks")
+        .map(|e| {
+            let path = e.expect("a directory entry").path();
+            let text = std::fs::read_to_string(&path).expect("a text file");
+            (path.file_name().unwrap().to_string_lossy().into_owned(), text)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn packaged_hooks_call_splitdns_by_absolute_path() {
+    // VPN clients run hooks with an environment of their own (OpenVPN's has no PATH): every
+    // command line, example lines in comments included, names the binary by its absolute path or
+    // through $SPLITDNS, whose default is that path. Prose mentions are in backquotes.
+    let files = packaged_hooks();
+    assert!(files.len() >= 6, "{files:?}");
+    for (name, text) in &files {
+        for (n, line) in text.lines().enumerate() {
+            for (at, _) in line.match_indices("splitdns hook") {
+                let before = &line[..at];
+                assert!(
+                    before.ends_with("/usr/bin/") || before.ends_with("\"$SPLITDNS\" ") || before.ends_with('`'),
+                    "{name}:{}: splitdns is not called by its absolute path: {line}",
+                    n + 1
+                );
+            }
+            if line.starts_with("SPLITDNS=") {
+                assert_eq!(line, "SPLITDNS=${SPLITDNS:-/usr/bin/splitdns}", "{name}:{}", n + 1);
+            }
+        }
+        if text.contains("\"$SPLITDNS\"") {
+            assert!(text.contains("\nSPLITDNS=${SPLITDNS:-/usr/bin/splitdns}\n"), "{name} never sets SPLITDNS");
+        }
+    }
+}
+
+/// Runs packaging/hooks/NAME the way a VPN client does (executed directly, with only `env`: no
+/// PATH), with SPLITDNS pointing at the binary under test and SPLITDNS_SOCKET at the daemon.
+fn packaged_hook(d: &Daemon, name: &str, args: &[&str], env: &[(&str, String)]) -> Output {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/hooks").join(name);
+    let mut c = Command::new(&script);
+    c.env_clear().env("SPLITDNS", bin()).env("SPLITDNS_SOCKET", &d.socket).args(args).stdin(Stdio::null());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap_or_else(|e| panic!("run {}: {e}", script.display()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packaged_hook_scripts_run_without_path() {
+    let public = public().await;
+    let internal = AuthServer::start_on_port_53(&[("corp.example.", &zone("corp.example.", CORP))]).await;
+    let d =
+        Daemon::start_with_config(&[public.addr()], &[], "[profiles.strongswan-corp]\ndomains = [\"corp.example\"]\n")
+            .await;
+    let ip = internal.addr().ip().to_string();
+
+    // The OpenVPN --dns-updown wrapper (also usable as --up/--down: it reads script_type).
+    let env = |script: &str| {
+        vec![
+            ("script_type", script.to_string()),
+            ("dev", "lo".to_string()),
+            ("dns_server_1_address_1", ip.clone()),
+            ("dns_server_1_resolve_domain_1", "corp.example".to_string()),
+        ]
+    };
+    ok(&packaged_hook(&d, "splitdns-openvpn-dns-updown", &[], &env("dns-up")));
+    up_route_down(&d, "openvpn:lo", "lo", &["corp.example"], || {
+        packaged_hook(&d, "splitdns-openvpn-dns-updown", &[], &env("dns-down"))
+    })
+    .await;
+
+    // The NetworkManager dispatcher script.
+    let env = |action: &str| {
+        vec![
+            ("NM_DISPATCHER_ACTION", action.to_string()),
+            ("CONNECTION_UUID", "0b7c6d4e-2b8a-4c61-9a3e-0d6b2f8e9a12".to_string()),
+            ("CONNECTION_ID", "corp".to_string()),
+            ("VPN_IP_IFACE", "lo".to_string()),
+            ("VPN_IP4_NAMESERVERS", ip.clone()),
+            ("VPN_IP4_DOMAINS", "corp.example".to_string()),
+        ]
+    };
+    ok(&packaged_hook(&d, "90-splitdns", &["lo", "vpn-up"], &env("vpn-up")));
+    up_route_down(&d, "nm:0b7c6d4e-2b8a-4c61-9a3e-0d6b2f8e9a12", "corp", &["corp.example"], || {
+        packaged_hook(&d, "90-splitdns", &["lo", "vpn-down"], &env("vpn-down"))
+    })
+    .await;
+
+    // The strongSwan updown wrapper (no chained updown script), domains from the profile config.
+    let env = |verb: &str| {
+        vec![
+            ("PLUTO_VERSION", "1.1".to_string()),
+            ("PLUTO_VERB", verb.to_string()),
+            ("PLUTO_CONNECTION", "strongswan-corp".to_string()),
+            ("PLUTO_UNIQUEID", "9".to_string()),
+            ("PLUTO_PEER", "198.51.100.1".to_string()),
+            ("PLUTO_DNS4_1", ip.clone()),
+        ]
+    };
+    ok(&packaged_hook(&d, "splitdns-updown-strongswan", &[], &env("up-client")));
+    up_route_down(&d, "strongswan:9", "strongswan-corp", &["corp.example"], || {
+        packaged_hook(&d, "splitdns-updown-strongswan", &[], &env("down-client"))
+    })
+    .await;
+}
