@@ -155,7 +155,9 @@ fn routes_nothing_it_asked_for(r: &LinkUpResult, full_tunnel: bool) -> bool {
 async fn undo_refused_link(kind: &str, r: &LinkUpResult, socket: &Path) -> anyhow::Error {
     let reasons: Vec<String> = r.refused.iter().map(|rf| format!("{}: {}", rf.domain, rf.reason)).collect();
     let cleanup = match call::<LinkDownResult>(socket, &Request::LinkDown { id: r.id.clone() }, HOOK_TIMEOUT).await {
-        Ok(_) => "the link was taken down again".to_string(),
+        Ok(_) => "the link was taken down again, so that this VPN connection does not run with DNS that \
+                  does not split"
+            .to_string(),
         Err(e) => format!(
             "and it could not be taken down again ({e:#}): run `splitdns link down --id {}` once the daemon answers",
             r.id
@@ -163,8 +165,8 @@ async fn undo_refused_link(kind: &str, r: &LinkUpResult, socket: &Path) -> anyho
     };
     anyhow::anyhow!(
         "hook {kind}: link {} refused: none of its split domains is routed to it ({}); {cleanup}. \
-         this VPN connection should not run with DNS that does not split: fix what the reasons say \
-         (e.g. disconnect the VPN that owns the domain; `splitdns status` lists the links), then reconnect",
+         Fix what the reasons say (e.g. disconnect the VPN that owns the domain; `splitdns status` \
+         lists the links), then reconnect",
         r.id,
         reasons.join("; ")
     )
