@@ -60,8 +60,9 @@ enum HookKind {
     Strongswan,
     /// libreswan updown (`leftupdown=`).
     Libreswan,
-    /// OpenVPN `--up`/`--down` (foreign_option_N) or 2.7 `--dns-updown` (dns_server_N_*). The
-    /// arguments OpenVPN appends (device, MTU, addresses, init|restart) are accepted and ignored.
+    /// OpenVPN `--up`/`--down` (foreign_option_N, and the dns_server_N_* variables 2.6 sets beside
+    /// them) or 2.7 `--dns-updown` (dns_server_N_*). The arguments OpenVPN appends (device, MTU,
+    /// addresses, init|restart) are accepted and ignored.
     Openvpn {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
         args: Vec<String>,
