@@ -85,6 +85,18 @@ impl Daemon {
             Some(ns) => {
                 let mut c = Command::new("ip");
                 c.args(["netns", "exec", ns, bin()]);
+                // A daemon left in a namespace is hard to find: have it stop when the test thread
+                // ends, even if the test binary is killed before Drop runs.
+                use std::os::unix::process::CommandExt;
+                // SAFETY: prctl(2) is async-signal-safe and touches only the child.
+                unsafe {
+                    c.pre_exec(|| {
+                        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        Ok(())
+                    });
+                }
                 c
             }
         };
