@@ -1,6 +1,14 @@
-//! Issue 5 end to end: each VPN client's hook, run with the environment that client sets (recorded
-//! from its documentation and source, see /work/shared/reference), against a running daemon; then
-//! `status --json` and the routing of a query; then the down event.
+//! Each VPN client's hook end to end: `splitdns hook KIND` run with the environment that client
+//! sets, against a running daemon; then `status --json` and the routing of a query; then the down
+//! event. Also: what an up event that routes none of its domains does, and the packaged hook
+//! scripts run the way their clients run them (no PATH).
+//!
+//! The environments follow each client's own documentation and source: strongSwan's updown plugin
+//! (`src/libcharon/plugins/updown/updown_listener.c`), libreswan's `programs/pluto/updown.c` and
+//! `_updown.xfrm(8)`, openvpn(8) "Environmental Variables" with OpenVPN's `src/openvpn/dns.c` and
+//! `options.c` (`--dns` variables and their `foreign_option_<n>` translation), NetworkManager-
+//! dispatcher(8), and wg-quick(8). The OpenVPN 2.6 environment is also exercised with the real
+//! client in tests/openvpn_client.rs.
 
 mod common;
 
@@ -197,6 +205,133 @@ async fn openvpn_27_dns_updown_with_ports_and_search_domains_opted_in() {
         .await;
 }
 
+/// The `--up`/`--down` environment of an OpenVPN client started with `--config .../corp.conf` on
+/// device `lo`, plus `vars`.
+fn openvpn_env<'a>(script: &str, vars: &[(&'a str, String)]) -> Vec<(&'a str, String)> {
+    let mut env = vec![
+        ("script_type", script.to_string()),
+        ("dev", "lo".to_string()),
+        ("dev_type", "tun".to_string()),
+        ("config", "/etc/openvpn/client/corp.conf".to_string()),
+        ("script_context", "init".to_string()),
+    ];
+    env.extend_from_slice(vars);
+    env
+}
+
+const OPENVPN_ARGS: [&str; 7] = ["openvpn", "lo", "1500", "1552", "10.8.0.2", "255.255.255.0", "init"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openvpn_up_with_only_dhcp_option_domain_routes_it_to_the_tunnel_server() {
+    let public = public().await;
+    let internal = AuthServer::start_on_port_53(&[("corp.example.", &zone("corp.example.", CORP))]).await;
+    let d = Daemon::start(&[public.addr()], &[]).await;
+    // What most OpenVPN servers push: `dhcp-option DNS` and `dhcp-option DOMAIN`, nothing else.
+    let vars = [
+        ("foreign_option_1", format!("dhcp-option DNS {}", internal.addr().ip())),
+        ("foreign_option_2", "dhcp-option DOMAIN corp.example".to_string()),
+    ];
+    let err = ok(&hook(&d, &OPENVPN_ARGS, &openvpn_env("up", &vars)));
+    assert!(err.contains("routing corp.example"), "{err}");
+    up_route_down(&d, "openvpn:lo:corp", "corp", &["corp.example"], || {
+        hook(&d, &OPENVPN_ARGS, &openvpn_env("down", &vars))
+    })
+    .await;
+    assert!(internal.count_under("corp.example") > 0, "the tunnel's server was never asked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openvpn_26_up_with_dns_server_variables_routes_their_resolve_domains() {
+    let public = public().await;
+    // On an ephemeral port: only dns_server_1_port_1 says which; the foreign_option translation
+    // OpenVPN adds beside it names the address alone (port 53, where nothing answers).
+    let internal = AuthServer::start(&[("corp.example.", &zone("corp.example.", CORP))]).await;
+    let d = Daemon::start(&[public.addr()], &[]).await;
+    let ip = internal.addr().ip().to_string();
+    let vars = [
+        ("dns_server_1_address_1", ip.clone()),
+        ("dns_server_1_port_1", internal.addr().port().to_string()),
+        ("dns_server_1_resolve_domain_1", "corp.example".to_string()),
+        ("foreign_option_1", format!("dhcp-option DNS {ip}")),
+    ];
+    let err = ok(&hook(&d, &OPENVPN_ARGS, &openvpn_env("up", &vars)));
+    assert!(err.contains("routing corp.example"), "{err}");
+    let st = d.status().await;
+    let servers = link(&st, "openvpn:lo:corp").map(|l| l["servers"].to_string()).unwrap_or_default();
+    assert!(servers.contains(&internal.addr().to_string()), "servers: {servers}\n{st}");
+    up_route_down(&d, "openvpn:lo:corp", "corp", &["corp.example"], || {
+        hook(&d, &OPENVPN_ARGS, &openvpn_env("down", &vars))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openvpn_domain_stays_unrouted_when_the_profile_opts_out_of_search_domains() {
+    let public = public().await;
+    let internal = AuthServer::start_on_port_53(&[("corp.example.", &zone("corp.example.", CORP))]).await;
+    let d = Daemon::start_with_config(&[public.addr()], &[], "[profiles.corp]\nsearch_domains = false\n").await;
+    let vars = [
+        ("foreign_option_1", format!("dhcp-option DNS {}", internal.addr().ip())),
+        ("foreign_option_2", "dhcp-option DOMAIN corp.example".to_string()),
+    ];
+    // Nothing was refused: the profile chose not to route search domains, so the hook succeeds.
+    let err = ok(&hook(&d, &OPENVPN_ARGS, &openvpn_env("up", &vars)));
+    assert!(err.contains("routing no split domain"), "{err}");
+    let st = d.status().await;
+    let l = link(&st, "openvpn:lo:corp").unwrap_or_else(|| panic!("no link: {st}"));
+    assert_eq!(l["domains"], serde_json::json!([]), "{l}");
+    assert_eq!(www(&d).await, [Ipv4Addr::new(203, 0, 113, 66)], "corp.example must go to the public upstream");
+    assert_eq!(internal.count(), 0, "the tunnel's server was asked");
+    ok(&hook(&d, &OPENVPN_ARGS, &openvpn_env("down", &vars)));
+    assert!(link(&d.status().await, "openvpn:lo:corp").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_up_whose_only_domain_another_vpn_owns_fails_and_leaves_no_link() {
+    let public = public().await;
+    let internal = AuthServer::start_on_port_53(&[("corp.example.", &zone("corp.example.", CORP))]).await;
+    let rival =
+        AuthServer::start_on_port_53(&[("corp.example.", &zone("corp.example.", "www 60 IN A 10.2.0.2"))]).await;
+    let d = Daemon::start(&[public.addr()], &[]).await;
+    // Another VPN (another profile) already owns corp.example.
+    d.link_up(&[
+        "--id",
+        "other-vpn",
+        "--profile",
+        "other",
+        "--server",
+        &internal.addr().to_string(),
+        "--domain",
+        "corp.example",
+    ]);
+    let vars = [
+        ("foreign_option_1", format!("dhcp-option DNS {}", rival.addr().ip())),
+        ("foreign_option_2", "dhcp-option DOMAIN-ROUTE corp.example".to_string()),
+    ];
+    let out = hook(&d, &OPENVPN_ARGS, &openvpn_env("up", &vars));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "an up that routes none of its domains must fail: {err}");
+    assert!(err.contains("openvpn:lo:corp") && err.contains("corp.example"), "{err}");
+    assert!(err.contains("already routed to link \"other-vpn\""), "the reason is missing: {err}");
+    let st = d.status().await;
+    assert!(link(&st, "openvpn:lo:corp").is_none(), "the refused link was left behind: {st}");
+    assert_eq!(link(&st, "other-vpn").map(|l| l["domains"].clone()), Some(serde_json::json!(["corp.example"])));
+    assert_eq!(www(&d).await, [Ipv4Addr::new(10, 1, 0, 1)], "the owner keeps routing corp.example");
+    assert_eq!(rival.count(), 0);
+
+    // Partly routed: succeeds, and says what is not routed.
+    let mut partly = vars.to_vec();
+    partly.push(("foreign_option_3", "dhcp-option DOMAIN-ROUTE lab.example".to_string()));
+    let err = ok(&hook(&d, &OPENVPN_ARGS, &openvpn_env("up", &partly)));
+    assert!(err.contains("routing lab.example") && err.contains("NOT routing corp.example"), "{err}");
+    ok(&hook(&d, &OPENVPN_ARGS, &openvpn_env("down", &partly)));
+
+    // No domain pushed at all (servers only): succeeds as before.
+    let err = ok(&hook(&d, &OPENVPN_ARGS, &openvpn_env("up", &vars[..1])));
+    assert!(err.contains("routing no split domain"), "{err}");
+    assert!(link(&d.status().await, "openvpn:lo:corp").is_some());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn networkmanager_dispatcher() {
     let public = public().await;
@@ -330,4 +465,117 @@ async fn ikev2_cfg_reply_to_validated_answer_and_pending_review() {
     child.stdin.take().unwrap().write_all(&hex::decode(&hex).unwrap()).unwrap();
     assert!(child.wait_with_output().unwrap().status.success());
     assert!(link(&d.status().await, "ike-8").is_some());
+}
+
+/// The files in packaging/hooks/, as (name, text).
+fn packaged_hooks() -> Vec<(String, String)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/hooks");
+    let mut files: Vec<(String, String)> = std::fs::read_dir(&dir)
+        .expect("packaging/hooks")
+        .map(|e| {
+            let path = e.expect("a directory entry").path();
+            let text = std::fs::read_to_string(&path).expect("a text file");
+            (path.file_name().unwrap().to_string_lossy().into_owned(), text)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn packaged_hooks_call_splitdns_by_absolute_path() {
+    // VPN clients run hooks with an environment of their own (OpenVPN's has no PATH): every
+    // command line, example lines in comments included, names the binary by its absolute path or
+    // through $SPLITDNS, whose default is that path. Prose mentions are in backquotes.
+    let files = packaged_hooks();
+    assert!(files.len() >= 6, "{files:?}");
+    for (name, text) in &files {
+        for (n, line) in text.lines().enumerate() {
+            for (at, _) in line.match_indices("splitdns hook") {
+                let before = &line[..at];
+                assert!(
+                    before.ends_with("/usr/bin/") || before.ends_with("\"$SPLITDNS\" ") || before.ends_with('`'),
+                    "{name}:{}: splitdns is not called by its absolute path: {line}",
+                    n + 1
+                );
+            }
+            if line.starts_with("SPLITDNS=") {
+                assert_eq!(line, "SPLITDNS=${SPLITDNS:-/usr/bin/splitdns}", "{name}:{}", n + 1);
+            }
+        }
+        if text.contains("\"$SPLITDNS\"") {
+            assert!(text.contains("\nSPLITDNS=${SPLITDNS:-/usr/bin/splitdns}\n"), "{name} never sets SPLITDNS");
+        }
+    }
+}
+
+/// Runs packaging/hooks/NAME the way a VPN client does (executed directly, with only `env`: no
+/// PATH), with SPLITDNS pointing at the binary under test and SPLITDNS_SOCKET at the daemon.
+fn packaged_hook(d: &Daemon, name: &str, args: &[&str], env: &[(&str, String)]) -> Output {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/hooks").join(name);
+    let mut c = Command::new(&script);
+    c.env_clear().env("SPLITDNS", bin()).env("SPLITDNS_SOCKET", &d.socket).args(args).stdin(Stdio::null());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap_or_else(|e| panic!("run {}: {e}", script.display()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packaged_hook_scripts_run_without_path() {
+    let public = public().await;
+    let internal = AuthServer::start_on_port_53(&[("corp.example.", &zone("corp.example.", CORP))]).await;
+    let d =
+        Daemon::start_with_config(&[public.addr()], &[], "[profiles.strongswan-corp]\ndomains = [\"corp.example\"]\n")
+            .await;
+    let ip = internal.addr().ip().to_string();
+
+    // The OpenVPN --dns-updown wrapper (also usable as --up/--down: it reads script_type).
+    let env = |script: &str| {
+        vec![
+            ("script_type", script.to_string()),
+            ("dev", "lo".to_string()),
+            ("dns_server_1_address_1", ip.clone()),
+            ("dns_server_1_resolve_domain_1", "corp.example".to_string()),
+        ]
+    };
+    ok(&packaged_hook(&d, "splitdns-openvpn-dns-updown", &[], &env("dns-up")));
+    up_route_down(&d, "openvpn:lo", "lo", &["corp.example"], || {
+        packaged_hook(&d, "splitdns-openvpn-dns-updown", &[], &env("dns-down"))
+    })
+    .await;
+
+    // The NetworkManager dispatcher script.
+    let env = |action: &str| {
+        vec![
+            ("NM_DISPATCHER_ACTION", action.to_string()),
+            ("CONNECTION_UUID", "0b7c6d4e-2b8a-4c61-9a3e-0d6b2f8e9a12".to_string()),
+            ("CONNECTION_ID", "corp".to_string()),
+            ("VPN_IP_IFACE", "lo".to_string()),
+            ("VPN_IP4_NAMESERVERS", ip.clone()),
+            ("VPN_IP4_DOMAINS", "corp.example".to_string()),
+        ]
+    };
+    ok(&packaged_hook(&d, "90-splitdns", &["lo", "vpn-up"], &env("vpn-up")));
+    up_route_down(&d, "nm:0b7c6d4e-2b8a-4c61-9a3e-0d6b2f8e9a12", "corp", &["corp.example"], || {
+        packaged_hook(&d, "90-splitdns", &["lo", "vpn-down"], &env("vpn-down"))
+    })
+    .await;
+
+    // The strongSwan updown wrapper (no chained updown script), domains from the profile config.
+    let env = |verb: &str| {
+        vec![
+            ("PLUTO_VERSION", "1.1".to_string()),
+            ("PLUTO_VERB", verb.to_string()),
+            ("PLUTO_CONNECTION", "strongswan-corp".to_string()),
+            ("PLUTO_UNIQUEID", "9".to_string()),
+            ("PLUTO_PEER", "198.51.100.1".to_string()),
+            ("PLUTO_DNS4_1", ip.clone()),
+        ]
+    };
+    ok(&packaged_hook(&d, "splitdns-updown-strongswan", &[], &env("up-client")));
+    up_route_down(&d, "strongswan:9", "strongswan-corp", &["corp.example"], || {
+        packaged_hook(&d, "splitdns-updown-strongswan", &[], &env("down-client"))
+    })
+    .await;
 }

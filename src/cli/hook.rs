@@ -1,10 +1,18 @@
 //! `splitdns hook KIND …`: what a VPN client runs when a connection comes up or goes down.
 //!
 //! Reads the client's own environment and arguments (src/hooks), turns them into `link up` /
-//! `link down` on the control socket, and never hangs the VPN: the whole call is bounded by
-//! [`HOOK_TIMEOUT`]. A down event always exits 0 (teardown must not be blocked; an unknown id is
+//! `link down` on the control socket, and never hangs the VPN: each call to the daemon is bounded
+//! by [`HOOK_TIMEOUT`]. A down event always exits 0 (teardown must not be blocked; an unknown id is
 //! fine). An up event that could not be applied exits 1 with the reason on stderr: clients such as
-//! OpenVPN then refuse the connection rather than run it with DNS that does not split.
+//! OpenVPN and wg-quick then refuse the connection rather than run it with DNS that does not split.
+//!
+//! "Could not be applied" includes a link the daemon took but whose split domains it all refused
+//! (another VPN owns them, a public suffix, …): the tunnel would run with none of its names routed
+//! to it. The hook then sends `link down` for that id itself, since a client whose up script failed
+//! does not run its down script, and exits 1 with each refusal's reason. Two cases still succeed:
+//! an up event with no split domain at all (a full tunnel, or wg-quick with servers only), and a
+//! full-tunnel link, whose split domains are ignored by design (RFC 8598 §2). A link with some
+//! domains routed and some refused succeeds, and says which are not routed.
 
 use std::io::Read;
 use std::path::Path;
@@ -52,8 +60,9 @@ enum HookKind {
     Strongswan,
     /// libreswan updown (`leftupdown=`).
     Libreswan,
-    /// OpenVPN `--up`/`--down` (foreign_option_N) or 2.7 `--dns-updown` (dns_server_N_*). The
-    /// arguments OpenVPN appends (device, MTU, addresses, init|restart) are accepted and ignored.
+    /// OpenVPN `--up`/`--down` (foreign_option_N, and the dns_server_N_* variables 2.6 sets beside
+    /// them) or 2.7 `--dns-updown` (dns_server_N_*). The arguments OpenVPN appends (device, MTU,
+    /// addresses, init|restart) are accepted and ignored.
     Openvpn {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
         args: Vec<String>,
@@ -135,15 +144,48 @@ fn spec_from(up: LinkUp) -> LinkSpec {
     }
 }
 
+/// True when the daemon took the link but refused every split domain it had (after the profile's
+/// settings), so the tunnel would run with DNS that does not split. A link without split domains
+/// and a full-tunnel link (whose domains are ignored by design) are not such a failure.
+fn routes_nothing_it_asked_for(r: &LinkUpResult, full_tunnel: bool) -> bool {
+    !full_tunnel && r.accepted.is_empty() && !r.refused.is_empty()
+}
+
+/// Takes a link that routes none of its split domains down again, and returns the error to exit
+/// with: each refusal's reason, whether the link is gone, and what to do next.
+async fn undo_refused_link(kind: &str, r: &LinkUpResult, socket: &Path) -> anyhow::Error {
+    let reasons: Vec<String> = r.refused.iter().map(|rf| format!("{}: {}", rf.domain, rf.reason)).collect();
+    let cleanup = match call::<LinkDownResult>(socket, &Request::LinkDown { id: r.id.clone() }, HOOK_TIMEOUT).await {
+        Ok(_) => "the link was taken down again, so that this VPN connection does not run with DNS that \
+                  does not split"
+            .to_string(),
+        Err(e) => format!(
+            "and it could not be taken down again ({e:#}): run `splitdns link down --id {}` once the daemon answers",
+            r.id
+        ),
+    };
+    anyhow::anyhow!(
+        "hook {kind}: link {} refused: none of its split domains is routed to it ({}); {cleanup}. \
+         Fix what the reasons say (e.g. disconnect the VPN that owns the domain; `splitdns status` \
+         lists the links), then reconnect",
+        r.id,
+        reasons.join("; ")
+    )
+}
+
 async fn send(kind: &str, event: HookEvent, socket: &Path) -> anyhow::Result<()> {
     match event {
         HookEvent::Up(up) => {
             let spec = spec_from(up);
             spec.validate()?;
             let id = spec.id.clone();
+            let full_tunnel = spec.full_tunnel;
             let r: LinkUpResult = call(socket, &Request::LinkUp { link: spec }, HOOK_TIMEOUT)
                 .await
                 .with_context(|| format!("splitdns hook {kind}: link {id} not applied"))?;
+            if routes_nothing_it_asked_for(&r, full_tunnel) {
+                return Err(undo_refused_link(kind, &r, socket).await);
+            }
             eprintln!(
                 "splitdns hook {kind}: link {} up, routing {}",
                 r.id,
@@ -166,5 +208,36 @@ async fn send(kind: &str, event: HookEvent, socket: &Path) -> anyhow::Result<()>
             }
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::table::Refusal;
+
+    fn result(accepted: &[&str], refused: &[&str]) -> LinkUpResult {
+        LinkUpResult {
+            id: "openvpn:tun0:corp".into(),
+            accepted: accepted.iter().map(|d| d.to_string()).collect(),
+            refused: refused
+                .iter()
+                .map(|d| Refusal { domain: d.parse().expect("a domain"), reason: "owned elsewhere".into() })
+                .collect(),
+            anchors: vec![],
+            replaced: vec![],
+            default_route: false,
+            warnings: vec![],
+        }
+    }
+
+    #[test]
+    fn an_up_fails_only_when_every_split_domain_is_refused() {
+        assert!(routes_nothing_it_asked_for(&result(&[], &["corp.example"]), false));
+        assert!(routes_nothing_it_asked_for(&result(&[], &["corp.example", "com"]), false));
+        // Partly routed, nothing asked for, or a full tunnel (domains ignored by design): success.
+        assert!(!routes_nothing_it_asked_for(&result(&["lab.example"], &["corp.example"]), false));
+        assert!(!routes_nothing_it_asked_for(&result(&[], &[]), false));
+        assert!(!routes_nothing_it_asked_for(&result(&[], &["corp.example"]), true));
     }
 }

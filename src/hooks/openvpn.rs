@@ -1,25 +1,44 @@
-//! OpenVPN: classic `--up`/`--down` scripts, and the OpenVPN 2.7 `--dns-updown` command.
+//! OpenVPN: classic `--up`/`--down` scripts (every 2.x), and the OpenVPN 2.7 `--dns-updown` command.
 //!
-//! `script_type` tells them apart:
+//! `script_type` tells them apart, and decides which variables are read:
 //!
-//! - `up` / `down` (all 2.x versions): each pushed `dhcp-option` is in `foreign_option_<n>` (n from 1)
-//!   as `dhcp-option TYPE value`. Read: `DNS` and `DNS6` (servers), `DOMAIN-ROUTE` (routing, the
-//!   update-systemd-resolved convention), `DOMAIN`, `DOMAIN-SEARCH` and `ADAPTER_DOMAIN_SUFFIX`
-//!   (search). Other dhcp-options (WINS, NBT, NTP, DNSSEC, …) and other foreign options are ignored.
-//!   (With an `--up` script, OpenVPN 2.7 also hands `--dns` settings over as `foreign_option_<n>`.)
+//! - `up` (all 2.x versions): two families, read whenever they are present.
+//!   - `foreign_option_<n>` (n from 1), one per pushed `dhcp-option`, as `dhcp-option TYPE value`.
+//!     Read: `DNS` and `DNS6` (servers), `DOMAIN-ROUTE` (routing, the update-systemd-resolved
+//!     convention), `DOMAIN`, `DOMAIN-SEARCH` and `ADAPTER_DOMAIN_SUFFIX` (search). Other dhcp-options
+//!     (WINS, NBT, NTP, DNSSEC, …) and other foreign options are ignored.
+//!   - the `--dns` variables described under `dns-up` below. OpenVPN 2.6 sets them for the `--up`
+//!     script when the server pushes `dns server …` / `dns search-domains …`, *and* translates the
+//!     same settings into `foreign_option_<n>` for older scripts (`options.c`
+//!     `foreign_options_copy_dns()`): pushed `dhcp-option DNS|DNS6` entries are dropped, every server
+//!     block's addresses become `dhcp-option DNS|DNS6` (ports and resolve-domains are lost), search
+//!     domains become `dhcp-option DOMAIN-SEARCH`. A script that reads only `foreign_option_<n>`
+//!     sees the servers but never the resolve-domains, and routes nothing. (OpenVPN 2.7 with an
+//!     `--up` script does the same translation; both cases are read the same way.)
+//!
+//!   How they combine: when any `dns_server_<i>_…` variable is set, the `--dns` block is
+//!   authoritative for the servers (the one split block, with its ports, chosen as below) and the
+//!   `dhcp-option DNS|DNS6` foreign options are ignored, since they are only OpenVPN's lossy
+//!   translation of the same block(s). Domains are merged: the block's resolve-domains and any
+//!   `DOMAIN-ROUTE` are routing domains; `dns_search_domain_<i>` and `DOMAIN`, `DOMAIN-SEARCH`,
+//!   `ADAPTER_DOMAIN_SUFFIX` are search domains; `--dns` ones first, duplicates removed. Without
+//!   `dns_server_<i>_…` the servers come from the foreign options. Both families are checked: a
+//!   malformed value in either is an error naming the variable.
+//! - `down` (all 2.x): nothing but the identity below is read.
 //! - `dns-up` / `dns-down` (2.7 `--dns-updown`, from `src/openvpn/dns.c` `setenv_dns_options()`):
 //!   `dns_server_<i>_address_<j>`, `dns_server_<i>_port_<j>`, `dns_server_<i>_resolve_domain_<j>`
 //!   (routing), `dns_server_<i>_dnssec`, `dns_server_<i>_transport`, `dns_search_domain_<i>` (search).
 //!   When OpenVPN runs the command unprivileged it sets only `dns_vars_file`, a file of `name=value`
 //!   lines (shell syntax, values possibly single-quoted) holding the same variables: it is read
-//!   instead of the environment.
+//!   instead of the environment. `foreign_option_<n>` is not read here.
 //! - anything else (`route-up`, `ipchange`, …) is ignored.
 //!
 //! Identity: `dev` is the tunnel device and the `interface`. The id is `openvpn:<dev>`, plus
 //! `:<config stem>` when `config` is set (classic scripts get it; `--dns-updown` does not, so its ids
-//! have the device only; within one mode up and down have the same id). The profile is the stem of
-//! `config` (`/etc/openvpn/client/corp.conf` → `corp`), else `dev`: with `--dns-updown`, name the device
-//! after the profile (`dev corp` + `dev-type tun`) to get a meaningful profile.
+//! have the device only; within one mode up and down have the same id, and the DNS variables never
+//! change it). The profile is the stem of `config` (`/etc/openvpn/client/corp.conf` → `corp`), else
+//! `dev`: with `--dns-updown`, name the device after the profile (`dev corp` + `dev-type tun`) to get
+//! a meaningful profile.
 //!
 //! Several `--dns server` blocks: a link has one set of servers, so one block is used. The split one is
 //! the first block (lowest i) that has resolve-domains; if none has any, the first block, with no
@@ -88,11 +107,17 @@ fn event_from(env: &Env) -> Result<Option<HookEvent>, HookError> {
     if !up {
         return Ok(Some(HookEvent::Down { id }));
     }
-    let dns = if dns_updown { dns_updown_options(env)? } else { foreign_options(env)? };
+    let dns = if dns_updown { dns_updown_options(env)? } else { up_options(env)? };
     if dns.servers.is_empty() {
+        let block = dns.block.unwrap_or(1);
+        let missing = if dns_updown || has_dns_servers(env) {
+            format!("no dns_server_{block}_address_1")
+        } else {
+            "no foreign_option_<n> = dhcp-option DNS, and no dns_server_1_address_1".to_string()
+        };
         return Err(HookError::new(format!(
-            "OpenVPN gave no DNS server for {dev} ({}): the server must push one",
-            if dns_updown { "no dns_server_1_address_1" } else { "no foreign_option_<n> = dhcp-option DNS" }
+            "OpenVPN gave no DNS server for {dev} ({missing}): the server must push one \
+             (`push \"dhcp-option DNS …\"` or `push \"dns server 1 address …\"`)"
         )));
     }
     Ok(Some(HookEvent::Up(LinkUp {
@@ -108,6 +133,8 @@ fn event_from(env: &Env) -> Result<Option<HookEvent>, HookError> {
 
 #[derive(Default)]
 struct Dns {
+    /// The `--dns server` block the servers came from (i of `dns_server_<i>_…`), if one was chosen.
+    block: Option<u32>,
     servers: Vec<ServerAddr>,
     routing: Vec<DomainName>,
     search: Vec<DomainName>,
@@ -135,6 +162,33 @@ fn numbered<'a>(env: &'a Env, prefix: &str) -> Result<Vec<(&'a str, &'a str)>, H
 
 fn domain(name: &str, value: &str, word: &str) -> Result<DomainName, HookError> {
     DomainName::parse(word).map_err(|e| HookError::new(format!("{name}={value:?}: {e}")))
+}
+
+/// Whether OpenVPN set any `--dns server` variable.
+fn has_dns_servers(env: &Env) -> bool {
+    env.keys().any(|k| k.starts_with("dns_server_"))
+}
+
+/// What an `up` script gets: the foreign options, combined with the `--dns` variables when OpenVPN
+/// set them (see the module documentation for the rules).
+fn up_options(env: &Env) -> Result<Dns, HookError> {
+    let legacy = foreign_options(env)?;
+    if !has_dns_servers(env) && !env.keys().any(|k| k.starts_with("dns_search_domain_")) {
+        return Ok(legacy);
+    }
+    let mut dns = dns_updown_options(env)?;
+    if !has_dns_servers(env) {
+        dns.servers = legacy.servers;
+    }
+    // Otherwise the foreign options' DNS/DNS6 are OpenVPN's translation of the `--dns` servers
+    // (every block's addresses, ports dropped): the block chosen above is what counts.
+    for d in legacy.routing {
+        push(&mut dns.routing, d);
+    }
+    for d in legacy.search {
+        push(&mut dns.search, d);
+    }
+    Ok(dns)
 }
 
 /// `foreign_option_<n>=dhcp-option TYPE value`.
@@ -247,7 +301,8 @@ fn dns_updown_options(env: &Env) -> Result<Dns, HookError> {
     }
     // The split block: the first with resolve-domains, else the first.
     let chosen = blocks.iter().find(|(_, b)| !b.domains.is_empty()).or_else(|| blocks.iter().next());
-    if let Some((_, block)) = chosen {
+    if let Some((i, block)) = chosen {
+        dns.block = Some(*i);
         if let Some((name, transport)) = &block.transport
             && transport != "plain"
         {
@@ -468,6 +523,100 @@ mod tests {
         let mut env = dns_up();
         env.retain(|k, _| !k.contains("_address_") && !k.contains("_port_"));
         assert!(err(&env).contains("dns_server_1_address_1"));
+    }
+
+    /// What an OpenVPN 2.6 client's `--up` script sees after the server pushed `dns server 1 address
+    /// 10.9.0.53`, `dns server 1 resolve-domains corp.example` and `dhcp-option DOMAIN
+    /// lab.corp.example`: the `--dns` variables and their `foreign_option_<n>` translation.
+    fn up_with_dns_push() -> Env {
+        env(&[
+            ("script_type", "up"),
+            ("dev", "tun0"),
+            ("config", "/etc/openvpn/client/corp.conf"),
+            ("dns_server_1_address_1", "10.9.0.53"),
+            ("dns_server_1_resolve_domain_1", "corp.example"),
+            ("foreign_option_1", "dhcp-option DOMAIN lab.corp.example"),
+            ("foreign_option_2", "dhcp-option DNS 10.9.0.53"),
+        ])
+    }
+
+    #[test]
+    fn up_reads_openvpn_26_dns_variables_beside_their_foreign_option_translation() {
+        let link = up(&up_with_dns_push());
+        assert_eq!(link.id, "openvpn:tun0:corp");
+        assert_eq!(link.profile.as_deref(), Some("corp"));
+        assert_eq!(servers(&link), ["10.9.0.53"]);
+        assert_eq!(names(&link.routing_domains), ["corp.example"]);
+        assert_eq!(names(&link.search_domains), ["lab.corp.example"]);
+        // The down event of the same connection has the same id: the DNS variables do not change it.
+        let down = with(up_with_dns_push(), &[("script_type", "down")]);
+        assert_eq!(event(&down, &[]), Ok(Some(HookEvent::Down { id: link.id })));
+    }
+
+    #[test]
+    fn up_takes_servers_from_the_dns_block_not_from_the_translation() {
+        // A port, which the translation drops, and a second block without resolve-domains, whose
+        // address the translation lists too: the split block's servers are the link's servers.
+        let env = with(
+            up_with_dns_push(),
+            &[
+                ("dns_server_1_port_1", "5353"),
+                ("dns_server_2_address_1", "10.9.1.53"),
+                ("dns_search_domain_1", "corp.example"),
+                ("foreign_option_3", "dhcp-option DNS 10.9.1.53"),
+                ("foreign_option_4", "dhcp-option DOMAIN-SEARCH corp.example"),
+                ("foreign_option_5", "dhcp-option DOMAIN-ROUTE 9.10.in-addr.arpa"),
+            ],
+        );
+        let link = up(&env);
+        assert_eq!(servers(&link), ["10.9.0.53:5353"]);
+        // Domains from both families, `--dns` ones first, each once.
+        assert_eq!(names(&link.routing_domains), ["corp.example", "9.10.in-addr.arpa"]);
+        assert_eq!(names(&link.search_domains), ["corp.example", "lab.corp.example"]);
+        // Search domains alone (no dns_server_*): servers still come from the foreign options.
+        let mut env = env;
+        env.retain(|k, _| !k.starts_with("dns_server_"));
+        let link = up(&env);
+        assert_eq!(servers(&link), ["10.9.0.53", "10.9.1.53"]);
+        assert_eq!(names(&link.search_domains), ["corp.example", "lab.corp.example"]);
+        assert_eq!(names(&link.routing_domains), ["9.10.in-addr.arpa"]);
+    }
+
+    #[test]
+    fn up_with_only_dhcp_option_dns_and_domain() {
+        // What most OpenVPN servers push: `dhcp-option DNS` and `dhcp-option DOMAIN`, nothing else.
+        let env = env(&[
+            ("script_type", "up"),
+            ("dev", "tun0"),
+            ("config", "corp.conf"),
+            ("foreign_option_1", "dhcp-option DNS 10.8.0.1"),
+            ("foreign_option_2", "dhcp-option DOMAIN corp.example"),
+        ]);
+        let link = up(&env);
+        assert_eq!(servers(&link), ["10.8.0.1"]);
+        assert!(link.routing_domains.is_empty(), "{:?}", link.routing_domains);
+        // A search domain: the daemon routes it unless the profile says `search_domains = false`.
+        assert_eq!(names(&link.search_domains), ["corp.example"]);
+    }
+
+    #[test]
+    fn up_with_a_malformed_dns_server_variable_is_an_error_naming_it() {
+        for (k, v) in [
+            ("dns_server_1_address_1", "10.9.0.x"),
+            ("dns_server_1_resolve_domain_1", "corp example"),
+            ("dns_server_1_port_1", "0"),
+            ("dns_search_domain_1", "-bad.example"),
+        ] {
+            let e = err(&with(up_with_dns_push(), &[(k, v)]));
+            assert!(e.contains(k) && e.contains(v), "{k}={v}: {e}");
+        }
+        let e = err(&with(up_with_dns_push(), &[("dns_server_x_address_1", "10.9.0.53")]));
+        assert!(e.contains("dns_server_x_address_1"), "{e}");
+        // A block with domains but no address: no server, said plainly.
+        let mut env = up_with_dns_push();
+        env.remove("dns_server_1_address_1");
+        let e = err(&env);
+        assert!(e.contains("dns_server_1_address_1") && e.contains("tun0"), "{e}");
     }
 
     #[test]

@@ -58,6 +58,16 @@ pub enum UdpMode {
     Blackhole,
 }
 
+/// Where an [`AuthServer`] listens.
+enum Bind {
+    /// 127.0.0.1, an ephemeral port.
+    Ephemeral,
+    /// Port 53 of a random 127.53.x.y.
+    Port53,
+    /// Exactly this address.
+    At(SocketAddr),
+}
+
 /// Behaviour knobs for [`AuthServer::start_with`].
 #[derive(Clone, Debug)]
 pub struct AuthOptions {
@@ -110,15 +120,21 @@ impl AuthServer {
     /// VPN clients pass server addresses without a port (strongSwan, libreswan, NetworkManager).
     /// Needs root or CAP_NET_BIND_SERVICE, as CI has.
     pub async fn start_on_port_53(zones: &[(&str, &str)]) -> AuthServer {
-        Self::start_inner(AuthOptions::default(), zones, Some(53)).await
+        Self::start_inner(AuthOptions::default(), zones, Bind::Port53).await
+    }
+
+    /// Starts a server for `zones` on `addr` (UDP and TCP), e.g. `0.0.0.0:53` inside a network
+    /// namespace of the test's own. Panics if it cannot bind.
+    pub async fn start_on(addr: SocketAddr, zones: &[(&str, &str)]) -> AuthServer {
+        Self::start_inner(AuthOptions::default(), zones, Bind::At(addr)).await
     }
 
     /// Starts a server for `zones` with the given behaviour. Panics on bad zone text or bind failure.
     pub async fn start_with(opts: AuthOptions, zones: &[(&str, &str)]) -> AuthServer {
-        Self::start_inner(opts, zones, None).await
+        Self::start_inner(opts, zones, Bind::Ephemeral).await
     }
 
-    async fn start_inner(opts: AuthOptions, zones: &[(&str, &str)], port: Option<u16>) -> AuthServer {
+    async fn start_inner(opts: AuthOptions, zones: &[(&str, &str)], bind: Bind) -> AuthServer {
         let mut catalog = Catalog::new();
         for (name, text) in zones {
             let origin = Name::from_ascii(name).expect("zone origin is a valid name");
@@ -137,10 +153,11 @@ impl AuthServer {
         }
 
         let ip = opts.ip.unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
-        let (udp, tcp) = match (port, opts.port) {
-            (None, None) => bind_pair(ip, opts.tcp).await,
-            (None, Some(port)) => bind_exact(std::net::SocketAddr::new(ip, port), opts.tcp).await,
-            (Some(port), _) => bind_fixed_port(port).await,
+        let (udp, tcp) = match (bind, opts.port) {
+            (Bind::Ephemeral, None) => bind_pair(ip, opts.tcp).await,
+            (Bind::Ephemeral, Some(port)) => bind_exact(SocketAddr::new(ip, port), opts.tcp).await,
+            (Bind::Port53, _) => bind_fixed_port(53).await,
+            (Bind::At(addr), _) => bind_exact(addr, opts.tcp).await,
         };
         let addr = udp.local_addr().expect("udp local addr");
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -158,7 +175,8 @@ impl AuthServer {
         AuthServer { addr, log, server: Some(server), _blackhole: blackhole }
     }
 
-    /// `127.0.0.1:<port>`, valid for both UDP and TCP.
+    /// The address it listens on (`127.0.0.1:<port>` unless started elsewhere), valid for both UDP
+    /// and TCP.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }

@@ -20,6 +20,8 @@ pub struct Daemon {
     pub upstream: Vec<SocketAddr>,
     extra: Vec<String>,
     log: PathBuf,
+    /// The network namespace the daemon runs in (`ip netns exec NAME`), if not the test's own.
+    netns: Option<String>,
 }
 
 /// Runs `cmd` with no standard input; returns (success, stdout, stderr).
@@ -45,6 +47,22 @@ impl Daemon {
 
     /// Starts a daemon in `dir` (which may already hold its config.toml or whitelist).
     async fn start_in(dir: tempfile::TempDir, upstream: &[SocketAddr], extra: &[&str]) -> Daemon {
+        Self::start_in_netns(dir, None, upstream, extra).await
+    }
+
+    /// Starts a daemon inside the network namespace `netns` (`ip netns exec`, so root only). Its
+    /// DNS address is reachable only inside that namespace; its control socket is a path, reachable
+    /// from the test.
+    pub async fn start_in_network_namespace(netns: &str, upstream: &[SocketAddr], extra: &[&str]) -> Daemon {
+        Self::start_in_netns(tempfile::tempdir().expect("tempdir"), Some(netns), upstream, extra).await
+    }
+
+    async fn start_in_netns(
+        dir: tempfile::TempDir,
+        netns: Option<&str>,
+        upstream: &[SocketAddr],
+        extra: &[&str],
+    ) -> Daemon {
         let mut d = Daemon {
             child: None,
             socket: dir.path().join("control.sock"),
@@ -53,6 +71,7 @@ impl Daemon {
             upstream: upstream.to_vec(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             log: dir.path().join("daemon.log"),
+            netns: netns.map(str::to_string),
             dir,
         };
         d.spawn("127.0.0.1:0".parse().unwrap()).await;
@@ -60,7 +79,27 @@ impl Daemon {
     }
 
     async fn spawn(&mut self, listen: SocketAddr) {
-        let mut cmd = Command::new(bin());
+        let mut cmd = match &self.netns {
+            None => Command::new(bin()),
+            // `ip netns exec` execs the binary: the child's pid is the daemon's.
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, bin()]);
+                // A daemon left in a namespace is hard to find: have it stop when the test thread
+                // ends, even if the test binary is killed before Drop runs.
+                use std::os::unix::process::CommandExt;
+                // SAFETY: prctl(2) is async-signal-safe and touches only the child.
+                unsafe {
+                    c.pre_exec(|| {
+                        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                        Ok(())
+                    });
+                }
+                c
+            }
+        };
         cmd.arg("--control-socket").arg(&self.socket).arg("daemon");
         cmd.arg("--listen").arg(listen.to_string());
         cmd.arg("--state-dir").arg(&self.state_dir);
