@@ -214,7 +214,7 @@ async fn send(kind: &str, event: HookEvent, socket: &Path) -> anyhow::Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::table::Refusal;
+    use crate::state::table::{Refusal, RefusalKind};
 
     fn result(accepted: &[&str], refused: &[&str]) -> LinkUpResult {
         LinkUpResult {
@@ -222,7 +222,11 @@ mod tests {
             accepted: accepted.iter().map(|d| d.to_string()).collect(),
             refused: refused
                 .iter()
-                .map(|d| Refusal { domain: d.parse().expect("a domain"), reason: "owned elsewhere".into() })
+                .map(|d| Refusal {
+                    domain: d.parse().expect("a domain"),
+                    kind: RefusalKind::Conflict,
+                    reason: "owned elsewhere".into(),
+                })
                 .collect(),
             anchors: vec![],
             replaced: vec![],
