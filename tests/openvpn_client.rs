@@ -7,9 +7,10 @@
 //! `dhcp-option DOMAIN`, and 2.6's `dns server 1 address` + `dns server 1 resolve-domains`): the
 //! link comes up with the right domains; `splitdns query` (over the control socket, a path that
 //! crosses namespaces) answers a corp name from the server's DNS through the tunnel; a client
-//! stopped with SIGTERM runs its down script and the link is gone. Also: an up whose only domain
-//! another VPN owns makes the real client give up, and what a SIGKILLed client leaves behind
-//! (printed, not asserted: no down script runs).
+//! stopped with SIGTERM runs its down script and the link is gone; one killed with SIGKILL runs no
+//! script, but its tun device vanishes and the link goes with it (and the next connection on a new
+//! tun0 gets its domain). Also: an up whose only domain another VPN owns makes the real client give
+//! up, leaving no link behind.
 //!
 //! The tunnel's DNS server is a hickory authority from tests/common, run on a thread that first
 //! enters the server's namespace with setns(2), then creates its runtime and sockets there: the
@@ -583,23 +584,29 @@ async fn openvpn_26_client_with_pushed_dns_server_resolve_domains() {
     let vars = script_env(&lab);
     assert_eq!(vars.get("dns_server_1_resolve_domain_1").map(String::as_str), Some("corp.example"), "{vars:?}");
 
-    // SIGKILL: no down script runs. Recorded, not asserted: what is left is the daemon's business.
+    // SIGKILL: no down script runs, but tun0 goes with the process and the daemon hears of it on
+    // rtnetlink: the link is torn down as if the down script had run.
     lab.start_client(&d);
     wait_for_link(&d, &lab, true, Duration::from_secs(10)).await;
     lab.client.as_ref().expect("the client").signal(nix::sys::signal::Signal::SIGKILL);
+    let killed = Instant::now();
     let status = lab.client.as_mut().expect("the client").wait_exit(Duration::from_secs(5));
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let st = d.status().await;
-    let tun = sh("ip", &["-n", &lab.client_ns.name, "link", "show", "tun0"]);
+    assert!(status.is_some(), "the client did not die on SIGKILL");
+    let st = wait_for_link(&d, &lab, false, Duration::from_secs(5)).await;
+    eprintln!("after SIGKILL: link {LINK} gone {:?} after the kill", killed.elapsed());
+    let removed = st["removed_links"].as_array().unwrap().iter().find(|r| r["id"] == LINK).cloned();
+    let removed = removed.unwrap_or_else(|| panic!("{LINK} not among the removed links: {st}"));
+    assert_eq!(removed["reason"], "interface-gone", "{removed}");
+    assert!(sh("ip", &["-n", &lab.client_ns.name, "link", "show", "tun0"]).is_err(), "tun0 outlived the client");
     let q = query(&d, "www.corp.example");
-    eprintln!(
-        "after SIGKILL ({status:?}): link {LINK} {}; tun0 {}; www.corp.example: rcode {} answers {} route {} error {}",
-        if status_link(&st, LINK).is_some() { "still listed" } else { "gone" },
-        if tun.is_ok() { "still exists" } else { "is gone" },
-        q["rcode"],
-        answers(&q),
-        q["route"],
-        q["error"]
-    );
+    assert!(answers(&q).contains(PUBLIC_WWW), "after the tunnel vanished, corp names are public again: {q}");
+
+    // The next connection comes up on a new tun0 and gets its domain: nothing stale is in the way.
+    lab.start_client(&d);
+    let st = wait_for_link(&d, &lab, true, Duration::from_secs(10)).await;
+    let link = status_link(&st, LINK).expect("the link");
+    assert_eq!(link["domains"], serde_json::json!(["corp.example"]), "{link}");
+    let q = query(&d, "www.corp.example");
+    assert!(answers(&q).contains(CORP_WWW), "{q}");
     assert_came_through_the_tunnel(&tunnel_dns.stop());
 }
