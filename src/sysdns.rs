@@ -32,6 +32,13 @@ use serde::{Deserialize, Serialize};
 use crate::domain::DomainName;
 use crate::state::ServerAddr;
 
+pub mod nm;
+
+pub use nm::{
+    NM_CONF, NM_CONF_DROPIN, NM_NO_STUB_RESOLV_CONF, NM_RUN_DIR, NetworkManager, NmSetting, network_manager,
+    nm_manages_resolv_conf,
+};
+
 /// Marks every file splitdns writes into the system's configuration.
 pub const MARKER: &str = "managed by splitdns";
 pub const RESOLV_CONF: &str = "/etc/resolv.conf";
