@@ -28,8 +28,9 @@
 //! changed); a file someone else rewrote since is left alone unless forced.
 //!
 //! Loop guard: the daemon takes its default upstream from `/etc/resolv.conf`, which after `enable`
-//! names the agent itself. So `enable` also saves the system's real servers in [`UPSTREAM_FILE`]
-//! (resolv.conf syntax) for the daemon to prefer while it exists.
+//! names the agent itself. It follows live lists of the system's servers instead
+//! ([`NM_NO_STUB_RESOLV_CONF`], [`RESOLVED_RESOLV_CONF`]); `enable` also saves the servers it finds in
+//! [`UPSTREAM_FILE`] (resolv.conf syntax) as the fallback for when no live list exists (plain mode).
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
@@ -65,7 +66,8 @@ pub const MACOS_RESOLVER_DIR: &str = "/etc/resolver";
 /// (`/var/lib/splitdns` belongs to the unprivileged daemon user, and `disable` acts on this as root).
 pub const STATE_DIR: &str = "/var/lib/splitdns-system";
 pub const MANIFEST_NAME: &str = "manifest.json";
-/// The system's own DNS servers from before `enable`, for the daemon's default upstream.
+/// The system's own DNS servers as `enable` last found them: the daemon's fallback upstream when no
+/// live list ([`NM_NO_STUB_RESOLV_CONF`], [`RESOLVED_RESOLV_CONF`]) exists.
 /// Root-owned, world-readable: the daemon reads it, nothing but `enable` writes it.
 pub const UPSTREAM_FILE: &str = "/var/lib/splitdns-system/upstream.resolv.conf";
 const RESOLVED_STUB: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 53));
@@ -529,7 +531,7 @@ fn nm_dropin_text() -> String {
     )
 }
 
-/// The system's own servers, for the daemon's default upstream (None in macOS mode).
+/// The system's own servers, for the daemon's fallback upstream (None in macOS mode).
 fn system_servers(root: &Root, mode: Mode, address: SocketAddr, old: Option<&Manifest>) -> Option<Vec<IpAddr>> {
     let usable = |text: &str| -> Vec<IpAddr> {
         nameservers(text)
@@ -563,9 +565,10 @@ fn system_servers(root: &Root, mode: Mode, address: SocketAddr, old: Option<&Man
 
 fn upstream_text(servers: &[IpAddr], at: u64) -> String {
     let mut t = format!(
-        "# {MARKER}: the system's DNS servers from before `splitdns system-dns enable` (Unix time {at}).\n\
-         # The daemon uses them as its default upstream while this file exists; after a network change\n\
-         # run `splitdns system-dns enable` again to refresh them.\n"
+        "# {MARKER}: the system's DNS servers as `splitdns system-dns enable` found them (Unix time {at}).\n\
+         # A fallback only: the daemon follows the live list ({NM_NO_STUB_RESOLV_CONF} or\n\
+         # {RESOLVED_RESOLV_CONF}) and uses these servers while no live list exists. Run\n\
+         # `splitdns system-dns enable` again to refresh them.\n"
     );
     for s in servers {
         t.push_str(&format!("nameserver {s}\n"));

@@ -451,8 +451,9 @@ fn network_manager_gets_a_dropin_and_disable_removes_exactly_it() {
     assert!(rc.starts_with("# managed by splitdns"), "{rc}");
     assert!(rc.ends_with("\nnameserver 127.0.0.1\nsearch lan corp.example\noptions edns0 trust-ad\n"), "{rc}");
     assert!(!rc.contains("192.0.2.1"), "{rc}");
-    // The saved upstream: NetworkManager's real servers, not resolv.conf's.
+    // The fallback upstream: NetworkManager's real servers, not resolv.conf's.
     let up = s.read("/var/lib/splitdns-system/upstream.resolv.conf");
+    assert!(up.contains("A fallback only"), "{up}");
     assert!(up.ends_with("nameserver 192.0.2.53\nnameserver 2001:db8::53\n"), "{up}");
     s.assert_nm_untouched();
 

@@ -33,7 +33,7 @@ pub struct SystemDnsArgs {
 #[derive(Subcommand, Debug)]
 enum Action {
     /// Point the system's resolver at the agent, saving what was there. Run again after a network
-    /// change to refresh the daemon's saved upstream servers.
+    /// change to refresh the daemon's saved fallback servers (what it uses with a plain resolv.conf).
     ///
     /// systemd-resolved: a drop-in with DNS=<agent> and Domains=~.; NetworkManager: a drop-in with
     /// rc-manager=unmanaged so it stops rewriting /etc/resolv.conf, then the plain rewrite; a plain
@@ -154,13 +154,21 @@ async fn enable(root: &Root, args: EnableArgs, socket: &Path) -> anyhow::Result<
     if let Some(servers) = &done.upstream {
         let list: Vec<String> = servers.iter().map(ToString::to_string).collect();
         println!(
-            "  saved   {} (the daemon's default upstream): {}",
+            "  saved   {} (the daemon's fallback upstream): {}",
             root.path(sysdns::UPSTREAM_FILE).display(),
             if list.is_empty() { "(none)".into() } else { list.join(", ") }
         );
-        println!(
-            "          reload the daemon (SIGHUP) to use them; after a network change run `splitdns system-dns enable` again"
-        );
+        match done.mode {
+            Mode::NetworkManager => {
+                println!("          the daemon follows {} and falls back on these", sysdns::NM_NO_STUB_RESOLV_CONF)
+            }
+            Mode::Resolved => {
+                println!("          the daemon follows {} and falls back on these", sysdns::RESOLVED_RESOLV_CONF)
+            }
+            _ => println!(
+                "          reload the daemon (SIGHUP) to use them; after a network change run `splitdns system-dns enable` again"
+            ),
+        }
     }
     for n in &done.notes {
         eprintln!("warning: {n}");
@@ -309,7 +317,7 @@ fn status(root: &Root, json: bool) -> anyhow::Result<()> {
         if let (Some(p), Some(servers)) = (&r.upstream_file, &r.upstream) {
             let list: Vec<String> = servers.iter().map(ToString::to_string).collect();
             println!(
-                "daemon upstream saved in {}: {}",
+                "daemon's fallback upstream saved in {}: {}",
                 p.display(),
                 if list.is_empty() { "(none)".into() } else { list.join(", ") }
             );
