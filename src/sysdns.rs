@@ -1,23 +1,36 @@
 //! Pointing the system's resolver at the agent, and back (`splitdns system-dns enable|disable|status`).
 //!
-//! Never implicit: only the explicit command changes system files. Three ways, chosen by [`detect`]:
+//! Never implicit: only the explicit command changes system files. Four ways, chosen by [`detect`]
+//! from who manages `/etc/resolv.conf` ([`Manager`]):
 //!
 //! - **systemd-resolved** (`/etc/resolv.conf` is its stub): a drop-in
 //!   `/etc/systemd/resolved.conf.d/zz-splitdns.conf` with `DNS=<agent>` and `Domains=~.`, so resolved
-//!   sends every name to the agent; `/etc/resolv.conf` is left alone.
-//! - **plain** `/etc/resolv.conf`: saved byte for byte (or, for a symbolic link, its target), then
-//!   rewritten to `nameserver <agent>` plus the original `search`/`domain`/`options` lines.
+//!   sends every name to the agent; `/etc/resolv.conf` is left alone. Also when NetworkManager feeds
+//!   resolved (`dns=systemd-resolved`).
+//! - **NetworkManager** (it rewrites a regular-file `/etc/resolv.conf` at every connection change,
+//!   see [`nm`]): a drop-in [`NM_CONF_DROPIN`] with `[main] rc-manager=unmanaged`, so NetworkManager
+//!   stops writing `/etc/resolv.conf` (it keeps writing its own copies under `/run/NetworkManager/`,
+//!   which the daemon follows for the real servers), then `/etc/resolv.conf` is rewritten as in plain
+//!   mode. Without the drop-in the next Wi-Fi change would undo the rewrite and split names would
+//!   leak to the network's DNS. The command-line side reloads NetworkManager after `enable` and
+//!   `disable`.
+//! - **plain** `/etc/resolv.conf` (nobody rewrites it, NetworkManager is told to leave it alone, or
+//!   resolvconf): saved byte for byte (or, for a symbolic link, its target), then rewritten to
+//!   `nameserver <agent>` plus the original `search`/`domain`/`options` lines.
 //! - **macOS**: one `/etc/resolver/<domain>` file per split domain.
 //!
 //! Every path goes through a [`Root`], a directory standing in for `/`, so tests use a temporary
 //! directory. Crash safety: [`record`] saves the originals and fsyncs the [`Manifest`] *before*
 //! [`apply`] changes a system file, so a crash at any point leaves either nothing changed or a
-//! manifest that [`disable`] acts on. `disable` undoes only what is still splitdns's own (or was
-//! never changed); a file someone else rewrote since is left alone unless forced.
+//! manifest that [`disable`] acts on. A file that did not exist (a drop-in) is recorded as such and
+//! removed again. `apply` writes in manifest order (NetworkManager's drop-in before resolv.conf) and
+//! `disable` undoes in reverse. `disable` undoes only what is still splitdns's own (or was never
+//! changed); a file someone else rewrote since is left alone unless forced.
 //!
 //! Loop guard: the daemon takes its default upstream from `/etc/resolv.conf`, which after `enable`
-//! names the agent itself. So `enable` also saves the system's real servers in [`UPSTREAM_FILE`]
-//! (resolv.conf syntax) for the daemon to prefer while it exists.
+//! names the agent itself. It follows live lists of the system's servers instead
+//! ([`NM_NO_STUB_RESOLV_CONF`], [`RESOLVED_RESOLV_CONF`]); `enable` also saves the servers it finds in
+//! [`UPSTREAM_FILE`] (resolv.conf syntax) as the fallback for when no live list exists (plain mode).
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
@@ -31,6 +44,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::DomainName;
 use crate::state::ServerAddr;
+
+pub mod nm;
+
+pub use nm::{
+    NM_CONF, NM_CONF_DROPIN, NM_NO_STUB_RESOLV_CONF, NM_RUN_DIR, NetworkManager, NmSetting, network_manager,
+    nm_manages_resolv_conf,
+};
 
 /// Marks every file splitdns writes into the system's configuration.
 pub const MARKER: &str = "managed by splitdns";
@@ -46,7 +66,8 @@ pub const MACOS_RESOLVER_DIR: &str = "/etc/resolver";
 /// (`/var/lib/splitdns` belongs to the unprivileged daemon user, and `disable` acts on this as root).
 pub const STATE_DIR: &str = "/var/lib/splitdns-system";
 pub const MANIFEST_NAME: &str = "manifest.json";
-/// The system's own DNS servers from before `enable`, for the daemon's default upstream.
+/// The system's own DNS servers as `enable` last found them: the daemon's fallback upstream when no
+/// live list ([`NM_NO_STUB_RESOLV_CONF`], [`RESOLVED_RESOLV_CONF`]) exists.
 /// Root-owned, world-readable: the daemon reads it, nothing but `enable` writes it.
 pub const UPSTREAM_FILE: &str = "/var/lib/splitdns-system/upstream.resolv.conf";
 const RESOLVED_STUB: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 53));
@@ -103,6 +124,8 @@ impl Root {
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
     Resolved,
+    /// NetworkManager's drop-in ([`NM_CONF_DROPIN`]) and a plain rewrite of `/etc/resolv.conf`.
+    NetworkManager,
     Plain,
     Macos,
 }
@@ -111,8 +134,39 @@ impl fmt::Display for Mode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Mode::Resolved => "systemd-resolved drop-in",
+            Mode::NetworkManager => "NetworkManager drop-in (rc-manager=unmanaged) and /etc/resolv.conf",
             Mode::Plain => "plain /etc/resolv.conf",
             Mode::Macos => "macOS /etc/resolver files",
+        })
+    }
+}
+
+/// Who writes `/etc/resolv.conf` (or would rewrite the regular file `enable` writes there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Manager {
+    NetworkManager,
+    SystemdResolved,
+    /// Debian's resolvconf: `/etc/resolv.conf` links into its run directory. It writes only there,
+    /// so it leaves the file `enable` puts in place of the link alone.
+    Resolvconf,
+    /// openresolv (`/etc/resolvconf.conf` and its `resolvconf`): writes `/etc/resolv.conf` itself
+    /// whenever a client calls it.
+    Openresolv,
+    Macos,
+    /// Nothing known: a DHCP client may still write it.
+    None,
+}
+
+impl fmt::Display for Manager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Manager::NetworkManager => "NetworkManager",
+            Manager::SystemdResolved => "systemd-resolved",
+            Manager::Resolvconf => "resolvconf",
+            Manager::Openresolv => "openresolv",
+            Manager::Macos => "macOS",
+            Manager::None => "none detected",
         })
     }
 }
@@ -122,6 +176,10 @@ impl fmt::Display for Mode {
 pub struct Detection {
     pub mode: Mode,
     pub why: String,
+    /// Who manages `/etc/resolv.conf`.
+    pub manager: Manager,
+    /// NetworkManager's configuration, when it is present (whoever manages resolv.conf).
+    pub network_manager: Option<NetworkManager>,
 }
 
 /// What is at a path, without following a final symbolic link.
@@ -190,11 +248,39 @@ fn resolv_text(root: &Root, path: &Path) -> Option<String> {
     None
 }
 
-/// Which mode this system calls for. macOS is chosen by the build target.
+/// Which resolvconf writes `/etc/resolv.conf`, if one does (never systemd's `resolvconf`, which is
+/// resolvectl).
+fn resolvconf(root: &Root, current: &Current) -> Option<(Manager, String)> {
+    if let Current::Symlink(t) = current
+        && t.parent().is_some_and(|d| d.ends_with("resolvconf") || d.ends_with("resolvconf/run"))
+    {
+        return Some((
+            Manager::Resolvconf,
+            format!("{RESOLV_CONF} links into resolvconf's directory ({})", t.display()),
+        ));
+    }
+    let binary = ["/sbin/resolvconf", "/usr/sbin/resolvconf"].into_iter().find(|b| match inspect(&root.path(b)) {
+        Ok(Current::File { .. }) => true,
+        Ok(Current::Symlink(t)) => !t.to_string_lossy().contains("resolvectl"),
+        _ => false,
+    })?;
+    root.path("/etc/resolvconf.conf")
+        .is_file()
+        .then(|| (Manager::Openresolv, format!("openresolv ({binary} and /etc/resolvconf.conf) writes {RESOLV_CONF}")))
+}
+
+/// Which mode this system calls for. macOS is chosen by the build target. splitdns's own
+/// NetworkManager drop-in is left out: this is what the system calls for without splitdns.
 pub fn detect(root: &Root) -> Detection {
     if cfg!(target_os = "macos") {
-        return Detection { mode: Mode::Macos, why: "macOS: one /etc/resolver file per split domain".into() };
+        return Detection {
+            mode: Mode::Macos,
+            why: "macOS: one /etc/resolver file per split domain".into(),
+            manager: Manager::Macos,
+            network_manager: None,
+        };
     }
+    let nm = network_manager(root);
     let running = root.path(RESOLVED_RUN_DIR).is_dir();
     let current = inspect(&root.path(RESOLV_CONF)).unwrap_or(Current::Other);
     let stub_link = match &current {
@@ -211,17 +297,32 @@ pub fn detect(root: &Root) -> Detection {
         Current::Absent => format!("{RESOLV_CONF} does not exist"),
         _ => RESOLV_CONF.to_string(),
     };
-    match (stub_link || stub_servers, running) {
-        (true, true) => Detection {
-            mode: Mode::Resolved,
-            why: format!("{what} is systemd-resolved's stub (127.0.0.53) and {RESOLVED_RUN_DIR} exists"),
-        },
-        (true, false) => Detection {
-            mode: Mode::Plain,
-            why: format!("{what} names systemd-resolved's stub, but {RESOLVED_RUN_DIR} does not exist (not running)"),
-        },
-        _ => Detection { mode: Mode::Plain, why: format!("{what} is not systemd-resolved's stub") },
-    }
+    let (mode, manager, why) = if (stub_link || stub_servers) && running {
+        let why = format!("{what} is systemd-resolved's stub (127.0.0.53) and {RESOLVED_RUN_DIR} exists");
+        (Mode::Resolved, Manager::SystemdResolved, why)
+    } else if let Some(n) = nm.as_ref().filter(|n| n.would_rewrite_a_file()) {
+        let why = format!(
+            "NetworkManager rewrites {RESOLV_CONF} at every connection change ({}): a drop-in stops that, \
+             or it would undo the rewrite",
+            n.brief()
+        );
+        (Mode::NetworkManager, Manager::NetworkManager, why)
+    } else {
+        let mut why = if stub_link || stub_servers {
+            format!("{what} names systemd-resolved's stub, but {RESOLVED_RUN_DIR} does not exist (not running)")
+        } else {
+            format!("{what} is not systemd-resolved's stub")
+        };
+        if let Some(n) = &nm {
+            why.push_str(&format!("; NetworkManager leaves it alone ({})", n.brief()));
+        }
+        let (manager, whose) = resolvconf(root, &current).unwrap_or((Manager::None, String::new()));
+        if !whose.is_empty() {
+            why.push_str(&format!("; {whose}"));
+        }
+        (Mode::Plain, manager, why)
+    };
+    Detection { mode, why, manager, network_manager: nm }
 }
 
 /// What was at a path before `enable`.
@@ -297,6 +398,7 @@ fn check_manifest(m: &Manifest) -> anyhow::Result<()> {
     let allowed = |p: &Path| {
         p == Path::new(RESOLV_CONF)
             || p == Path::new(RESOLVED_DROPIN)
+            || p == Path::new(NM_CONF_DROPIN)
             || (p.parent() == Some(Path::new(MACOS_RESOLVER_DIR))
                 && p.file_name()
                     .and_then(|n| n.to_str())
@@ -312,7 +414,14 @@ fn check_manifest(m: &Manifest) -> anyhow::Result<()> {
             bail!("it names the saved copy {backup:?}, which splitdns never writes");
         }
     }
-    let dirs = ["/etc/systemd/resolved.conf.d", "/etc/systemd", MACOS_RESOLVER_DIR, "/etc"];
+    let dirs = [
+        "/etc/systemd/resolved.conf.d",
+        "/etc/systemd",
+        nm::ETC_CONF_D,
+        "/etc/NetworkManager",
+        MACOS_RESOLVER_DIR,
+        "/etc",
+    ];
     if let Some(d) = m.created_dirs.iter().find(|d| !dirs.iter().any(|a| Path::new(a) == d.as_path())) {
         bail!("it lists the directory {}, which splitdns never creates", d.display());
     }
@@ -381,19 +490,8 @@ fn targets(root: &Root, mode: Mode, address: SocketAddr, domains: &[DomainName])
             );
             vec![(RESOLVED_DROPIN.into(), text)]
         }
-        Mode::Plain => {
-            let mut text = header("this system asks the splitdns agent");
-            text.push_str(&format!("nameserver {}\n", address.ip()));
-            // The original's search list and options, from the file as it is now (ours keeps them).
-            for line in resolv_text(root, Path::new(RESOLV_CONF)).unwrap_or_default().lines() {
-                let first = line.split_whitespace().next();
-                if matches!(first, Some("search" | "domain" | "options")) {
-                    text.push_str(line.trim_end());
-                    text.push('\n');
-                }
-            }
-            vec![(RESOLV_CONF.into(), text)]
-        }
+        Mode::NetworkManager => vec![(NM_CONF_DROPIN.into(), nm_dropin_text()), plain_resolv_conf(root, address)],
+        Mode::Plain => vec![plain_resolv_conf(root, address)],
         Mode::Macos => domains
             .iter()
             .map(|d| {
@@ -408,12 +506,50 @@ fn targets(root: &Root, mode: Mode, address: SocketAddr, domains: &[DomainName])
     }
 }
 
-/// The system's own servers, for the daemon's default upstream (None in macOS mode).
+/// `/etc/resolv.conf` naming the agent, with the original's search list and options (taken from the
+/// file as it is now: ours keeps them).
+fn plain_resolv_conf(root: &Root, address: SocketAddr) -> (PathBuf, String) {
+    let mut text = header("this system asks the splitdns agent");
+    text.push_str(&format!("nameserver {}\n", address.ip()));
+    for line in resolv_text(root, Path::new(RESOLV_CONF)).unwrap_or_default().lines() {
+        let first = line.split_whitespace().next();
+        if matches!(first, Some("search" | "domain" | "options")) {
+            text.push_str(line.trim_end());
+            text.push('\n');
+        }
+    }
+    (RESOLV_CONF.into(), text)
+}
+
+/// NetworkManager's drop-in: it stops writing `/etc/resolv.conf`, and still writes its own copies
+/// under `/run/NetworkManager/`.
+fn nm_dropin_text() -> String {
+    format!(
+        "{}# NetworkManager keeps writing {NM_NO_STUB_RESOLV_CONF}, which the splitdns daemon follows.\n\
+         [main]\nrc-manager=unmanaged\n",
+        header("NetworkManager leaves /etc/resolv.conf, which points at the splitdns agent, alone")
+    )
+}
+
+/// The system's own servers, for the daemon's fallback upstream (None in macOS mode).
 fn system_servers(root: &Root, mode: Mode, address: SocketAddr, old: Option<&Manifest>) -> Option<Vec<IpAddr>> {
+    let usable = |text: &str| -> Vec<IpAddr> {
+        nameservers(text)
+            .into_iter()
+            .filter(|ip| *ip != RESOLVED_STUB && !(address.port() == 53 && *ip == address.ip()))
+            .collect()
+    };
     let source = match mode {
         Mode::Macos => return None,
         Mode::Resolved => RESOLVED_RESOLV_CONF,
-        Mode::Plain => {
+        // NetworkManager's live list, when it has one; else as in plain mode.
+        Mode::NetworkManager | Mode::Plain => {
+            if mode == Mode::NetworkManager
+                && let Some(servers) =
+                    resolv_text(root, Path::new(NM_NO_STUB_RESOLV_CONF)).map(|t| usable(&t)).filter(|s| !s.is_empty())
+            {
+                return Some(servers);
+            }
             // Our own resolv.conf names only the agent: keep what was saved when it was written.
             let ours = old.and_then(|m| m.entries.iter().find(|e| e.path == Path::new(RESOLV_CONF)));
             if let Some(e) = ours
@@ -424,24 +560,36 @@ fn system_servers(root: &Root, mode: Mode, address: SocketAddr, old: Option<&Man
             RESOLV_CONF
         }
     };
-    let text = resolv_text(root, Path::new(source)).unwrap_or_default();
-    let servers = nameservers(&text)
-        .into_iter()
-        .filter(|ip| *ip != RESOLVED_STUB && !(address.port() == 53 && *ip == address.ip()))
-        .collect();
-    Some(servers)
+    Some(usable(&resolv_text(root, Path::new(source)).unwrap_or_default()))
 }
 
 fn upstream_text(servers: &[IpAddr], at: u64) -> String {
     let mut t = format!(
-        "# {MARKER}: the system's DNS servers from before `splitdns system-dns enable` (Unix time {at}).\n\
-         # The daemon uses them as its default upstream while this file exists; after a network change\n\
-         # run `splitdns system-dns enable` again to refresh them.\n"
+        "# {MARKER}: the system's DNS servers as `splitdns system-dns enable` found them (Unix time {at}).\n\
+         # A fallback only: the daemon follows the live list ({NM_NO_STUB_RESOLV_CONF} or\n\
+         # {RESOLVED_RESOLV_CONF}) and uses these servers while no live list exists. Run\n\
+         # `splitdns system-dns enable` again to refresh them.\n"
     );
     for s in servers {
         t.push_str(&format!("nameserver {s}\n"));
     }
     t
+}
+
+/// A warning when a plain rewrite of `/etc/resolv.conf` will be undone by whoever manages it.
+fn plain_will_not_stick(detection: &Detection) -> Option<String> {
+    match detection.manager {
+        Manager::NetworkManager => Some(format!(
+            "NetworkManager manages {RESOLV_CONF} and will rewrite it at its next connection change, so split \
+             names would leak to the network's DNS: run `splitdns system-dns disable`, then `splitdns system-dns \
+             enable` without --mode (the NetworkManager mode)"
+        )),
+        Manager::Openresolv => Some(format!(
+            "openresolv rewrites {RESOLV_CONF} whenever a network client calls `resolvconf`; `splitdns system-dns \
+             status` shows when it has (drift), and `enable` re-points it"
+        )),
+        _ => None,
+    }
 }
 
 /// Works out what `enable` will do. Writes nothing.
@@ -458,7 +606,7 @@ pub fn plan_enable(root: &Root, req: &EnableRequest) -> anyhow::Result<Plan> {
         );
     }
     match mode {
-        Mode::Plain if req.address.port() != 53 => bail!(
+        Mode::Plain | Mode::NetworkManager if req.address.port() != 53 => bail!(
             "resolv.conf cannot name a port, and the agent's address is {}: run the daemon on port 53 \
              (see \"Port 53\" in the README) and enable with --address {}",
             req.address,
@@ -467,11 +615,18 @@ pub fn plan_enable(root: &Root, req: &EnableRequest) -> anyhow::Result<Plan> {
         Mode::Macos if req.domains.is_empty() => {
             bail!("no split domains to send to the agent: bring a VPN link up first, or name them with --domain")
         }
+        Mode::NetworkManager if old.is_none() && detection.network_manager.is_none() => bail!(
+            "NetworkManager is not installed here (neither {NM_CONF} nor {NM_RUN_DIR} exists): \
+             enable without --mode, or with --mode plain"
+        ),
         _ => {}
     }
     let mut notes = Vec::new();
     if !req.address.ip().is_loopback() {
         notes.push(format!("{} is not a loopback address; the agent listens on loopback only", req.address.ip()));
+    }
+    if mode == Mode::Plain {
+        notes.extend(plain_will_not_stick(&detection));
     }
     let wanted = targets(root, mode, req.address, &req.domains);
     let mut manifest = old.clone().unwrap_or(Manifest {
@@ -798,7 +953,9 @@ pub fn disable(root: &Root, force: bool) -> anyhow::Result<Disabled> {
     let mut files = Vec::new();
     let mut notes = Vec::new();
     let mut kept = Vec::new();
-    for e in &m.entries {
+    // In reverse: resolv.conf is back before NetworkManager's drop-in goes, so a crash in between
+    // leaves NetworkManager still off a file that is the original again.
+    for e in m.entries.iter().rev() {
         let outcome = restore_entry(root, e, force)?;
         notes.extend(outcome.note(e));
         if let (Outcome::LeftChanged, Before::File { backup, .. }) = (outcome, &e.before) {
@@ -826,18 +983,31 @@ pub fn disable(root: &Root, force: bool) -> anyhow::Result<Disabled> {
     Ok(Disabled { mode: Some(m.mode), files, kept, notes })
 }
 
-/// A warning when a system file carries splitdns's marker but nothing records it.
-fn stray_marker(root: &Root) -> Option<String> {
-    let host = root.path(RESOLV_CONF);
-    match inspect(&host) {
-        Ok(Current::File { bytes, .. }) if String::from_utf8_lossy(&bytes).contains(MARKER) => Some(format!(
+/// Warnings when system files carry splitdns's marker but nothing records them.
+fn stray_marker(root: &Root) -> Vec<String> {
+    let ours = |path: &str| {
+        let host = root.path(path);
+        matches!(inspect(&host), Ok(Current::File { bytes, .. }) if String::from_utf8_lossy(&bytes).contains(MARKER))
+            .then_some(host)
+    };
+    let mut out = Vec::new();
+    if let Some(host) = ours(RESOLV_CONF) {
+        out.push(format!(
             "{} says it is managed by splitdns, but {} is missing: the original cannot be restored automatically; \
              write {RESOLV_CONF} by hand",
             host.display(),
             root.manifest_path().display()
-        )),
-        _ => None,
+        ));
     }
+    if let Some(host) = ours(NM_CONF_DROPIN) {
+        out.push(format!(
+            "{} is splitdns's, but {} is missing: delete it and run `nmcli general reload conf` so NetworkManager \
+             manages {RESOLV_CONF} again",
+            host.display(),
+            root.manifest_path().display()
+        ));
+    }
+    out
 }
 
 /// One file in `status`.
@@ -881,7 +1051,7 @@ pub fn status(root: &Root) -> anyhow::Result<Report> {
             files: vec![],
             upstream_file: None,
             upstream: None,
-            warnings: stray_marker(root).into_iter().collect(),
+            warnings: stray_marker(root),
         });
     };
     let mut files = Vec::new();
@@ -934,6 +1104,22 @@ pub fn status(root: &Root) -> anyhow::Result<Report> {
             "drift: {RESOLV_CONF} is no longer systemd-resolved's stub ({}), so programs do not ask resolved, nor splitdns",
             detected.why
         ));
+    }
+    // Only while the drop-in is in place: otherwise the file's own warning above says what to do.
+    let dropin_in_place = files.iter().any(|f| f.path == Path::new(NM_CONF_DROPIN) && f.state == "splitdns");
+    if dropin_in_place
+        && let Some(n) = &detected.network_manager
+        && n.rc_manager_in_force.value.as_deref() != Some("unmanaged")
+    {
+        warnings.push(format!(
+            "drift: NetworkManager's rc-manager in force is not splitdns's unmanaged ({}), so it rewrites \
+             {RESOLV_CONF} at its next connection change; no file read after {NM_CONF_DROPIN} may set \
+             rc-manager (then run `nmcli general reload conf` and `splitdns system-dns enable`)",
+            n.rc_manager_in_force.describe("rc-manager")
+        ));
+    }
+    if m.mode == Mode::Plain {
+        warnings.extend(plain_will_not_stick(&detected));
     }
     let upstream_file = m.upstream.as_ref().map(|_| root.path(UPSTREAM_FILE));
     if let Some(p) = &upstream_file

@@ -1,9 +1,12 @@
 //! `splitdns system-dns enable|disable|status`: point the system's resolver at the agent and back.
 //! The work is in [`crate::sysdns`]; this is arguments, the daemon's address and domains, root
-//! checks, reloading systemd-resolved and printing.
+//! checks, reloading systemd-resolved or NetworkManager, and printing.
 
+use std::io::Read as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use clap::{Args, Subcommand, ValueEnum};
@@ -30,10 +33,12 @@ pub struct SystemDnsArgs {
 #[derive(Subcommand, Debug)]
 enum Action {
     /// Point the system's resolver at the agent, saving what was there. Run again after a network
-    /// change to refresh the daemon's saved upstream servers.
+    /// change to refresh the daemon's saved fallback servers (what it uses with a plain resolv.conf).
     ///
-    /// systemd-resolved: a drop-in with DNS=<agent> and Domains=~.; a plain /etc/resolv.conf: a
-    /// saved copy, then a rewrite naming the agent; macOS: /etc/resolver/<domain> per split domain.
+    /// systemd-resolved: a drop-in with DNS=<agent> and Domains=~.; NetworkManager: a drop-in with
+    /// rc-manager=unmanaged so it stops rewriting /etc/resolv.conf, then the plain rewrite; a plain
+    /// /etc/resolv.conf: a saved copy, then a rewrite naming the agent; macOS: /etc/resolver/<domain>
+    /// per split domain.
     Enable(EnableArgs),
     /// Restore exactly what `enable` changed (also after a crash). Files someone else rewrote since
     /// are left alone unless --force.
@@ -42,7 +47,8 @@ enum Action {
         #[arg(long)]
         force: bool,
     },
-    /// Show the mode, whether the system points at the agent, what `disable` restores, and drift.
+    /// Show the mode, who manages /etc/resolv.conf (NetworkManager's dns= and rc-manager=), whether
+    /// the system points at the agent, what `disable` restores, and drift.
     Status {
         /// Print JSON for scripts.
         #[arg(long)]
@@ -68,6 +74,7 @@ struct EnableArgs {
 enum ModeArg {
     Auto,
     Resolved,
+    NetworkManager,
     Plain,
     Macos,
 }
@@ -98,6 +105,7 @@ async fn enable(root: &Root, args: EnableArgs, socket: &Path) -> anyhow::Result<
     let mode = match args.mode {
         ModeArg::Auto => None,
         ModeArg::Resolved => Some(Mode::Resolved),
+        ModeArg::NetworkManager => Some(Mode::NetworkManager),
         ModeArg::Plain => Some(Mode::Plain),
         ModeArg::Macos => Some(Mode::Macos),
     };
@@ -146,19 +154,29 @@ async fn enable(root: &Root, args: EnableArgs, socket: &Path) -> anyhow::Result<
     if let Some(servers) = &done.upstream {
         let list: Vec<String> = servers.iter().map(ToString::to_string).collect();
         println!(
-            "  saved   {} (the daemon's default upstream): {}",
+            "  saved   {} (the daemon's fallback upstream): {}",
             root.path(sysdns::UPSTREAM_FILE).display(),
             if list.is_empty() { "(none)".into() } else { list.join(", ") }
         );
-        println!(
-            "          reload the daemon (SIGHUP) to use them; after a network change run `splitdns system-dns enable` again"
-        );
+        match done.mode {
+            Mode::NetworkManager => {
+                println!("          the daemon follows {} and falls back on these", sysdns::NM_NO_STUB_RESOLV_CONF)
+            }
+            Mode::Resolved => {
+                println!("          the daemon follows {} and falls back on these", sysdns::RESOLVED_RESOLV_CONF)
+            }
+            _ => println!(
+                "          reload the daemon (SIGHUP) to use them; after a network change run `splitdns system-dns enable` again"
+            ),
+        }
     }
     for n in &done.notes {
         eprintln!("warning: {n}");
     }
-    if done.mode == Mode::Resolved {
-        reload_resolved(root)?;
+    match done.mode {
+        Mode::Resolved => reload_resolved(root)?,
+        Mode::NetworkManager => reload_network_manager(root),
+        _ => {}
     }
     println!("undo with `splitdns system-dns disable`");
     Ok(())
@@ -175,15 +193,20 @@ fn disable(root: &Root, force: bool) -> anyhow::Result<()> {
         return Ok(());
     };
     for (path, outcome) in &done.files {
+        let gone = std::fs::symlink_metadata(root.path(path)).is_err();
         let what = match outcome {
+            Outcome::Restored if gone => "removed",
             Outcome::Restored => "restored",
             Outcome::Unchanged => "unchanged (was never rewritten)",
             Outcome::LeftChanged => "left alone (changed by someone else)",
         };
         println!("  {what:<8} {}", path.display());
     }
-    if mode == Mode::Resolved {
-        reload_resolved(root)?;
+    match mode {
+        Mode::Resolved => reload_resolved(root)?,
+        // NetworkManager manages /etc/resolv.conf again and rewrites it for the current network.
+        Mode::NetworkManager => reload_network_manager(root),
+        _ => {}
     }
     println!("system DNS no longer points at splitdns ({mode} undone)");
     Ok(())
@@ -207,6 +230,73 @@ fn reload_resolved(root: &Root) -> anyhow::Result<()> {
     }
 }
 
+/// How long a reload command may take before it is given up on (its D-Bus call may hang).
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Runs a command with no input and quiet output; Err says why it failed (its standard error, or a
+/// time-out after `timeout`, when it is killed).
+fn run_quietly(program: &str, args: &[&str], timeout: Duration) -> Result<(), String> {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    let start = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if start.elapsed() < timeout => std::thread::sleep(Duration::from_millis(20)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("`{program} {}` did not finish within {}s", args.join(" "), timeout.as_secs()));
+            }
+            Err(e) => return Err(format!("cannot wait for {program}: {e}")),
+        }
+    };
+    if status.success() {
+        return Ok(());
+    }
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    Err(format!("`{program} {}` failed ({status}): {}", args.join(" "), err.trim()))
+}
+
+/// Makes NetworkManager re-read its configuration (only on the real root), so the drop-in's
+/// rc-manager takes effect now rather than at its next start. A failure is only a warning: the
+/// drop-in is in place either way.
+///
+/// `nmcli general reload conf` (NetworkManager 1.22 and later, any init system) first, then
+/// `systemctl reload NetworkManager.service` (SIGHUP or the D-Bus Reload call, by the unit).
+fn reload_network_manager(root: &Root) {
+    if !root.is_system() {
+        println!("  skipped reloading NetworkManager (--root {} is not /)", root.dir().display());
+        return;
+    }
+    let attempts: [(&str, &[&str]); 2] =
+        [("nmcli", &["general", "reload", "conf"]), ("systemctl", &["reload", "NetworkManager.service"])];
+    let mut errors = Vec::new();
+    for (program, args) in attempts {
+        match run_quietly(program, args, RELOAD_TIMEOUT) {
+            Ok(()) => {
+                println!("  reloaded NetworkManager ({program} {})", args.join(" "));
+                return;
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    eprintln!(
+        "warning: NetworkManager was not reloaded ({}). The drop-in is in place and takes effect when \
+         NetworkManager next starts; if it is running, run `nmcli general reload conf` (or `systemctl reload \
+         NetworkManager`) yourself",
+        errors.join("; ")
+    );
+}
+
 fn status(root: &Root, json: bool) -> anyhow::Result<()> {
     let r = sysdns::status(root)?;
     if json {
@@ -227,7 +317,7 @@ fn status(root: &Root, json: bool) -> anyhow::Result<()> {
         if let (Some(p), Some(servers)) = (&r.upstream_file, &r.upstream) {
             let list: Vec<String> = servers.iter().map(ToString::to_string).collect();
             println!(
-                "daemon upstream saved in {}: {}",
+                "daemon's fallback upstream saved in {}: {}",
                 p.display(),
                 if list.is_empty() { "(none)".into() } else { list.join(", ") }
             );
@@ -236,8 +326,29 @@ fn status(root: &Root, json: bool) -> anyhow::Result<()> {
         println!("system DNS: not pointed at splitdns");
         println!("`enable` would use a {}: {}", r.detected.mode, r.detected.why);
     }
+    println!("{} is managed by: {}", sysdns::RESOLV_CONF, r.detected.manager);
+    if let Some(nm) = &r.detected.network_manager {
+        println!("NetworkManager: {}", nm.summary());
+    }
     for w in &r.warnings {
         println!("warning: {w}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reload_commands_report_failure_and_time_out() {
+        assert_eq!(run_quietly("true", &[], Duration::from_secs(5)), Ok(()));
+        let e = run_quietly("sh", &["-c", "echo nope >&2; exit 3"], Duration::from_secs(5)).unwrap_err();
+        assert!(e.contains("failed") && e.contains("nope"), "{e}");
+        let e = run_quietly("/nonexistent/nmcli", &[], Duration::from_secs(5)).unwrap_err();
+        assert!(e.contains("cannot run"), "{e}");
+        let start = Instant::now();
+        let e = run_quietly("sleep", &["5"], Duration::from_millis(100)).unwrap_err();
+        assert!(e.contains("did not finish") && start.elapsed() < Duration::from_secs(4), "{e}");
+    }
 }
