@@ -24,10 +24,7 @@ use std::path::{Path, PathBuf};
 use crate::config::{self, Settings, UpstreamSource};
 use crate::sysdns::{self, Root};
 
-/// NetworkManager's copy of the real upstream servers.
-pub const NM_NO_STUB_RESOLV_CONF: &str = "/run/NetworkManager/no-stub-resolv.conf";
-/// NetworkManager's drop-in written by `system-dns enable`.
-const NM_CONF_DROPIN: &str = "/etc/NetworkManager/conf.d/zz-splitdns.conf";
+use crate::sysdns::{NM_CONF_DROPIN, NM_NO_STUB_RESOLV_CONF};
 
 /// What the default upstream follows.
 #[derive(Debug, Clone, PartialEq, Eq)]
