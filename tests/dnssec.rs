@@ -317,3 +317,32 @@ async fn nsec3_wildcard_answers_are_proven_by_the_fast_path() {
     assert_eq!(t["fast_secure"], 12, "a wildcard without proof took the fast path: {t}");
     assert_eq!(public.count_under("corp.example"), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validation_failures_are_remembered_briefly() {
+    let public = public().await;
+    let z = SignedZone::corp();
+    let server = SignedServer::start(&z, ServeOptions::default()).await;
+    let (d, _) = daemon_with(&public, &server, Some(&z.ds(2)), WHITELISTED).await;
+    let asked = || server.queries().iter().filter(|q| q.name == "expired.corp.example").count();
+    // A client (or fifty) retrying a bogus name: the failure is remembered (RFC 9520).
+    for i in 0..50 {
+        let m = ask(&d, "expired.corp.example", RecordType::A, do_bit()).await;
+        assert_eq!(rcode(&m), ResponseCode::ServFail, "query {i}");
+        let (code, text) = ede(&m).expect("EDE");
+        assert_eq!(code, 7, "signature expired, also when remembered: {text}");
+    }
+    assert_eq!(asked(), 1, "50 queries for a bogus name asked the server {} times", asked());
+    let st = d.status().await;
+    assert_eq!(st["cache"]["failures"], 1, "{st}");
+    // A CD client validates itself: it still gets the data.
+    let m = ask(&d, "expired.corp.example", RecordType::A, Q { cd: true, do_bit: true, ..Q::default() }).await;
+    assert_eq!(rcode(&m), ResponseCode::NoError);
+    // Good names are not affected, and a flush forgets the failure.
+    assert_eq!(rcode(&ask(&d, "www.corp.example", RecordType::A, do_bit()).await), ResponseCode::NoError);
+    let (ok, _, err) = d.cli(&["flush", "corp.example"]);
+    assert!(ok, "{err}");
+    assert_eq!(d.status().await["cache"]["failures"], 0);
+    ask(&d, "expired.corp.example", RecordType::A, do_bit()).await;
+    assert_eq!(asked(), 3, "asked again after the flush (the CD query asked once too)");
+}

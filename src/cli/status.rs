@@ -203,6 +203,10 @@ pub fn render(s: &Status) -> String {
         "totals      {} queries, {} cache hits, {} misses, {} SERVFAIL, {} REFUSED, {} FORMERR",
         c.queries, c.cache_hits, c.cache_misses, c.servfail, c.refused, c.formerr
     );
-    let _ = writeln!(o, "cache       {} entries, {} of {} bytes", s.cache.entries, s.cache.bytes, s.cache.max_bytes);
+    let _ = writeln!(
+        o,
+        "cache       {} entries, {} of {} bytes; {} failure(s) remembered",
+        s.cache.entries, s.cache.bytes, s.cache.max_bytes, s.cache.failures
+    );
     o
 }

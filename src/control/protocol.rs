@@ -228,6 +228,9 @@ pub struct CacheStatus {
     pub entries: usize,
     pub bytes: u64,
     pub max_bytes: u64,
+    /// Resolution failures remembered briefly (RFC 9520), not counted in `entries`.
+    #[serde(default)]
+    pub failures: usize,
 }
 
 /// Everything `splitdns status` shows.

@@ -639,6 +639,7 @@ impl Agent {
                 entries: self.cache.len(),
                 bytes: self.cache.weight(),
                 max_bytes: self.cache.limits().max_bytes,
+                failures: self.cache.failures_len(),
             },
             whitelist: WhitelistStatus {
                 path: inner.whitelist.path.display().to_string(),

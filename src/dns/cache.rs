@@ -201,6 +201,34 @@ impl Weighter<Key, Arc<Entry>> for ByWeight {
 pub struct Cache {
     inner: QuickCache<Key, Arc<Entry>, ByWeight>,
     limits: Limits,
+    /// Resolution failures, remembered briefly (RFC 9520), by the same keys (DO bit clear).
+    failures: QuickCache<Key, Arc<Failure>>,
+}
+
+/// A resolution failure remembered for a while (RFC 9520 §3): a bogus answer or servers that did
+/// not answer are not asked again for every copy of the question a client sends.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// The RFC 8914 extended error and its text, as the first client got them.
+    pub code: u16,
+    pub text: String,
+    /// A validation failure (else the servers did not answer).
+    pub bogus: bool,
+    /// Until when the failure is served without asking again.
+    pub until: Stamp,
+    /// Failures in a row for this question: each one doubles the time it is remembered.
+    pub streak: u32,
+}
+
+/// How many failures are remembered at most (a few hundred bytes each).
+const MAX_FAILURES: usize = 4096;
+
+/// How long a failure is remembered: validation failures from 5 s (RFC 9520 §3.2's floor is 1 s)
+/// doubling to 5 min, the ceiling RFC 9520 sets; servers that did not answer from 1 s doubling to
+/// 30 s, so a tunnel that comes back is used again soon.
+pub fn failure_hold(bogus: bool, streak: u32) -> Duration {
+    let (base, max): (u64, u64) = if bogus { (5, 300) } else { (1, 30) };
+    Duration::from_secs(base.saturating_mul(1u64 << streak.min(16)).min(max))
 }
 
 /// Seconds until the first RRSIG in `msg` expires (u32::MAX without signatures): a validated
@@ -263,7 +291,47 @@ fn encode(query: &Query, msg: &Message, dnssec_ok: bool) -> Option<Vec<u8>> {
 impl Cache {
     pub fn new(limits: Limits) -> Self {
         let items = (limits.max_bytes / 512).max(16) as usize;
-        Self { inner: QuickCache::with_weighter(items, limits.max_bytes.max(4096), ByWeight), limits }
+        Self {
+            inner: QuickCache::with_weighter(items, limits.max_bytes.max(4096), ByWeight),
+            limits,
+            failures: QuickCache::new(MAX_FAILURES),
+        }
+    }
+
+    /// A failure of `key`'s question still remembered at `now`.
+    pub fn failure(&self, key: &Key, now: Stamp) -> Option<Arc<Failure>> {
+        self.failures.get(&Self::failure_key(key)).filter(|f| now < f.until)
+    }
+
+    /// Remembers a failure of `key`'s question; returns how long it is held.
+    pub fn remember_failure(&self, key: &Key, code: u16, text: &str, bogus: bool, now: Stamp) -> Duration {
+        let key = Self::failure_key(key);
+        // A failure right after the last one expired continues the streak; a long quiet gap
+        // (twice the last hold) starts it over.
+        let streak = match self.failures.get(&key) {
+            Some(f) if now.saturating_duration_since(f.until) < failure_hold(bogus, f.streak) => f.streak + 1,
+            _ => 0,
+        };
+        let hold = failure_hold(bogus, streak);
+        self.failures.insert(key, Arc::new(Failure { code, text: text.to_string(), bogus, until: now + hold, streak }));
+        hold
+    }
+
+    /// Forgets a failure once the question was answered.
+    pub fn forget_failure(&self, key: &Key) {
+        if !self.failures.is_empty() {
+            self.failures.remove(&Self::failure_key(key));
+        }
+    }
+
+    /// Failures do not depend on the DO bit: one entry per route, name, type and CD bit.
+    fn failure_key(key: &Key) -> Key {
+        Key { route: key.route, name: key.name.clone(), qtype: key.qtype, bits: key.bits & KEY_CD }
+    }
+
+    /// Failures remembered now.
+    pub fn failures_len(&self) -> usize {
+        self.failures.len()
     }
 
     /// A fresh entry for `key`, or `None`. Expired entries are removed on the way.
@@ -340,16 +408,20 @@ impl Cache {
         self.retain_counting(|k| !wire::is_within(&k.name, &zone))
     }
 
-    /// Removes everything.
+    /// Removes everything. Returns how many answers went (remembered failures go too).
     pub fn clear(&self) -> usize {
         let n = self.inner.len();
         self.inner.clear();
+        self.failures.clear();
         n
     }
 
+    /// Keeps the answers (and remembered failures) whose key passes `keep`; returns how many
+    /// answers went.
     fn retain_counting(&self, keep: impl Fn(&Key) -> bool) -> usize {
         let before = self.inner.len();
         self.inner.retain(|k, _| keep(k));
+        self.failures.retain(|k, _| keep(k));
         before.saturating_sub(self.inner.len())
     }
 
@@ -441,6 +513,33 @@ mod tests {
         assert!(c.get(&key(1, "a.corp.example."), clock.now()).is_none(), "served after a night asleep");
         assert!(c.get(&key(1, "nx.corp.example."), clock.now()).is_none(), "negative answer outlived sleep");
         assert_eq!(c.len(), 0, "expired entries are removed on lookup");
+    }
+
+    #[test]
+    fn failures_are_remembered_briefly_with_backoff_and_flushed_with_their_route() {
+        let c = Cache::new(Limits::default());
+        let t0 = Stamp::from_since_boot(Duration::from_secs(100));
+        let k = key(1, "expired.corp.example.");
+        assert!(c.failure(&k, t0).is_none());
+        assert_eq!(c.remember_failure(&k, 7, "expired", true, t0), Duration::from_secs(5));
+        let with_do = Key { bits: KEY_DO, ..k.clone() };
+        assert_eq!(c.failure(&with_do, t0 + Duration::from_secs(4)).unwrap().code, 7, "DO does not matter");
+        let with_cd = Key { bits: KEY_CD, ..k.clone() };
+        assert!(c.failure(&with_cd, t0).is_none(), "a CD query validates nothing: not the same failure");
+        assert!(c.failure(&k, t0 + Duration::from_secs(5)).is_none(), "held 5 s");
+        // Failing again right after: twice as long, up to RFC 9520's five minutes.
+        let t1 = t0 + Duration::from_secs(6);
+        assert_eq!(c.remember_failure(&k, 7, "expired", true, t1), Duration::from_secs(10));
+        assert_eq!(failure_hold(true, 10), Duration::from_secs(300));
+        assert_eq!(failure_hold(false, 0), Duration::from_secs(1));
+        assert_eq!(failure_hold(false, 10), Duration::from_secs(30));
+        // An answer forgets it; a route's teardown flushes its failures.
+        c.forget_failure(&k);
+        assert!(c.failure(&k, t1).is_none());
+        c.remember_failure(&k, 22, "timeout", false, t1);
+        assert_eq!(c.failures_len(), 1);
+        c.flush_route(1);
+        assert_eq!(c.failures_len(), 0);
     }
 
     #[test]

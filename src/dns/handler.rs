@@ -193,9 +193,20 @@ impl Handler {
             };
             route.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
             in_flight.lock().unwrap_or_else(|e| e.into_inner()).remove(&k);
-            let (msg, secure) = result?;
-            // Never cache an answer for a route that went down while we waited.
-            if !route.cancel.is_cancelled() {
+            // Never cache anything for a route that went down while we waited.
+            let live = !route.cancel.is_cancelled();
+            let (msg, secure) = match result {
+                Ok(r) => r,
+                Err(e) => {
+                    if live && !e.abandoned {
+                        let hold = cache.remember_failure(&k, e.code, &e.text, e.bogus, now);
+                        debug!(name = %query.name(), qtype = %query.query_type(), ?hold, "failure remembered (RFC 9520)");
+                    }
+                    return Err(e);
+                }
+            };
+            if live {
+                cache.forget_failure(&k);
                 cache.insert(k, &query, &msg, secure, now);
             }
             Ok(Arc::new(Fetched {
@@ -258,7 +269,16 @@ impl Handler {
             };
         }
         self.stats.cache_misses.fetch_add(1, Ordering::Relaxed);
-        match self.fetch(route.clone(), trust.clone(), query, flags, key, now).await {
+        // A failure of the same question moments ago is not asked again (RFC 9520).
+        let fetched = match self.cache.failure(&key, now) {
+            Some(f) => {
+                let left = f.until.saturating_duration_since(now).as_secs().max(1);
+                let text = format!("{} (remembered; asked again in {left} s)", f.text);
+                Err(FetchError { code: f.code, text, abandoned: false, bogus: f.bogus })
+            }
+            None => self.fetch(route.clone(), trust.clone(), query, flags, key, now).await,
+        };
+        match fetched {
             Ok(f) => Outcome {
                 rcode: f.rcode,
                 answers: shape(&f.answers, 0),
