@@ -13,6 +13,8 @@
 //! cache_max_bytes = 1048576
 //! cache_max_ttl = 86400
 //! cache_max_negative_ttl = 900
+//! max_in_flight_per_route = 256      # queries waiting on one link's (or the default upstream's) servers
+//! max_in_flight = 1024               # … on all links together; more are refused at once (SERVFAIL)
 //!
 //! [profiles."corp"]                  # per VPN profile (the name the hook reports)
 //! domains = ["corp.example"]         # split domains added to what the VPN sends
@@ -33,6 +35,7 @@ use serde::Deserialize;
 use std::collections::HashMap;
 
 use crate::dns::cache::Limits;
+use crate::dns::route::Budget;
 use crate::dns::upstream::Timing;
 use crate::domain::DomainName;
 use crate::state::ServerAddr;
@@ -54,6 +57,10 @@ pub struct FileConfig {
     pub cache_max_bytes: Option<u64>,
     pub cache_max_ttl: Option<u32>,
     pub cache_max_negative_ttl: Option<u32>,
+    /// Queries that may wait on one route's servers at once (a link, or the default upstream).
+    pub max_in_flight_per_route: Option<usize>,
+    /// Queries that may wait on all links' servers together.
+    pub max_in_flight: Option<usize>,
     /// Per-VPN-profile settings, keyed by profile name (`[profiles."corp"]`).
     #[serde(default)]
     pub profiles: HashMap<String, Profile>,
@@ -166,6 +173,7 @@ pub struct Settings {
     pub state_dir: PathBuf,
     pub whitelist: PathBuf,
     pub timing: Timing,
+    pub budget: Budget,
     pub cache: Limits,
     pub profiles: HashMap<String, Profile>,
     /// Where the system's files are (`/`, or a test's stand-in).
@@ -264,6 +272,11 @@ fn settings_from(
     if !(100..=60_000).contains(&timeout) {
         bail!("query_timeout_ms = {timeout} is out of range (100 to 60000)");
     }
+    let per_route = file.max_in_flight_per_route.unwrap_or(Budget::default().per_route);
+    let links = file.max_in_flight.unwrap_or(Budget::default().links);
+    if !(1..=65_536).contains(&per_route) || !(1..=65_536).contains(&links) {
+        bail!("max_in_flight_per_route = {per_route} and max_in_flight = {links} must be between 1 and 65536");
+    }
     let defaults = Limits::default();
     let cache = Limits {
         max_bytes: file.cache_max_bytes.unwrap_or(defaults.max_bytes),
@@ -283,6 +296,7 @@ fn settings_from(
         state_dir: o.state_dir.clone().or(file.state_dir).unwrap_or_else(|| paths.state_dir.clone()),
         whitelist: o.whitelist.clone().or(file.whitelist).unwrap_or_else(|| paths.whitelist.clone()),
         timing: Timing::from_total(Duration::from_millis(timeout)),
+        budget: Budget { per_route, links },
         cache,
         profiles: file.profiles,
         system_root: o.system_root.clone().unwrap_or_else(|| "/".into()),

@@ -697,3 +697,70 @@ async fn client_without_edns_gets_a_plain_answer() {
     assert_eq!(internal.count(), 1);
     assert_eq!(public.count_under("corp.example"), 0);
 }
+
+/// A tunnel server that goes silent (after a resume, say) while browsers retry: a burst of new
+/// names for its link must not pin the daemon's descriptors and starve public names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_tunnel_server_cannot_starve_public_names() {
+    let public = AuthServer::start(&[("public.example.", &zone("public.example.", "* 60 IN A 192.0.2.10"))]).await;
+    let silent = internal_with(AuthOptions { udp: UdpMode::Blackhole, tcp: false, ..AuthOptions::default() }).await;
+    // A service manager's default limit of 1,024 open files.
+    let d = Daemon::start_with_open_files_limit(&[public.addr()], &[], 1024).await;
+    link_up(&d, silent.addr(), &[]);
+
+    // 1,500 different names under the silent link, sent without waiting, from a few sockets.
+    let mut sockets = Vec::new();
+    for _ in 0..15 {
+        let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        s.connect(d.dns).await.unwrap();
+        sockets.push(s);
+    }
+    for i in 0..1500u16 {
+        let mut m = Message::new(i, MessageType::Query, OpCode::Query);
+        m.metadata.recursion_desired = true;
+        m.add_query(Query::query(Name::from_ascii(format!("n{i}.corp.example.")).unwrap(), RecordType::A));
+        m.set_edns(hickory_proto::op::Edns::new());
+        sockets[usize::from(i) % 15].send(&m.to_vec().unwrap()).await.unwrap();
+    }
+    // Meanwhile, new public names resolve.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut resolved = 0;
+    for i in 0..10 {
+        let q = Q { timeout: Duration::from_secs(3), ..Q::default() };
+        if let Ok(m) = client::udp(d.dns, &format!("new{i}.public.example"), RecordType::A, &q).await
+            && a_addrs(&m) == [ip(192, 0, 2, 10)]
+        {
+            resolved += 1;
+        }
+    }
+    assert_eq!(resolved, 10, "public names starved by a silent tunnel; log:\n{}", d.log_text());
+
+    // The excess of the burst was refused at once, saying why.
+    let mut shed = 0;
+    let mut buf = vec![0u8; 4096];
+    for s in &sockets {
+        while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(300), s.recv(&mut buf)).await {
+            let m = Message::from_vec(&buf[..n]).unwrap();
+            if rcode(&m) == ResponseCode::ServFail
+                && ede(&m).is_some_and(|(code, text)| code == EDE_NO_REACHABLE_AUTHORITY && text.contains("in flight"))
+            {
+                shed += 1;
+            }
+        }
+    }
+    assert!(shed > 0, "no query was refused at once with the reason");
+    // Of the burst, at most the route's budget (256) was sent; the rest was refused at once.
+    let st = d.status().await;
+    let c = &st["links"][0]["counters"];
+    let n = |k: &str| c[k].as_u64().unwrap();
+    eprintln!(
+        "burst: {} queries reached the daemon, {} sent, {} shed; {shed} shed replies read",
+        n("queries"),
+        n("forwards"),
+        n("shed")
+    );
+    assert!(n("forwards") <= 256, "{c}");
+    assert_eq!(n("shed") + n("forwards"), n("queries"), "{c}");
+    assert!(n("shed") >= 500, "{c}");
+    assert_eq!(public.count_under("corp.example"), 0, "no split name leaked while shedding");
+}

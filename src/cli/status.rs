@@ -65,8 +65,8 @@ pub fn render(s: &Status) -> String {
     let c = &s.default_upstream.counters;
     let _ = writeln!(
         o,
-        "  queries   {} (cache hits {}, forwarded {}, failed {})",
-        c.queries, c.cache_hits, c.forwards, c.failures
+        "  queries   {} (cache hits {}, forwarded {}, failed {}, in flight {}, shed {})",
+        c.queries, c.cache_hits, c.forwards, c.failures, c.in_flight, c.shed
     );
     if let Some(sd) = &s.system_dns {
         if sd.points_at_agent {
@@ -158,8 +158,8 @@ pub fn render(s: &Status) -> String {
         let c = &l.counters;
         let _ = writeln!(
             o,
-            "  queries   {} (cache hits {}, forwarded {}, failed {}, abandoned {})",
-            c.queries, c.cache_hits, c.forwards, c.failures, c.abandoned
+            "  queries   {} (cache hits {}, forwarded {}, failed {}, abandoned {}, in flight {}, shed {})",
+            c.queries, c.cache_hits, c.forwards, c.failures, c.abandoned, c.in_flight, c.shed
         );
         let _ = writeln!(o);
     }

@@ -134,6 +134,12 @@ pub struct RouteCounters {
     pub forwards: u64,
     pub failures: u64,
     pub abandoned: u64,
+    /// Queries waiting on this route's servers now.
+    #[serde(default)]
+    pub in_flight: u64,
+    /// Queries refused at once because the route's (or all links') budget was full.
+    #[serde(default)]
+    pub shed: u64,
 }
 
 /// One link in `status`.

@@ -15,6 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::clock::Stamp;
 
 use arc_swap::ArcSwap;
+use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
 use crate::control::protocol::{
@@ -24,7 +25,7 @@ use crate::control::protocol::{
 use crate::control::protocol::{PendingReview, RemovalReason, RemovedLink, SystemDnsStatus, WhitelistStatus};
 use crate::dns::cache::Cache;
 use crate::dns::handler::Stats;
-use crate::dns::route::{Owner, Route, SYSTEM_ROUTE, Snapshot};
+use crate::dns::route::{Budget, Owner, Route, SYSTEM_ROUTE, Snapshot};
 use crate::dns::upstream::{Bind, Timing, Upstream};
 use crate::dns::validate::{TrustState, ZoneTrust};
 use crate::state::persist::Store;
@@ -115,6 +116,13 @@ impl WhitelistState {
     }
 }
 
+/// How queries are forwarded: the retry schedule and the budgets of queries in flight.
+#[derive(Clone, Copy, Debug)]
+pub struct Forwarding {
+    pub timing: Timing,
+    pub budget: Budget,
+}
+
 /// The default upstream's servers and where they came from (config, resolv.conf).
 #[derive(Clone, Debug, Default)]
 pub struct SystemUpstream {
@@ -132,6 +140,7 @@ pub struct Agent {
     stats: Arc<Stats>,
     store: Store,
     started: Stamp,
+    budgets: Budgets,
     listen: Mutex<Vec<SocketAddr>>,
 }
 
@@ -139,14 +148,29 @@ fn now_unix() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-fn system_route(servers: &[SocketAddr], source: String, timing: Timing) -> Arc<Route> {
-    Arc::new(Route::new(SYSTEM_ROUTE, Owner::System { source }, Upstream::new(servers, Bind::default(), timing)))
+/// What routes are built with besides their servers: the budgets of queries in flight.
+struct Budgets {
+    budget: Budget,
+    /// Shared by every link route ([`Budget::links`]).
+    links: Arc<Semaphore>,
 }
 
-fn link_route(link: &Link, timing: Timing) -> Arc<Route> {
+impl Budgets {
+    fn new(budget: Budget) -> Self {
+        Self { budget, links: Arc::new(Semaphore::new(budget.links)) }
+    }
+}
+
+fn system_route(servers: &[SocketAddr], source: String, timing: Timing, b: &Budgets) -> Arc<Route> {
+    let upstream = Upstream::new(servers, Bind::default(), timing);
+    Arc::new(Route::new(SYSTEM_ROUTE, Owner::System { source }, upstream).with_budget(b.budget.per_route, None))
+}
+
+fn link_route(link: &Link, timing: Timing, b: &Budgets) -> Arc<Route> {
     let servers: Vec<SocketAddr> = link.spec.servers.iter().map(|s| s.0).collect();
     let bind = Bind { interface: link.spec.interface.clone(), ifindex: link.ifindex, source: link.spec.source };
-    Arc::new(Route::new(link.seq, Owner::Link { id: link.spec.id.clone() }, Upstream::new(&servers, bind, timing)))
+    let route = Route::new(link.seq, Owner::Link { id: link.spec.id.clone() }, Upstream::new(&servers, bind, timing));
+    Arc::new(route.with_budget(b.budget.per_route, Some(b.links.clone())))
 }
 
 impl Agent {
@@ -155,7 +179,7 @@ impl Agent {
     pub fn new(
         restored: Vec<Link>,
         system: SystemUpstream,
-        timing: Timing,
+        forwarding: Forwarding,
         cache: Arc<Cache>,
         stats: Arc<Stats>,
         store: Store,
@@ -200,9 +224,11 @@ impl Agent {
             }
         }
         let table = LinkTable::from_links(kept);
+        let Forwarding { timing, budget } = forwarding;
+        let budgets = Budgets::new(budget);
         let routes: HashMap<u64, Arc<Route>> =
-            table.links().into_iter().map(|l| (l.seq, link_route(l, timing))).collect();
-        let system = system_route(&system.servers, system.source, timing);
+            table.links().into_iter().map(|l| (l.seq, link_route(l, timing, &budgets))).collect();
+        let system = system_route(&system.servers, system.source, timing, &budgets);
         let whitelist = WhitelistState::read(whitelist_path, None);
         let mut inner = Inner {
             table,
@@ -227,6 +253,7 @@ impl Agent {
             stats,
             store,
             started: Stamp::now(),
+            budgets,
             listen: Mutex::new(vec![]),
         };
         (agent, warnings)
@@ -297,7 +324,7 @@ impl Agent {
                 queries_abandoned: in_flight,
             });
         }
-        let route = link_route(&link, inner.timing);
+        let route = link_route(&link, inner.timing, &self.budgets);
         inner.routes.insert(link.seq, route);
         let warnings = self.publish(&mut inner, &before);
         let resolved = inner.table.resolve();
@@ -502,7 +529,7 @@ impl Agent {
             Some(note) => warn!(%source, "default upstream: {note}"),
             None => info!(servers = ?servers, %source, "default upstream"),
         }
-        let old = std::mem::replace(&mut inner.system, system_route(servers, source, timing));
+        let old = std::mem::replace(&mut inner.system, system_route(servers, source, timing, &self.budgets));
         old.cancel.cancel();
         inner.timing = timing;
         if current != servers {
@@ -810,6 +837,8 @@ fn counters(route: &Route) -> RouteCounters {
         forwards: s.forwards.load(Ordering::Relaxed),
         failures: s.failures.load(Ordering::Relaxed),
         abandoned: s.abandoned.load(Ordering::Relaxed),
+        in_flight: s.in_flight.load(Ordering::Relaxed),
+        shed: s.shed.load(Ordering::Relaxed),
     }
 }
 

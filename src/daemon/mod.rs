@@ -68,9 +68,34 @@ fn follow_system(
     }
 }
 
+/// Raises the soft limit on open files toward the hard one: every query in flight holds a socket
+/// (two while TCP runs beside UDP), and the budgets of queries in flight assume room for them.
+fn raise_open_files_limit(budget: crate::dns::route::Budget) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else { return };
+    let want = hard.min(65_536);
+    if soft < want
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, want, hard)
+    {
+        warn!(soft, hard, error = %e, "cannot raise the open-files limit");
+    }
+    let (soft, _) = getrlimit(Resource::RLIMIT_NOFILE).unwrap_or((soft, hard));
+    // Two sockets per query waiting, on every link and on the default route, plus some to spare.
+    let needed = 2 * (budget.links + budget.per_route) as u64 + 256;
+    if soft < needed {
+        warn!(
+            limit = soft,
+            needed,
+            "the open-files limit is below what the budgets of queries in flight may use; raise LimitNOFILE \
+             (or ulimit -n), or lower max_in_flight and max_in_flight_per_route"
+        );
+    }
+}
+
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(config_path: Option<std::path::PathBuf>, overrides: Overrides) -> anyhow::Result<()> {
     let settings = config::load(config_path.as_deref(), &overrides)?;
+    raise_open_files_limit(settings.budget);
     let store = Store::new(&settings.state_dir);
     let loaded = store.load();
     for w in &loaded.warnings {
@@ -83,7 +108,7 @@ pub async fn run(config_path: Option<std::path::PathBuf>, overrides: Overrides) 
     let (agent, warnings) = Agent::new(
         loaded.links,
         agent::SystemUpstream { servers: pick.servers, source: pick.source },
-        settings.timing,
+        agent::Forwarding { timing: settings.timing, budget: settings.budget },
         cache.clone(),
         stats.clone(),
         store,

@@ -168,8 +168,18 @@ impl Handler {
         if let Some(p) = map.get(&key) {
             return p.clone();
         }
+        // Fail fast when the route has its budget of queries waiting (not remembered as a failure:
+        // the question itself was never asked).
+        let admission = match route.admit() {
+            Ok(a) => a,
+            Err(text) => {
+                let e = FetchError { code: ede::NO_REACHABLE_AUTHORITY, text, abandoned: false, bogus: false };
+                return futures_util::future::ready(Err(e)).boxed().shared();
+            }
+        };
         let (cache, in_flight, query, k) = (self.cache.clone(), self.in_flight.clone(), query.clone(), key.clone());
         let fut = async move {
+            let _admission = admission;
             RouteStats::bump(&route.stats.forwards);
             route.stats.in_flight.fetch_add(1, Ordering::Relaxed);
             let result: Result<(Message, bool), FetchError> = match &trust {

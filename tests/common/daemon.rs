@@ -22,6 +22,8 @@ pub struct Daemon {
     log: PathBuf,
     /// The network namespace the daemon runs in (`ip netns exec NAME`), if not the test's own.
     netns: Option<String>,
+    /// The daemon's limit on open files (soft and hard), when a test sets one.
+    open_files: Option<u64>,
 }
 
 /// Runs `cmd` with no standard input; returns (success, stdout, stderr).
@@ -72,6 +74,7 @@ impl Daemon {
             extra: extra.iter().map(|s| s.to_string()).collect(),
             log: dir.path().join("daemon.log"),
             netns: netns.map(str::to_string),
+            open_files: None,
             dir,
         };
         d.spawn("127.0.0.1:0".parse().unwrap()).await;
@@ -120,6 +123,16 @@ impl Daemon {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
         cmd.stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
         cmd.env("RUST_LOG", "splitdns=debug");
+        if let Some(limit) = self.open_files {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit(2) is async-signal-safe and touches only the child.
+            unsafe {
+                cmd.pre_exec(move || {
+                    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, limit, limit)
+                        .map_err(std::io::Error::from)
+                });
+            }
+        }
         self.child = Some(cmd.spawn().expect("spawn splitdns"));
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -278,6 +291,26 @@ impl Daemon {
         let resolv = dir.path().join("no-resolv.conf");
         std::fs::write(dir.path().join("config.toml"), format!("resolv_conf = {resolv:?}\n{config}\n")).unwrap();
         Self::start_in(dir, upstream, extra).await
+    }
+
+    /// Like [`Daemon::start`], with the daemon's open-files limit (soft and hard) set to `limit`,
+    /// as a service manager's default of 1,024 would.
+    pub async fn start_with_open_files_limit(upstream: &[SocketAddr], extra: &[&str], limit: u64) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut d = Daemon {
+            child: None,
+            socket: dir.path().join("control.sock"),
+            state_dir: dir.path().join("state"),
+            dns: "127.0.0.1:0".parse().unwrap(),
+            upstream: upstream.to_vec(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            log: dir.path().join("daemon.log"),
+            netns: None,
+            open_files: Some(limit),
+            dir,
+        };
+        d.spawn("127.0.0.1:0".parse().unwrap()).await;
+        d
     }
 
     /// Like [`Daemon::start`], but with exactly `config` as the config file (nothing added: without
