@@ -94,6 +94,9 @@ pub struct Entry {
     pub rcode: ResponseCode,
     /// DNSSEC-validated as secure.
     pub secure: bool,
+    /// The answer's CNAME chain leads into another route: only this route's part is stored, and
+    /// the rest must be asked of that route each time (the UDP fast path does not serve it).
+    pub partial: bool,
     /// The message, then the offsets of its TTL fields (u16, native order): one allocation.
     wire: Box<[u8]>,
     /// Length of the message part of `wire`.
@@ -352,6 +355,12 @@ impl Cache {
 
     /// Stores the answer `msg` to `query` if it is cacheable, shaped for the key's DO bit.
     pub fn insert(&self, key: Key, query: &Query, msg: &Message, secure: bool, now: Stamp) {
+        self.insert_part(key, query, msg, secure, false, now)
+    }
+
+    /// [`Cache::insert`] for an answer that may be only this route's part of a CNAME chain
+    /// (`partial`: the chain continues in another route, asked separately).
+    pub fn insert_part(&self, key: Key, query: &Query, msg: &Message, secure: bool, partial: bool, now: Stamp) {
         let Some(ttl) = self.ttl_for(msg) else { return };
         if ttl == 0 {
             return;
@@ -367,6 +376,7 @@ impl Cache {
         let entry = Entry {
             rcode: msg.metadata.response_code,
             secure,
+            partial,
             wire: wire.into_boxed_slice(),
             msg_len,
             stored: now,

@@ -263,6 +263,69 @@ pub fn prove_positive(
     Some(message)
 }
 
+/// Proves the answer to an ANY query: each RRset at the query name (one, as RFC 8482 minimal
+/// responses give, or several) signed by the zone's verified keys, a wildcard expansion with its
+/// NSEC3 proof. hickory's validator has no notion of ANY; the answer is whatever RRsets the server
+/// chose, each of which must verify. `None`: something did not verify, or the shape is not a
+/// positive ANY answer (the caller decides what that means).
+pub fn prove_any(
+    zone: &Name,
+    keys: &VerifiedKeys,
+    cache: &SigCache,
+    query: &Query,
+    raw: &Message,
+    now_unix: u32,
+) -> Option<Message> {
+    let meta = &raw.metadata;
+    if meta.response_code != ResponseCode::NoError || meta.truncation || raw.answers.is_empty() {
+        return None;
+    }
+    if raw.answers.len() > MAX_ANSWERS || query.query_class() != DNSClass::IN || query.query_type() != RecordType::ANY {
+        return None;
+    }
+    if keys.zone != *zone || !zone.zone_of(query.name()) {
+        return None;
+    }
+    let mut sets: Vec<RrSet<'_>> = Vec::new();
+    for record in &raw.answers {
+        let rtype = record.record_type();
+        if rtype == RecordType::RRSIG {
+            continue;
+        }
+        // Only data at the question's name; proofs belong in the authority section.
+        let proof_type = matches!(rtype, RecordType::NSEC | RecordType::NSEC3 | RecordType::ANY);
+        if record.dns_class != DNSClass::IN || record.name != *query.name() || proof_type {
+            return None;
+        }
+        match sets.iter_mut().find(|s| s.rtype == rtype) {
+            Some(set) => set.records.push(record),
+            None => sets.push(RrSet { owner: &record.name, rtype, records: vec![record] }),
+        }
+    }
+    let mut cx = Context::new(zone, keys, cache, now_unix);
+    let mut answers = Vec::new();
+    let mut authorities: Vec<Record> = Vec::new();
+    for set in &sets {
+        let proven = cx.verify_rrset(set.owner, set.rtype, &set.records, &raw.answers)?;
+        if proven.labels < set.owner.num_labels() {
+            let next_closer = set.owner.trim_to(usize::from(proven.labels) + 1);
+            for record in cx.nsec3_cover(&next_closer, &raw.authorities)? {
+                if !authorities.contains(&record) {
+                    authorities.push(record);
+                }
+            }
+        }
+        answers.extend(proven.records);
+    }
+    let mut message = Message::new(meta.id, meta.message_type, meta.op_code);
+    message.metadata = *meta;
+    message.edns = raw.edns.clone();
+    message.add_query(query.clone());
+    message.answers = answers;
+    message.authorities = authorities;
+    Some(message)
+}
+
 /// Types the fast path handles as answer data; the rest (meta types, DNSSEC types, DNAME, ...)
 /// goes to hickory.
 fn ordinary_type(t: RecordType) -> bool {
@@ -552,6 +615,39 @@ mod tests {
         // The same answer again costs no crypto.
         assert!(prove(&keys, &cache, &qm).is_some());
         assert_eq!((cache.misses(), cache.hits()), (1, 1));
+    }
+
+    #[test]
+    fn any_answers_are_proven_rrset_by_rrset() {
+        let s = Signer::new();
+        let (keys, cache) = (keys_of(&[&s]), SigCache::new());
+        let q = Query::query(name("www.corp.example."), RecordType::ANY);
+        let any = |answers: Vec<Record>| {
+            let (_, mut m) = response("www.corp.example.", RecordType::ANY, answers, vec![]);
+            m.queries = vec![q.clone()];
+            m
+        };
+        // RFC 8482 minimal: one RRset.
+        let one = any(signed(&s, vec![a("www.corp.example.", [10, 1, 0, 1])]));
+        let m = prove_any(&zone(), &keys, &cache, &q, &one, NOW).expect("secure");
+        assert_eq!(m.answers.len(), 2);
+        assert!(m.answers.iter().all(|r| r.proof == Proof::Secure));
+        // Classic: several RRsets, each signed.
+        let aaaa = Record::from_rdata(name("www.corp.example."), 60, RData::AAAA("fd00::1".parse().unwrap()));
+        let mut both = signed(&s, vec![a("www.corp.example.", [10, 1, 0, 1])]);
+        both.extend(signed(&s, vec![aaaa.clone()]));
+        assert_eq!(prove_any(&zone(), &keys, &cache, &q, &any(both), NOW).map(|m| m.answers.len()), Some(4));
+        // One RRset unsigned: not proven.
+        let mut half = signed(&s, vec![a("www.corp.example.", [10, 1, 0, 1])]);
+        half.push(aaaa);
+        assert!(prove_any(&zone(), &keys, &cache, &q, &any(half), NOW).is_none());
+        // A record at another name is not part of an ANY answer.
+        let other = any(signed(&s, vec![a("mail.corp.example.", [10, 1, 0, 2])]));
+        assert!(prove_any(&zone(), &keys, &cache, &q, &other, NOW).is_none());
+        // A signer outside the trusted keys proves nothing.
+        let rogue = Signer::new();
+        let forged = any(signed(&rogue, vec![a("www.corp.example.", [6, 6, 6, 6])]));
+        assert!(prove_any(&zone(), &keys, &cache, &q, &forged, NOW).is_none());
     }
 
     #[test]

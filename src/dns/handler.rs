@@ -18,7 +18,7 @@ use futures_util::future::{BoxFuture, Shared};
 
 use arc_swap::ArcSwap;
 use hickory_proto::op::{Edns, Header, HeaderCounts, Message, MessageType, Metadata, OpCode, Query, ResponseCode};
-use hickory_proto::rr::{DNSClass, Record, RecordType};
+use hickory_proto::rr::{DNSClass, Name, Record, RecordType};
 use hickory_proto::serialize::binary::BinEncodable;
 use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
@@ -28,6 +28,7 @@ use tracing::{debug, warn};
 use super::cache::{Cache, KEY_CD, KEY_DO, Key, KeyRef};
 use super::ede;
 use super::route::{Route, RouteStats, Snapshot};
+use super::scrub;
 use super::upstream::{EDNS_PAYLOAD, QueryFlags, UpstreamError};
 use super::validate::{ValidationError, ZoneTrust, strip_dnssec};
 use super::wire;
@@ -55,6 +56,8 @@ pub struct Outcome {
     pub ede: Option<(u16, String)>,
     /// How it was answered, for `splitdns query`.
     pub path: Option<AnswerPath>,
+    /// The CNAME chain continues in another route: this name is asked there next.
+    follow: Option<Name>,
 }
 
 /// Where an answer came from.
@@ -71,7 +74,16 @@ pub struct AnswerPath {
 
 impl Outcome {
     fn error(rcode: ResponseCode, ede: Option<(u16, String)>) -> Self {
-        Self { rcode, answers: vec![], authorities: vec![], additionals: vec![], secure: false, ede, path: None }
+        Self {
+            rcode,
+            answers: vec![],
+            authorities: vec![],
+            additionals: vec![],
+            secure: false,
+            ede,
+            path: None,
+            follow: None,
+        }
     }
 }
 
@@ -83,6 +95,8 @@ struct Fetched {
     authorities: Vec<Record>,
     additionals: Vec<Record>,
     secure: bool,
+    /// Where the CNAME chain leaves the route, if it does.
+    follow: Option<Name>,
 }
 
 /// Why a fetch gave no answer: an RFC 8914 code and a text for the client, and whether the query
@@ -155,8 +169,10 @@ impl Handler {
     }
 
     /// Joins the transaction already asking this question on this route, or starts one.
+    #[allow(clippy::too_many_arguments)]
     fn fetch(
         &self,
+        snapshot: Arc<Snapshot>,
         route: Arc<Route>,
         trust: Option<Arc<ZoneTrust>>,
         query: &Query,
@@ -182,10 +198,17 @@ impl Handler {
             let _admission = admission;
             RouteStats::bump(&route.stats.forwards);
             route.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+            // Only records of this route's own names count (see `scrub`).
+            let scrub = |m: &mut Message| {
+                let removed = scrub::scrub(m, &snapshot, route.id);
+                if removed > 0 {
+                    debug!(name = %query.name(), removed, route = %route.describe(), "records of other routes removed");
+                }
+            };
             let result: Result<(Message, bool), FetchError> = match &trust {
                 // Validated: the zone has a verified trust anchor and the client did not set CD.
                 Some(t) if !flags.checking_disabled => {
-                    t.lookup(&query).await.map(|v| (v.message, v.secure)).map_err(FetchError::from)
+                    t.lookup(&query, &scrub).await.map(|v| (v.message, v.secure)).map_err(FetchError::from)
                 }
                 // Not validated here: the CD client validates itself (so it gets the signatures), or
                 // no trust anchor covers the name.
@@ -193,12 +216,10 @@ impl Handler {
                     let flags =
                         if trust.is_some() { QueryFlags { dnssec_ok: true, checking_disabled: true } } else { flags };
                     let why = || format!("{} went down (RFC 8598 §5)", route.describe());
-                    route
-                        .upstream
-                        .query(&query, flags, &route.cancel, why)
-                        .await
-                        .map(|m| (m, false))
-                        .map_err(Into::into)
+                    route.upstream.query(&query, flags, &route.cancel, why).await.map_err(Into::into).map(|mut m| {
+                        scrub(&mut m);
+                        (m, false)
+                    })
                 }
             };
             route.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -215,9 +236,10 @@ impl Handler {
                     return Err(e);
                 }
             };
+            let follow = scrub::chain_exit(&msg.answers, query.name(), query.query_type(), &snapshot, route.id);
             if live {
                 cache.forget_failure(&k);
-                cache.insert(k, &query, &msg, secure, now);
+                cache.insert_part(k, &query, &msg, secure, follow.is_some(), now);
             }
             Ok(Arc::new(Fetched {
                 rcode: msg.metadata.response_code,
@@ -225,6 +247,7 @@ impl Handler {
                 authorities: msg.authorities,
                 additionals: msg.additionals,
                 secure,
+                follow,
             }))
         }
         .boxed()
@@ -233,8 +256,43 @@ impl Handler {
         fut
     }
 
-    /// Answers `query` as the listener would (cache, route, validation), for `splitdns query`.
+    /// Answers `query` as the listener would (cache, route, validation, a CNAME chain followed
+    /// across routes), for `splitdns query` and the listener's full path.
     pub async fn resolve(&self, query: &Query, flags: QueryFlags) -> Outcome {
+        let mut out = self.resolve_one(query, flags).await;
+        let mut crossings = 0;
+        while let Some(target) = out.follow.take() {
+            crossings += 1;
+            if crossings > scrub::MAX_CROSSINGS {
+                return Outcome {
+                    path: out.path,
+                    ..Outcome::error(
+                        ResponseCode::ServFail,
+                        Some((
+                            ede::OTHER,
+                            format!("the CNAME chain crosses routes more than {} times", scrub::MAX_CROSSINGS),
+                        )),
+                    )
+                };
+            }
+            // The rest of the chain is another route's to answer (and to validate, if anchored).
+            let next = Query::query(target, query.query_type());
+            let rest = Box::pin(self.resolve_one(&next, flags)).await;
+            if rest.rcode == ResponseCode::ServFail {
+                return Outcome { path: out.path, ..rest };
+            }
+            out.answers.extend(rest.answers);
+            out.authorities = rest.authorities;
+            out.additionals.extend(rest.additionals);
+            out.rcode = rest.rcode;
+            out.secure &= rest.secure;
+            out.follow = rest.follow;
+        }
+        out
+    }
+
+    /// One route's part of the answer to `query`.
+    async fn resolve_one(&self, query: &Query, flags: QueryFlags) -> Outcome {
         let snapshot = self.snapshot.load_full();
         let name = hickory_proto::rr::LowerName::new(query.name());
         // Encoded once, for routing and for the cache key.
@@ -268,6 +326,10 @@ impl Handler {
             self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
             RouteStats::bump(&route.stats.cache_hits);
             // Stored already shaped for this DO bit, with TTLs aged by `message`.
+            let follow = match entry.partial {
+                true => scrub::chain_exit(&cached.answers, query.name(), query.query_type(), &snapshot, route.id),
+                false => None,
+            };
             return Outcome {
                 rcode: entry.rcode,
                 answers: cached.answers,
@@ -276,6 +338,7 @@ impl Handler {
                 secure: entry.secure,
                 ede: None,
                 path: Some(path(true)),
+                follow,
             };
         }
         self.stats.cache_misses.fetch_add(1, Ordering::Relaxed);
@@ -286,7 +349,7 @@ impl Handler {
                 let text = format!("{} (remembered; asked again in {left} s)", f.text);
                 Err(FetchError { code: f.code, text, abandoned: false, bogus: f.bogus })
             }
-            None => self.fetch(route.clone(), trust.clone(), query, flags, key, now).await,
+            None => self.fetch(snapshot.clone(), route.clone(), trust.clone(), query, flags, key, now).await,
         };
         match fetched {
             Ok(f) => Outcome {
@@ -297,6 +360,7 @@ impl Handler {
                 secure: f.secure,
                 ede: None,
                 path: Some(path(false)),
+                follow: f.follow.clone(),
             },
             Err(e) => {
                 if e.abandoned {
@@ -409,6 +473,10 @@ impl Handler {
         let now = self.clock.now();
         let key = KeyRef { route: route.id, name, qtype: q.qtype, bits };
         let Some(entry) = self.cache.get_ref(key, now) else { return false };
+        if entry.partial {
+            // The rest of the CNAME chain is another route's: the full path asks it.
+            return false;
+        }
 
         let mut flags = wire::flags::QR | wire::flags::RA | (q.flags & (wire::flags::RD | wire::flags::CD));
         if entry.secure && (q.dnssec_ok || q.authentic_data()) {

@@ -9,6 +9,7 @@ pub mod fastval_fixture;
 pub mod handler;
 pub mod listener;
 pub mod route;
+pub mod scrub;
 pub mod udp;
 pub mod upstream;
 pub mod validate;

@@ -247,8 +247,13 @@ impl ZoneTrust {
         }
     }
 
-    /// Looks `query` up through the link and validates the answer.
-    pub async fn lookup(self: &Arc<Self>, query: &Query) -> Result<Validated, ValidationError> {
+    /// Looks `query` up through the link and validates the answer. `scrub` is applied to the raw
+    /// answer first (records that belong to another route are removed before anything is judged).
+    pub async fn lookup(
+        self: &Arc<Self>,
+        query: &Query,
+        scrub: &(dyn Fn(&mut Message) + Send + Sync),
+    ) -> Result<Validated, ValidationError> {
         let state = self.settled().await;
         let (keys, anchors, sigs) = match &*state {
             TrustState::Verified { keys, anchors, recheck_at, sigs, .. } => {
@@ -264,12 +269,21 @@ impl ZoneTrust {
         };
         let flags = QueryFlags { dnssec_ok: true, checking_disabled: true };
         let why = || format!("{} went down (RFC 8598 §5)", self.route.describe());
-        let raw = self
+        let mut raw = self
             .route
             .upstream
             .query(query, flags, &self.route.cancel, why)
             .await
             .map_err(ValidationError::Upstream)?;
+        scrub(&mut raw);
+        if query.query_type() == RecordType::ANY && !raw.answers.is_empty() {
+            // hickory's validator has no notion of ANY (RFC 8482 answers hold whatever RRsets the
+            // server chose): each RRset at the name must verify on its own.
+            return match fastval::prove_any(&self.zone, &keys, &sigs, query, &raw, unix_now() as u32) {
+                Some(message) => self.count(Ok(Validated { message, secure: true })),
+                None => self.count(Err(bogus_reason(query, &raw, &keys))),
+            };
+        }
         if let Some(message) = fastval::prove_positive(&self.zone, &keys, &sigs, query, &raw, unix_now() as u32) {
             self.counters.fast_secure.fetch_add(1, Ordering::Relaxed);
             return self.count(Ok(Validated { message, secure: true }));

@@ -5,4 +5,5 @@
 pub mod auth;
 pub mod client;
 pub mod daemon;
+pub mod fake;
 pub mod signed;

@@ -1,0 +1,127 @@
+//! A route's servers speak only for that route's names: what the public side or another VPN can
+//! and cannot do to split names (and the other way round), through the real daemon.
+//!
+//! - Records for another route's names are scrubbed from an answer, and a CNAME chain that crosses
+//!   into another route is asked of that route (validated there if anchored).
+//! - ANY, RRSIG and DS at an anchored apex are answered the way Unbound answers them.
+
+mod common;
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use common::auth::{AuthServer, zone};
+use common::client::{self, Q, a_addrs, rcode};
+use common::daemon::Daemon;
+use common::fake::{Fake, Out, Script};
+use common::signed::{Nsec3Options, ServeOptions, SignOptions, SignedServer, SignedZone};
+use hickory_proto::op::{Message, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::{A, CNAME};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+
+fn name(s: &str) -> Name {
+    Name::from_ascii(s).unwrap()
+}
+
+fn do_bit() -> Q {
+    Q { do_bit: true, ..Q::default() }
+}
+
+async fn ask(d: &Daemon, qname: &str, qtype: RecordType, q: Q) -> Message {
+    client::udp(d.dns, qname, qtype, &q).await.expect("an answer")
+}
+
+/// A signed corp.example (NSEC3) on a link, anchored and whitelisted.
+async fn anchored_corp(public: std::net::SocketAddr) -> (Daemon, SignedServer, SignedZone) {
+    let z =
+        SignedZone::build("corp.example.", &SignOptions { nsec3: Some(Nsec3Options::default()), ..Default::default() });
+    let server = SignedServer::start(&z, ServeOptions::default()).await;
+    let d = Daemon::start_with_whitelist(&[public], &[], "corp.example\n").await;
+    let addr = server.addr().to_string();
+    let out = d.link_up(&[
+        "--id",
+        "corp",
+        "--profile",
+        "corp",
+        "--server",
+        &addr,
+        "--domain",
+        "corp.example",
+        "--ta",
+        &z.ds(2),
+    ]);
+    assert!(out.contains("(in use)"), "{out}");
+    (d, server, z)
+}
+
+/// A public server that answers every query for `alias.pub.test` with a CNAME into corp.example
+/// plus a forged record for the target, and NXDOMAIN otherwise.
+async fn injecting_public_server() -> Fake {
+    let script: Script = Arc::new(|q: &Message| {
+        let mut m = Message::response(q.metadata.id, OpCode::Query);
+        m.metadata.recursion_desired = true;
+        m.metadata.recursion_available = true;
+        m.queries = q.queries.clone();
+        m.edns = q.edns.clone();
+        let qname = q.queries[0].name().to_ascii().to_ascii_lowercase();
+        if qname == "alias.pub.test." {
+            let target = name("cnametarget.corp.example.");
+            m.add_answer(Record::from_rdata(name("alias.pub.test."), 60, RData::CNAME(CNAME(target.clone()))));
+            m.add_answer(Record::from_rdata(target, 60, RData::A(A(Ipv4Addr::new(6, 6, 6, 6)))));
+            // And a forged glue-like record for a corp name in the additional section.
+            m.add_additional(Record::from_rdata(name("www.corp.example."), 60, RData::A(A(Ipv4Addr::new(6, 6, 6, 7)))));
+        } else {
+            m.metadata.response_code = ResponseCode::NXDomain;
+        }
+        vec![Out::Reply(m.to_vec().unwrap())]
+    });
+    Fake::start(script, None).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_side_cannot_inject_records_for_split_names() {
+    let public = injecting_public_server().await;
+    let (d, corp, _) = anchored_corp(public.addr).await;
+
+    for q in [Q::default(), do_bit()] {
+        let m = ask(&d, "alias.pub.test", RecordType::A, q.clone()).await;
+        assert!(a_addrs(&m).is_empty(), "a forged corp record reached the client: {m:?}");
+        assert!(
+            m.answers
+                .iter()
+                .chain(m.additionals.iter())
+                .all(|r| !r.name.to_ascii().contains("corp.example") || r.record_type() != RecordType::A),
+            "{m:?}"
+        );
+        // The chain was followed on the corp link, which proves the target does not exist.
+        assert_eq!(rcode(&m), ResponseCode::NXDomain, "{m:?}");
+        assert!(m.answers.iter().any(|r| r.record_type() == RecordType::CNAME), "the CNAME itself stays: {m:?}");
+        assert!(!m.metadata.authentic_data, "half of the chain is public, unvalidated: {m:?}");
+    }
+    assert!(corp.queries().iter().any(|q| q.name == "cnametarget.corp.example"), "the corp link was asked");
+    // The forged www.corp.example (additional section) never reached the cache: the corp link answers.
+    let m = ask(&d, "www.corp.example", RecordType::A, do_bit()).await;
+    assert_eq!(a_addrs(&m), [Ipv4Addr::new(10, 1, 0, 1)]);
+    assert!(m.metadata.authentic_data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_cannot_answer_for_public_names_and_its_chain_out_is_followed() {
+    // The corp server's zone has a CNAME to a public name and (wrongly) serves that public name too.
+    let corp_srv = AuthServer::start(&[
+        ("corp.example.", &zone("corp.example.", "intranet 60 IN CNAME www.pub.test.")),
+        ("pub.test.", &zone("pub.test.", "www 60 IN A 6.6.6.6")),
+    ])
+    .await;
+    let public = AuthServer::start(&[("pub.test.", &zone("pub.test.", "www 60 IN A 198.51.100.1"))]).await;
+    let d = Daemon::start(&[public.addr()], &[]).await;
+    d.link_up(&["--id", "corp", "--server", &corp_srv.addr().to_string(), "--domain", "corp.example"]);
+    for _ in 0..2 {
+        // Twice: the second time the link's part comes from the cache, the public part is asked
+        // of (or cached for) the public route.
+        let m = ask(&d, "intranet.corp.example", RecordType::A, Q::default()).await;
+        assert_eq!(a_addrs(&m), [Ipv4Addr::new(198, 51, 100, 1)], "{m:?}");
+    }
+    assert_eq!(public.count_under("pub.test"), 1);
+    assert_eq!(public.count_under("corp.example"), 0, "no split name leaked");
+}
