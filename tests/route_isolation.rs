@@ -125,3 +125,44 @@ async fn a_link_cannot_answer_for_public_names_and_its_chain_out_is_followed() {
     assert_eq!(public.count_under("pub.test"), 1);
     assert_eq!(public.count_under("corp.example"), 0, "no split name leaked");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_rrsig_and_ds_at_the_anchored_apex_are_answered_as_unbound_answers_them() {
+    for minimal_any in [true, false] {
+        // The public side must never be asked: it would learn the split name.
+        let public = AuthServer::start(&[("example.", &zone("example.", "corp 60 IN DS 1 13 2 00"))]).await;
+        let z = SignedZone::build(
+            "corp.example.",
+            &SignOptions { nsec3: Some(Nsec3Options::default()), ..Default::default() },
+        );
+        let server = SignedServer::start(&z, ServeOptions { minimal_any, ..Default::default() }).await;
+        let d = Daemon::start_with_whitelist(&[public.addr()], &[], "corp.example\n").await;
+        let addr = server.addr().to_string();
+        d.link_up(&["--id", "corp", "--server", &addr, "--domain", "corp.example", "--ta", &z.ds(2)]);
+
+        // ANY: the signed RRset(s) the server returns (RFC 8482: one), validated.
+        let m = ask(&d, "mail.corp.example", RecordType::ANY, do_bit()).await;
+        assert_eq!(rcode(&m), ResponseCode::NoError, "minimal {minimal_any}: {m:?}");
+        assert!(m.metadata.authentic_data, "minimal {minimal_any}: {m:?}");
+        assert!(m.answers.iter().any(|r| r.record_type() == RecordType::RRSIG), "{m:?}");
+        let data = m.answers.iter().filter(|r| r.record_type() != RecordType::RRSIG).count();
+        assert_eq!(data, if minimal_any { 1 } else { 2 }, "{m:?}");
+
+        // RRSIG: passed through, not validated, no AD.
+        let m = ask(&d, "www.corp.example", RecordType::RRSIG, do_bit()).await;
+        assert_eq!(rcode(&m), ResponseCode::NoError, "{m:?}");
+        assert!(!m.answers.is_empty() && m.answers.iter().all(|r| r.record_type() == RecordType::RRSIG), "{m:?}");
+        assert!(!m.metadata.authentic_data, "{m:?}");
+
+        // DS at the island's top: insecure (the parent is outside any anchor), asked of the link.
+        let m = ask(&d, "corp.example", RecordType::DS, do_bit()).await;
+        assert_eq!(rcode(&m), ResponseCode::NoError, "{m:?}");
+        assert!(!m.metadata.authentic_data, "{m:?}");
+        assert!(server.queries().iter().any(|q| q.name == "corp.example" && q.qtype == RecordType::DS));
+        assert_eq!(public.count(), 0, "asked the public side: {:?}", public.queries());
+        // A DS below the apex is inside the island: validated (here a proven NODATA).
+        let m = ask(&d, "www.corp.example", RecordType::DS, do_bit()).await;
+        assert_eq!(rcode(&m), ResponseCode::NoError, "{m:?}");
+        assert!(m.metadata.authentic_data, "{m:?}");
+    }
+}

@@ -299,7 +299,19 @@ impl Handler {
         let wire_name = name.to_bytes().unwrap_or_default();
         let (route, matched) = snapshot.route_wire(&wire_name);
         let route: Arc<Route> = route.clone();
-        let trust = matched.and_then(|d| snapshot.trust_for(&name, d, route.id)).cloned();
+        let trust = match query.query_type() {
+            // An RRSIG query asks for signatures alone, not an RRset they cover: passed through,
+            // never validated (as Unbound does), so never AD.
+            RecordType::RRSIG => None,
+            // A DS RRset lives in the parent zone: validated by the anchor above the name's own
+            // zone, if any. At an anchored apex (the island's top) there is none: the answer is
+            // insecure, not bogus, and it is still asked of the link, never the public side.
+            RecordType::DS => {
+                let parent = hickory_proto::rr::LowerName::new(&query.name().base_name());
+                matched.and_then(|d| snapshot.trust_for(&parent, d, route.id)).cloned()
+            }
+            _ => matched.and_then(|d| snapshot.trust_for(&name, d, route.id)).cloned(),
+        };
         let path = |cached: bool| AnswerPath {
             route: route.describe(),
             split_domain: matched.map(ToString::to_string),

@@ -543,6 +543,13 @@ pub enum Denial {
     Tampered,
 }
 
+/// How a reply is shaped: the proof handling and RFC 8482 ANY.
+#[derive(Clone, Copy, Debug)]
+struct ServeShape {
+    denial: Denial,
+    minimal_any: bool,
+}
+
 /// Behaviour knobs for [`SignedServer::start`].
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ServeOptions {
@@ -550,6 +557,8 @@ pub struct ServeOptions {
     pub denial: Denial,
     /// The address to listen on (default 127.0.0.1), e.g. an address of a test's tun device.
     pub ip: Option<std::net::IpAddr>,
+    /// Answer ANY with one RRset only, as RFC 8482 allows and Knot does (default: every RRset).
+    pub minimal_any: bool,
 }
 
 struct Reply {
@@ -563,7 +572,8 @@ impl ZoneData {
         self.nodes.contains_key(name) || self.ents.contains(name)
     }
 
-    fn resolve(&self, qname: &Name, qtype: RecordType, dnssec: bool, denial: Denial) -> Reply {
+    fn resolve(&self, qname: &Name, qtype: RecordType, dnssec: bool, shape: ServeShape) -> Reply {
+        let denial = shape.denial;
         let lname = qname.to_lowercase();
         let mut reply = Reply { rcode: ResponseCode::NoError, answers: Vec::new(), authorities: Vec::new() };
         if !self.origin.zone_of(&lname) {
@@ -575,10 +585,18 @@ impl ZoneData {
         if let Some(node) = self.nodes.get(&lname) {
             let sets: Vec<&RrSet> = match qtype {
                 RecordType::ANY => {
-                    node.iter().filter(|(t, _)| !matches!(t, RecordType::NSEC)).map(|(_, s)| s).collect()
+                    let all = node.iter().filter(|(t, _)| !matches!(t, RecordType::NSEC)).map(|(_, s)| s);
+                    all.take(if shape.minimal_any { 1 } else { usize::MAX }).collect()
                 }
                 t => node.get(&t).into_iter().collect(),
             };
+            if qtype == RecordType::RRSIG {
+                // Every signature at the name, as authoritative servers answer it.
+                reply.answers = node.values().flat_map(|s| s.rrsigs.iter().cloned()).collect();
+                if !reply.answers.is_empty() {
+                    return reply;
+                }
+            }
             if !sets.is_empty() {
                 for set in sets {
                     reply.answers.extend(set.records.iter().cloned());
@@ -862,7 +880,8 @@ impl RequestHandler for SignedHandler {
         let (_, do_bit) = super::auth::log_request(&self.log, request);
 
         let data = self.data.read().unwrap_or_else(|e| e.into_inner()).clone();
-        let denial = self.opts.lock().unwrap_or_else(|e| e.into_inner()).denial;
+        let opts = *self.opts.lock().unwrap_or_else(|e| e.into_inner());
+        let denial = ServeShape { denial: opts.denial, minimal_any: opts.minimal_any };
         let mut metadata = Metadata::response_from_request(&request.metadata);
         let reply = match request.queries.queries() {
             [q] if q.query_class() == DNSClass::IN => {
