@@ -4,8 +4,10 @@
 //! cannot exceed its share, and root still gets in while such users hold all of theirs. The scheme
 //! is described in src/control/server.rs.
 //!
-//! The tests that act as other users (uid 65534 `nobody`, and uids without a passwd entry in
-//! nobody's primary group) need root; without it they print `SKIPPED: why` and pass.
+//! The tests run as root in CI, so the slow and idle connections are root's, as a hung hook's
+//! would be; run by another user they are the daemon's own user's, which has the same scheme. The
+//! tests that act as other users (uid 65534 `nobody`, and uids without a passwd entry in nobody's
+//! primary group) need root; without it they print `SKIPPED: why` and pass.
 
 mod common;
 

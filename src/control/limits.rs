@@ -11,7 +11,10 @@
 //!   is a new one refused. So hung root hooks, however many, never keep a fresh hook out.
 //! - **control_group members** get at most [`MEMBER_PER_UID`] slots per user and
 //!   [`MEMBERS_MAX`] all together. They are refused beyond that, with a message; their idle
-//!   connections are closed at the request-line deadline (see [`super::server`]).
+//!   connections are closed at the request-line deadline (see [`super::server`]). They do not
+//!   take over their own slots: their connections are people's commands, not VPN hooks that must
+//!   get through at once, and a refusal that says why is easier to understand than a connection
+//!   of theirs closed under them.
 //!
 //! In all, at most [`MAX_OPEN`] connections hold slots. Connections being closed (a last error
 //! line, then a short read until the client's end-of-file) hold no slot; at most [`CLOSING_MAX`]

@@ -29,7 +29,8 @@
 //! the client's end-of-file, for at most [`LINGER`] and [`MAX_REQUEST`] bytes, so that the close
 //! does not reset a connection whose client is still writing its request. Lingering holds no
 //! slot; past 64 lingering connections, the line is written and the connection closed at once
-//! (the client in [`super::client`] reads a waiting reply even after a failed write).
+//! (the client in [`super::client`] reads a waiting reply even after a failed write). So the
+//! control socket holds at most 160 + 64 descriptors, well within the usual soft limit of 1024.
 //!
 //! **Long-lived requests.** The deadline is applied only while waiting for a request line
 //! (`Connection::next_line`). A request that keeps the connection (a future `watch` that streams
