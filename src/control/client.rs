@@ -1,6 +1,13 @@
 //! The CLI and hook end of the control socket: send one request, read one reply, with a deadline so
 //! that a hook never hangs its VPN client.
+//!
+//! The daemon may answer before it reads the request: a refusal (permission denied, too many
+//! connections) is written as soon as the connection is accepted, and the daemon may close before
+//! our request is written. Then writing fails with EPIPE or ECONNRESET, but the reason is waiting
+//! to be read; so a failed write is not the end, the reply line is read all the same and its error
+//! shown, rather than "Broken pipe".
 
+use std::io::ErrorKind;
 use std::path::Path;
 use std::time::Duration;
 
@@ -13,6 +20,8 @@ use super::protocol::{Reply, Request};
 
 /// Default deadline for one request.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause before connecting again while the daemon's backlog of unaccepted connections is full.
+const BACKLOG_RETRY: Duration = Duration::from_millis(20);
 
 /// Sends `request` to the daemon at `socket` and decodes the result.
 pub async fn call<T: DeserializeOwned>(socket: &Path, request: &Request, timeout: Duration) -> anyhow::Result<T> {
@@ -26,22 +35,94 @@ pub async fn call<T: DeserializeOwned>(socket: &Path, request: &Request, timeout
     serde_json::from_value(value).context("the daemon's reply does not match this splitdns version")
 }
 
+/// True for the errors of writing to, or reading from, a connection the peer has closed.
+fn closed_by_peer(e: &std::io::Error) -> bool {
+    matches!(e.kind(), ErrorKind::BrokenPipe | ErrorKind::ConnectionReset)
+}
+
+async fn connect(socket: &Path) -> anyhow::Result<UnixStream> {
+    loop {
+        match UnixStream::connect(socket).await {
+            Ok(stream) => return Ok(stream),
+            // The daemon has not yet accepted the connections before ours (a non-blocking connect
+            // to a full backlog): try again; `call`'s deadline bounds this.
+            Err(e) if e.kind() == ErrorKind::WouldBlock => tokio::time::sleep(BACKLOG_RETRY).await,
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "cannot connect to the splitdns daemon at {}: is it running? (start it with `splitdns \
+                         daemon`, or point at its socket with --control-socket or SPLITDNS_SOCKET)",
+                        socket.display()
+                    )
+                });
+            }
+        }
+    }
+}
+
 async fn exchange(socket: &Path, request: &Request) -> anyhow::Result<Reply> {
-    let mut stream = UnixStream::connect(socket).await.with_context(|| {
-        format!(
-            "cannot connect to the splitdns daemon at {}: is it running? (start it with `splitdns daemon`, \
-             or point at its socket with --control-socket or SPLITDNS_SOCKET)",
-            socket.display()
-        )
-    })?;
+    let mut stream = connect(socket).await?;
     let mut line = serde_json::to_vec(request)?;
     line.push(b'\n');
-    stream.write_all(&line).await?;
+    let sent = match stream.write_all(&line).await {
+        Ok(()) => Ok(()),
+        // The daemon closed first; its reason may be waiting to be read.
+        Err(e) if closed_by_peer(&e) => Err(e),
+        Err(e) => return Err(e).context("cannot send the request to the splitdns daemon"),
+    };
     let mut reader = BufReader::new(stream);
-    let mut answer = String::new();
-    reader.read_line(&mut answer).await?;
+    let mut answer = Vec::new();
+    let read = reader.read_until(b'\n', &mut answer).await;
     if answer.is_empty() {
-        bail!("the splitdns daemon closed the connection without answering");
+        return match (sent, read) {
+            (Err(e), _) => Err(e)
+                .context("the splitdns daemon closed the connection before reading the request, and gave no reason"),
+            (Ok(()), Err(e)) => Err(e).context("cannot read the splitdns daemon's reply"),
+            (Ok(()), Ok(_)) => bail!("the splitdns daemon closed the connection without answering"),
+        };
     }
-    serde_json::from_str(&answer).context("the daemon's reply is not valid JSON")
+    serde_json::from_slice(&answer).context("the daemon's reply is not valid JSON")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::UnixListener;
+
+    /// A daemon that answers at once and closes without reading: the request, larger than the
+    /// socket's buffer, cannot be written whole (EPIPE or ECONNRESET), yet the caller gets the
+    /// daemon's message.
+    #[tokio::test]
+    async fn a_refusal_is_read_even_when_the_request_cannot_be_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let daemon = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            stream.write_all(b"{\"ok\":false,\"error\":\"permission denied: uid 1 may not\"}\n").await.unwrap();
+            // Let the client fill the buffer and block, then close with its request unread.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        });
+        let request = Request::Query { name: "a".repeat(4 << 20), qtype: "A".into() };
+        let err = call::<serde_json::Value>(&path, &request, DEFAULT_TIMEOUT).await.unwrap_err();
+        daemon.await.unwrap();
+        let err = format!("{err:#}");
+        assert!(err.starts_with("permission denied: uid 1 may not"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_close_without_a_reply_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let daemon = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            drop(stream);
+        });
+        let request = Request::Query { name: "a".repeat(4 << 20), qtype: "A".into() };
+        let err = call::<serde_json::Value>(&path, &request, DEFAULT_TIMEOUT).await.unwrap_err();
+        daemon.await.unwrap();
+        let err = format!("{err:#}");
+        assert!(err.contains("closed the connection before reading the request"), "{err}");
+    }
 }

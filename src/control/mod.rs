@@ -3,5 +3,6 @@
 //! talk to it through [`client`].
 
 pub mod client;
+pub mod limits;
 pub mod protocol;
 pub mod server;

@@ -1,27 +1,69 @@
 //! The daemon end of the control socket.
 //!
-//! Each connection is checked with SO_PEERCRED before anything is read: root, the daemon's own user,
-//! and members of the configured `control_group` may talk to it; others get one error line and are
-//! disconnected. Requests are read one line at a time, at most [`MAX_REQUEST`] bytes; a malformed or
-//! oversized request gets an error reply and changes nothing. Idle connections are closed.
+//! **Who.** Each connection's kernel credentials (SO_PEERCRED) are read the moment it is accepted,
+//! before it takes a slot: root, the daemon's own user, and members of the configured
+//! `control_group` (by primary group, or listed in the group when the daemon started) may talk to
+//! it. Any other peer is sent one error line and closed; it never holds a slot, so refused peers,
+//! however many, cannot crowd out permitted ones. The check makes no user-database lookup (the
+//! group's members are resolved to uids at start), so a flood of connections cannot stall the
+//! accept loop on NSS.
+//!
+//! **How many.** Slots are per class ([`super::limits`]): root has 64 of its own and the
+//! daemon's user (if not root) 64 more, which control_group members can never take; members get
+//! 8 per user and 32 together. Hooks run as root, so a hung hook is a root connection: when root's
+//! slots are full, a new root connection takes over the one that has waited longest on its client
+//! (for a request line, or to read a reply), and that one is told why. A new root connection is
+//! refused only while all 64 are executing requests, which the daemon itself bounds (a `link up`
+//! settles within 3 s); a burst of hung root hooks therefore never keeps a fresh one out. Members
+//! beyond their share are refused with an error line saying so.
+//!
+//! **How long.** A complete request line must arrive within [`LINE_DEADLINE`] (5 s) of the accept,
+//! and each later one within 5 s of the previous reply. This is a deadline, not an idle timer:
+//! a client that trickles a byte every second is closed at 5 s all the same (slowloris). A reply
+//! must be written within [`WRITE_DEADLINE`]. A connection past either is closed with an error
+//! line. Requests are read one line at a time, at most [`MAX_REQUEST`] bytes; a malformed or
+//! oversized request gets an error reply and changes nothing.
+//!
+//! **Refusals are read, not EPIPE.** A refused or closed connection gets its error line, then the
+//! daemon shuts down its writing side and reads and discards what the client still sends, until
+//! the client's end-of-file, for at most [`LINGER`] and [`MAX_REQUEST`] bytes, so that the close
+//! does not reset a connection whose client is still writing its request. Lingering holds no
+//! slot; past 64 lingering connections, the line is written and the connection closed at once
+//! (the client in [`super::client`] reads a waiting reply even after a failed write). So the
+//! control socket holds at most 160 + 64 descriptors, well within the usual soft limit of 1024.
+//!
+//! **Long-lived requests.** The deadline is applied only while waiting for a request line
+//! (`Connection::next_line`). A request that keeps the connection (a future `watch` that streams
+//! events) is dispatched in `serve_connection` after its line is parsed, takes the
+//! `Connection` by value and leaves the request loop, so no line deadline applies to it; it keeps
+//! its slot, and will need a cap of its own.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::limits::{Admission, Class, Closing, Limits, Refusal, Slot};
 use super::protocol::{FlushResult, MAX_REQUEST, QueryResult, Reply, Request};
 use crate::daemon::agent::Agent;
 use crate::dns::handler::Handler;
 
-const IDLE: Duration = Duration::from_secs(30);
-const MAX_CONNECTIONS: usize = 32;
+/// From the accept, or from the previous reply, to a complete request line.
+pub const LINE_DEADLINE: Duration = Duration::from_secs(5);
+/// For writing one reply line.
+pub const WRITE_DEADLINE: Duration = Duration::from_secs(5);
+/// How long a closing connection is still read, so that its client reads the last line.
+pub const LINGER: Duration = Duration::from_secs(1);
+/// How long the accept loop pauses when accepting fails (out of descriptors): retrying at once
+/// would spin.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// At most one refusal, and one take-over, is logged per this period; the rest are counted.
+const LOG_EVERY: Duration = Duration::from_secs(10);
 /// How long `link up` waits for the link's trust anchors to be verified before replying.
 const SETTLE: Duration = Duration::from_secs(3);
 
@@ -29,12 +71,19 @@ const SETTLE: Duration = Duration::from_secs(3);
 #[derive(Debug, Clone)]
 pub struct PeerPolicy {
     pub daemon_uid: u32,
-    /// The control group's id and member names.
-    pub group: Option<(u32, Vec<String>)>,
+    pub group: Option<ControlGroup>,
+}
+
+/// The control group as read when the daemon started.
+#[derive(Debug, Clone)]
+pub struct ControlGroup {
+    pub gid: u32,
+    /// The uids of the users the group lists as members.
+    pub member_uids: Vec<u32>,
 }
 
 impl PeerPolicy {
-    /// Builds the policy for this process, resolving `group` by name.
+    /// Builds the policy for this process, resolving `group` and its members by name.
     pub fn for_this_process(group: Option<&str>) -> anyhow::Result<Self> {
         let group = match group {
             None => None,
@@ -44,27 +93,39 @@ impl PeerPolicy {
                     .with_context(|| {
                         format!("control_group {name:?} does not exist: create it (groupadd) or remove the setting")
                     })?;
-                Some((g.gid.as_raw(), g.mem))
+                let mut member_uids = Vec::new();
+                for member in &g.mem {
+                    match nix::unistd::User::from_name(member) {
+                        Ok(Some(user)) => member_uids.push(user.uid.as_raw()),
+                        _ => warn!(group = name, member, "control_group lists a user that does not exist; ignored"),
+                    }
+                }
+                Some(ControlGroup { gid: g.gid.as_raw(), member_uids })
             }
         };
         Ok(Self { daemon_uid: nix::unistd::geteuid().as_raw(), group })
     }
 
+    /// The control group's gid, if one is configured.
+    pub fn group_gid(&self) -> Option<u32> {
+        self.group.as_ref().map(|g| g.gid)
+    }
+
+    /// What a peer with these credentials is, or `None` if it may not send requests.
+    pub fn class(&self, uid: u32, gid: u32) -> Option<Class> {
+        if uid == 0 {
+            return Some(Class::Root);
+        }
+        if uid == self.daemon_uid {
+            return Some(Class::DaemonUser);
+        }
+        let group = self.group.as_ref()?;
+        (gid == group.gid || group.member_uids.contains(&uid)).then_some(Class::Member)
+    }
+
     /// True when a peer with these credentials may send requests.
     pub fn allows(&self, uid: u32, gid: u32) -> bool {
-        if uid == 0 || uid == self.daemon_uid {
-            return true;
-        }
-        let Some((group_gid, members)) = &self.group else {
-            return false;
-        };
-        if gid == *group_gid {
-            return true;
-        }
-        match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
-            Ok(Some(user)) => members.contains(&user.name),
-            _ => false,
-        }
+        self.class(uid, gid).is_some()
     }
 }
 
@@ -107,86 +168,383 @@ impl ControlServer {
 
     /// Serves connections until `shutdown` fires, then removes the socket file.
     pub async fn serve(self, agent: Arc<Agent>, handler: Handler, policy: PeerPolicy, shutdown: CancellationToken) {
-        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-        let mut tasks = tokio::task::JoinSet::new();
+        let mut door = Door {
+            agent,
+            handler,
+            policy,
+            admission: Admission::new(Limits::default()),
+            refusals: Throttle::default(),
+            take_overs: Throttle::default(),
+            tasks: tokio::task::JoinSet::new(),
+        };
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                accepted = self.listener.accept() => {
-                    let Ok((stream, _)) = accepted else { continue };
-                    let Ok(permit) = slots.clone().try_acquire_owned() else {
-                        warn!("control socket: too many connections, refusing one");
-                        continue;
-                    };
-                    let (agent, policy, handler) = (agent.clone(), policy.clone(), handler.clone());
-                    tasks.spawn(async move {
-                        serve_connection(stream, &agent, &handler, &policy).await;
-                        drop(permit);
-                    });
-                }
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, _)) => door.accepted(stream),
+                    Err(e) => pause_after(&e).await,
+                },
+                Some(_) = door.tasks.join_next(), if !door.tasks.is_empty() => {}
             }
         }
-        tasks.abort_all();
+        door.tasks.abort_all();
         let _ = std::fs::remove_file(&self.path);
     }
 }
 
-async fn serve_connection(mut stream: UnixStream, agent: &Agent, handler: &Handler, policy: &PeerPolicy) {
-    let cred = match stream.peer_cred() {
-        Ok(c) => c,
-        Err(e) => {
-            warn!(error = %e, "control socket: cannot read peer credentials; closing");
-            return;
-        }
-    };
-    if !policy.allows(cred.uid(), cred.gid()) {
-        warn!(uid = cred.uid(), gid = cred.gid(), pid = ?cred.pid(), "control socket: peer not allowed");
-        let _ = write_reply(
-            &mut stream,
-            &Reply::err(format!(
-                "permission denied: uid {} may not control splitdns (allowed: root, the daemon's user, \
-                 and members of its control_group)",
-                cred.uid()
-            )),
-        )
-        .await;
-        return;
+/// After a failed accept: out of descriptors or memory, the same connection would fail again at
+/// once, so wait a little rather than spin.
+async fn pause_after(e: &std::io::Error) {
+    if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)) {
+        warn!(error = %e, "control socket: cannot accept a connection; pausing");
+        tokio::time::sleep(ACCEPT_PAUSE).await;
+    } else {
+        debug!(error = %e, "control socket: accept failed");
     }
-    let mut buf: Vec<u8> = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 4096];
-    loop {
-        // Answer every complete line already buffered.
-        while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
-            if pos + 1 > MAX_REQUEST {
-                // A line that grew past the limit over several reads is as refused as one sent whole.
-                let _ = write_reply(&mut stream, &too_large()).await;
+}
+
+/// What the accept loop decides with: who may come in, and the slots.
+struct Door {
+    agent: Arc<Agent>,
+    handler: Handler,
+    policy: PeerPolicy,
+    admission: Arc<Admission>,
+    refusals: Throttle,
+    take_overs: Throttle,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl Door {
+    /// Checks a new connection's credentials and gives it a slot, or a last error line.
+    fn accepted(&mut self, stream: UnixStream) {
+        let accepted_at = Instant::now();
+        let cred = match stream.peer_cred() {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "control socket: cannot read peer credentials; closing");
                 return;
             }
-            let line: Vec<u8> = buf.drain(..=pos).collect();
-            let reply = handle_line(&line[..line.len() - 1], agent, handler, cred.uid()).await;
-            if write_reply(&mut stream, &reply).await.is_err() {
-                return;
+        };
+        let (uid, gid) = (cred.uid(), cred.gid());
+        let admitted = match self.policy.class(uid, gid) {
+            None => Err(permission_denied(uid)),
+            Some(class) => self.admission.admit(uid, class).map_err(|r| refusal_reply(&r)),
+        };
+        match admitted {
+            Ok(admitted) => {
+                if let Some(waited) = admitted.took_over_after
+                    && let Some(held_back) = self.take_overs.note()
+                {
+                    warn!(
+                        uid,
+                        ?waited,
+                        held_back,
+                        "control socket: all slots of this user in use; a new connection took over the one that \
+                         had waited longest"
+                    );
+                }
+                let conn = Connection::new(stream, admitted.slot, uid, accepted_at);
+                let (agent, handler, admission) = (self.agent.clone(), self.handler.clone(), self.admission.clone());
+                self.tasks.spawn(async move { serve_connection(conn, &agent, &handler, &admission).await });
+            }
+            Err(reply) => {
+                if let Some(held_back) = self.refusals.note() {
+                    let reason = reply.error.as_deref().unwrap_or_default();
+                    warn!(uid, gid, pid = ?cred.pid(), held_back, reason, "control socket: connection refused");
+                }
+                match self.admission.closing() {
+                    Some(closing) => {
+                        self.tasks.spawn(farewell(stream, reply, closing));
+                    }
+                    None => write_at_once(stream, &reply),
+                }
             }
         }
-        if buf.len() >= MAX_REQUEST {
-            let _ = write_reply(&mut stream, &too_large()).await;
+    }
+}
+
+/// Logs the first of a kind of event per [`LOG_EVERY`] and counts the others, so that a flood of
+/// connections cannot flood the log.
+#[derive(Debug, Default)]
+struct Throttle {
+    last: Option<Instant>,
+    held_back: u64,
+}
+
+impl Throttle {
+    /// `Some(number held back since the last logged one)` when this one is to be logged.
+    fn note(&mut self) -> Option<u64> {
+        if self.last.is_some_and(|t| t.elapsed() < LOG_EVERY) {
+            self.held_back += 1;
+            return None;
+        }
+        self.last = Some(Instant::now());
+        Some(std::mem::take(&mut self.held_back))
+    }
+}
+
+/// `5 s`, `1.5 s`.
+fn secs(d: Duration) -> String {
+    format!("{} s", d.as_secs_f64())
+}
+
+fn permission_denied(uid: u32) -> Reply {
+    Reply::err(format!(
+        "permission denied: uid {uid} may not control splitdns; only root, the daemon's own user and members \
+         of its control_group may. Run the command as root, or have an administrator add this user to the \
+         control_group in the daemon's config.toml and restart the daemon"
+    ))
+}
+
+fn refusal_reply(refusal: &Refusal) -> Reply {
+    let closes =
+        format!("the daemon closes any connection that sends no complete request within {}", secs(LINE_DEADLINE));
+    Reply::err(match refusal {
+        Refusal::AllExecuting { uid, max } => format!(
+            "too many connections from uid {uid} (at most {max} at once, all executing requests): retry in a few \
+             seconds"
+        ),
+        Refusal::PerUser { uid, max } => format!(
+            "too many connections from uid {uid} (at most {max} at once per user): close the connections this user \
+             left open, or retry in a few seconds; {closes}"
+        ),
+        Refusal::Members { max } => format!(
+            "too many connections from control_group members (at most {max} at once, for all of them together): \
+             retry in a few seconds; {closes}"
+        ),
+    })
+}
+
+fn too_large() -> Reply {
+    Reply::err(format!("request too large: at most {MAX_REQUEST} bytes per line"))
+}
+
+/// One admitted connection: its stream, what has been read of it, and its slot.
+struct Connection {
+    stream: UnixStream,
+    buf: Vec<u8>,
+    eof: bool,
+    slot: Slot,
+    uid: u32,
+    /// Since when it waits on its client: the accept, or the end of the previous reply.
+    waiting_since: Instant,
+    replied: bool,
+}
+
+/// What waiting for a request line brought.
+enum Next {
+    Line(Vec<u8>),
+    /// The client closed, or the connection failed, with nothing left to answer.
+    Closed,
+    /// Close the connection after this last error line.
+    Close(Reply),
+}
+
+impl Connection {
+    fn new(stream: UnixStream, slot: Slot, uid: u32, accepted_at: Instant) -> Self {
+        Self {
+            stream,
+            buf: Vec::with_capacity(1024),
+            eof: false,
+            slot,
+            uid,
+            waiting_since: accepted_at,
+            replied: false,
+        }
+    }
+
+    /// Waits for the next complete request line, until [`LINE_DEADLINE`] after the connection
+    /// began to wait, however the bytes trickle in. A line already read is returned at once.
+    async fn next_line(&mut self) -> Next {
+        let deadline = tokio::time::Instant::from_std(self.waiting_since + LINE_DEADLINE);
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
+                if pos + 1 > MAX_REQUEST {
+                    // A line that grew past the limit over several reads is as refused as one sent whole.
+                    return Next::Close(too_large());
+                }
+                let mut line: Vec<u8> = self.buf.drain(..=pos).collect();
+                line.pop();
+                return Next::Line(line);
+            }
+            if self.buf.len() >= MAX_REQUEST {
+                return Next::Close(too_large());
+            }
+            if self.eof {
+                // A final request without a newline is still answered.
+                return if self.buf.is_empty() { Next::Closed } else { Next::Line(std::mem::take(&mut self.buf)) };
+            }
+            tokio::select! {
+                biased;
+                () = self.slot.taken_over() => return Next::Close(self.taken_over_reply()),
+                () = tokio::time::sleep_until(deadline) => return Next::Close(self.late_reply()),
+                read = self.stream.read(&mut chunk) => match read {
+                    Ok(0) => self.eof = true,
+                    Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                    Err(e) => {
+                        debug!(error = %e, "control socket read error");
+                        return Next::Closed;
+                    }
+                },
+            }
+        }
+    }
+
+    /// Writes one reply line within [`WRITE_DEADLINE`]. Meanwhile the slot counts as waiting on
+    /// the client: a reply left unread lets a newer connection take the slot over. False when the
+    /// connection is to be closed (the client does not read, so no last line is sent).
+    async fn reply(&mut self, reply: &Reply) -> bool {
+        self.slot.waiting();
+        self.waiting_since = Instant::now();
+        let line = encode(reply);
+        let written = tokio::select! {
+            biased;
+            // A write that completes at once wins even over a take-over: the request ran, so its
+            // reply goes out.
+            r = tokio::time::timeout(WRITE_DEADLINE, self.stream.write_all(&line)) => matches!(r, Ok(Ok(()))),
+            () = self.slot.taken_over() => false,
+        };
+        self.replied = true;
+        self.waiting_since = Instant::now();
+        written
+    }
+
+    fn late_reply(&self) -> Reply {
+        let d = secs(LINE_DEADLINE);
+        Reply::err(if !self.buf.is_empty() {
+            format!(
+                "request incomplete after {d} ({} bytes and no newline): send the whole request and its newline at \
+                 once; closing",
+                self.buf.len()
+            )
+        } else if self.replied {
+            format!("no further request within {d} of the last reply; closing (connect again for the next request)")
+        } else {
+            format!(
+                "no request within {d} of connecting: send one JSON request per line, e.g. {{\"cmd\":\"status\"}}, \
+                 right after connecting; closing"
+            )
+        })
+    }
+
+    fn taken_over_reply(&self) -> Reply {
+        Reply::err(format!(
+            "closed: this connection had waited {:.1} s on its client, and a newer connection of uid {} needed its \
+             slot (at most {} at once): send each request right after connecting, and read its reply",
+            self.waiting_since.elapsed().as_secs_f64(),
+            self.uid,
+            self.slot.max()
+        ))
+    }
+
+    /// Frees the slot, then closes with a last error line.
+    async fn close_with(self, reply: Reply, admission: &Arc<Admission>) {
+        let Connection { stream, slot, .. } = self;
+        drop(slot);
+        match admission.closing() {
+            Some(closing) => farewell(stream, reply, closing).await,
+            None => write_at_once(stream, &reply),
+        }
+    }
+}
+
+/// Answers the requests of one admitted connection until it closes or must be closed.
+async fn serve_connection(mut conn: Connection, agent: &Agent, handler: &Handler, admission: &Arc<Admission>) {
+    loop {
+        let line = match conn.next_line().await {
+            Next::Line(line) => line,
+            Next::Closed => return,
+            Next::Close(reply) => return conn.close_with(reply, admission).await,
+        };
+        if !conn.slot.executing() {
+            // Taken over just as its line arrived: the request must not run.
+            let reply = conn.taken_over_reply();
+            return conn.close_with(reply, admission).await;
+        }
+        let reply = match parse(&line) {
+            Err(reply) => reply,
+            // A long-lived request (a future `watch`) is matched here, before the others, and takes
+            // the connection by value: `Ok(Request::Watch { .. }) => return watch(conn, ..).await`.
+            // It leaves this loop, so no line deadline applies to it any more.
+            Ok(request) => execute(request, agent, handler, conn.uid).await,
+        };
+        if !conn.reply(&reply).await {
             return;
         }
-        match tokio::time::timeout(IDLE, stream.read(&mut chunk)).await {
-            Ok(Ok(0)) | Err(_) => {
-                // EOF or idle. A final request without a newline is still answered.
-                if !buf.is_empty() && buf.len() < MAX_REQUEST {
-                    let reply = handle_line(&buf, agent, handler, cred.uid()).await;
-                    let _ = write_reply(&mut stream, &reply).await;
+    }
+}
+
+/// Sends a last error line and closes so that the client reads it, not EPIPE or ECONNRESET: after
+/// the line the daemon shuts down its writing side and reads and discards what the client still
+/// sends, until its end-of-file, for at most [`LINGER`] and [`MAX_REQUEST`] bytes. (Closing a Unix
+/// socket with unread data resets it; closing it before the client has written makes the client's
+/// write fail.) Holds a [`Closing`] permit, not a slot.
+async fn farewell(mut stream: UnixStream, reply: Reply, closing: Closing) {
+    let line = encode(&reply);
+    let _ = tokio::time::timeout(LINGER, async {
+        stream.write_all(&line).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        let mut drained = 0;
+        while drained < MAX_REQUEST {
+            match stream.read(&mut sink).await? {
+                0 => break,
+                n => drained += n,
+            }
+        }
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
+    drop(closing);
+}
+
+/// Writes a last line only if it fits at once, and closes: for when too many connections are
+/// lingering already. The client in [`super::client`] still reads it.
+fn write_at_once(stream: UnixStream, reply: &Reply) {
+    if let Ok(stream) = stream.into_std() {
+        let _ = std::io::Write::write(&mut &stream, &encode(reply));
+    }
+}
+
+fn encode(reply: &Reply) -> Vec<u8> {
+    let mut line = serde_json::to_vec(reply).unwrap_or_else(|_| br#"{"ok":false,"error":"internal"}"#.to_vec());
+    line.push(b'\n');
+    line
+}
+
+/// Parses one request line; a bad one yields its error reply.
+fn parse(line: &[u8]) -> Result<Request, Reply> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return Err(Reply::err("empty request: send one JSON object per line, e.g. {\"cmd\":\"status\"}"));
+    }
+    serde_json::from_slice(line).map_err(|e| Reply::err(format!("bad request: {e}")))
+}
+
+/// Executes one request that replies with one line.
+async fn execute(request: Request, agent: &Agent, handler: &Handler, uid: u32) -> Reply {
+    match request {
+        Request::Status {} => Reply::ok(agent.status()),
+        Request::LinkUp { link } => {
+            let id = link.id.clone();
+            match agent.link_up_settled(link, SETTLE).await {
+                Ok(r) => {
+                    info!(uid, link = %id, "link up via control socket");
+                    Reply::ok(r)
                 }
-                return;
+                Err(e) => Reply::err(e.to_string()),
             }
-            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
-            Ok(Err(e)) => {
-                debug!(error = %e, "control socket read error");
-                return;
-            }
+        }
+        Request::LinkDown { id } => Reply::ok(agent.link_down(&id)),
+        Request::Query { name, qtype } => match query(handler, &name, &qtype).await {
+            Ok(r) => Reply::ok(r),
+            Err(e) => Reply::err(e),
+        },
+        Request::Flush { domain } => {
+            let flushed = handler.flush(domain.as_ref());
+            info!(uid, domain = ?domain.as_ref().map(ToString::to_string), flushed, "cache flushed via control socket");
+            Reply::ok(FlushResult { domain: domain.map(|d| d.to_string()), flushed })
         }
     }
 }
@@ -222,48 +580,4 @@ async fn query(handler: &Handler, name: &str, qtype: &str) -> Result<QueryResult
         cached: path.as_ref().is_some_and(|p| p.cached),
         error: out.ede.map(|(code, text)| format!("EDE {code}: {text}")),
     })
-}
-
-fn too_large() -> Reply {
-    Reply::err(format!("request too large: at most {MAX_REQUEST} bytes per line"))
-}
-
-async fn handle_line(line: &[u8], agent: &Agent, handler: &Handler, uid: u32) -> Reply {
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    if line.iter().all(u8::is_ascii_whitespace) {
-        return Reply::err("empty request: send one JSON object per line, e.g. {\"cmd\":\"status\"}");
-    }
-    let request: Request = match serde_json::from_slice(line) {
-        Ok(r) => r,
-        Err(e) => return Reply::err(format!("bad request: {e}")),
-    };
-    match request {
-        Request::Status {} => Reply::ok(agent.status()),
-        Request::LinkUp { link } => {
-            let id = link.id.clone();
-            match agent.link_up_settled(link, SETTLE).await {
-                Ok(r) => {
-                    info!(uid, link = %id, "link up via control socket");
-                    Reply::ok(r)
-                }
-                Err(e) => Reply::err(e.to_string()),
-            }
-        }
-        Request::LinkDown { id } => Reply::ok(agent.link_down(&id)),
-        Request::Query { name, qtype } => match query(handler, &name, &qtype).await {
-            Ok(r) => Reply::ok(r),
-            Err(e) => Reply::err(e),
-        },
-        Request::Flush { domain } => {
-            let flushed = handler.flush(domain.as_ref());
-            info!(uid, domain = ?domain.as_ref().map(ToString::to_string), flushed, "cache flushed via control socket");
-            Reply::ok(FlushResult { domain: domain.map(|d| d.to_string()), flushed })
-        }
-    }
-}
-
-async fn write_reply(stream: &mut UnixStream, reply: &Reply) -> std::io::Result<()> {
-    let mut line = serde_json::to_vec(reply).unwrap_or_else(|_| br#"{"ok":false,"error":"internal"}"#.to_vec());
-    line.push(b'\n');
-    stream.write_all(&line).await
 }

@@ -124,7 +124,7 @@ pub async fn run(config_path: Option<std::path::PathBuf>, overrides: Overrides) 
     // DNS first: a busy port is the likeliest start-up failure, and it should leave no socket behind.
     let handler = Handler::new(agent.snapshot(), cache, stats);
     let listener = Listener::bind(&settings.listen, handler.clone()).await?;
-    let control = ControlServer::bind(&settings.control_socket, policy.group.as_ref().map(|g| g.0)).await?;
+    let control = ControlServer::bind(&settings.control_socket, policy.group_gid()).await?;
     agent.set_listen(listener.addrs().to_vec());
     // If resolv.conf named our own (ephemeral) address, re-read it now that we know our ports.
     let listen = listener.addrs().to_vec();
