@@ -14,7 +14,7 @@ use common::auth::{AuthServer, zone};
 use common::client::{self, Q, a_addrs, rcode};
 use common::daemon::Daemon;
 use common::fake::{Fake, Out, Script};
-use common::signed::{Nsec3Options, ServeOptions, SignOptions, SignedServer, SignedZone};
+use common::signed::{Nsec3Options, ServeOptions, SignOptions, SignedServer, SignedZone, delegation};
 use hickory_proto::op::{Message, OpCode, ResponseCode};
 use hickory_proto::rr::rdata::{A, CNAME};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
@@ -165,4 +165,66 @@ async fn any_rrsig_and_ds_at_the_anchored_apex_are_answered_as_unbound_answers_t
         assert_eq!(rcode(&m), ResponseCode::NoError, "{m:?}");
         assert!(m.metadata.authentic_data, "{m:?}");
     }
+}
+
+/// corp.example signed (NSEC3) with `extra` records, on the `corp` link, anchored and
+/// whitelisted; a daemon whose whitelist is `whitelist`.
+async fn corp_island(extra: Vec<Record>, whitelist: &str) -> (Daemon, SignedServer, AuthServer) {
+    let opts = SignOptions { nsec3: Some(Nsec3Options::default()), extra, ..Default::default() };
+    let z = SignedZone::build("corp.example.", &opts);
+    let server = SignedServer::start(&z, ServeOptions::default()).await;
+    let public = AuthServer::start(&[("example.", &zone("example.", "www.eng.corp 60 IN A 203.0.113.9"))]).await;
+    let d = Daemon::start_with_whitelist(&[public.addr()], &[], whitelist).await;
+    let addr = server.addr().to_string();
+    let out = d.link_up(&[
+        "--id",
+        "corp",
+        "--profile",
+        "corp",
+        "--server",
+        &addr,
+        "--domain",
+        "corp.example",
+        "--ta",
+        &z.ds(2),
+    ]);
+    assert!(out.contains("(in use)"), "{out}");
+    (d, server, public)
+}
+
+fn eng_link(d: &Daemon, server: std::net::SocketAddr, extra: &[&str]) -> String {
+    let addr = server.to_string();
+    let mut args = vec!["--id", "eng", "--profile", "eng", "--server", &addr, "--domain", "eng.corp.example"];
+    args.extend_from_slice(extra);
+    d.link_up(&args)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nested_link_inside_an_island_validates_through_the_chain_of_trust() {
+    // A secure delegation: corp.example holds eng.corp.example's DS.
+    let eng = SignedZone::build("eng.corp.example.", &SignOptions::default());
+    let (d, _corp, public) = corp_island(delegation("eng.corp.example.", &[eng.ds_rdata(2)]), "corp.example\n").await;
+    let eng_srv = SignedServer::start(&eng, ServeOptions::default()).await;
+    eng_link(&d, eng_srv.addr(), &[]);
+    let m = ask(&d, "www.eng.corp.example", RecordType::A, do_bit()).await;
+    assert_eq!(rcode(&m), ResponseCode::NoError, "{m:?}");
+    assert!(m.metadata.authentic_data, "secure through corp.example's DS: {m:?}");
+    assert_eq!(a_addrs(&m), [Ipv4Addr::new(10, 1, 0, 1)]);
+    let m = ask(&d, "expired.eng.corp.example", RecordType::A, do_bit()).await;
+    assert_eq!(rcode(&m), ResponseCode::ServFail, "bogus in the child stays bogus: {m:?}");
+    assert_eq!(public.count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proven_insecure_delegation_inside_an_island_is_served_without_ad() {
+    let (d, _corp, _public) = corp_island(delegation("eng.corp.example.", &[]), "corp.example\n").await;
+    let eng = AuthServer::start(&[("eng.corp.example.", &zone("eng.corp.example.", "www 60 IN A 10.2.0.1"))]).await;
+    eng_link(&d, eng.addr(), &[]);
+    let m = ask(&d, "www.eng.corp.example", RecordType::A, do_bit()).await;
+    assert_eq!(rcode(&m), ResponseCode::NoError, "{m:?}");
+    assert!(!m.metadata.authentic_data, "{m:?}");
+    assert_eq!(a_addrs(&m), [Ipv4Addr::new(10, 2, 0, 1)]);
+    let st = d.status().await;
+    let link = st["links"].as_array().unwrap().iter().find(|l| l["id"] == "eng").unwrap().clone();
+    assert_eq!(link["trust"][0]["state"], "insecure", "{link}");
 }

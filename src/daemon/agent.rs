@@ -28,9 +28,11 @@ use crate::dns::handler::Stats;
 use crate::dns::route::{Budget, Owner, Route, SYSTEM_ROUTE, Snapshot};
 use crate::dns::upstream::{Bind, Timing, Upstream};
 use crate::dns::validate::{TrustState, ZoneTrust};
+use crate::domain::DomainName;
 use crate::state::persist::Store;
 use crate::state::table::AnchorView;
 use crate::state::{Link, LinkSpec, LinkTable, SpecError};
+use crate::trust::DsAnchor;
 use crate::trust::whitelist::{self, Whitelist};
 use hickory_proto::rr::LowerName;
 use std::path::{Path, PathBuf};
@@ -398,6 +400,7 @@ impl Agent {
                                 format!("whitelisted by {by}; the DNSKEY set of {} is verified", v.anchor.owner),
                             ),
                             TrustState::Failed { reason, .. } => ("failed".into(), reason.clone()),
+                            TrustState::Insecure { reason, .. } => ("not used".into(), reason.clone()),
                         },
                         None => ("not used".into(), "no validator for this zone".into()),
                     },
@@ -718,52 +721,161 @@ fn build_snapshot(inner: &Inner) -> Snapshot {
     Snapshot::new(domains, default, trust)
 }
 
-/// Brings the validators in line with the anchors offered for accepted domains and allowed by the
-/// whitelist (RFC 8598 §6 W2, W7, W8; §8 S1): starts new ones, keeps unchanged ones (and their
-/// verified keys), drops the rest. Anchors that are not whitelisted are remembered as pending
-/// review. Returns the zones whose validation changed (their cached answers must go).
-fn sync_trusts(inner: &mut Inner) -> Vec<LowerName> {
-    let mut wanted: HashMap<(u64, LowerName), (crate::domain::DomainName, Vec<crate::trust::DsAnchor>)> =
-        HashMap::new();
-    let mut pending = HashMap::new();
-    let now = now_unix();
-    for r in inner.table.resolve() {
+/// What the links' anchors and split domains call for: a pure decision, unit-tested below.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct TrustPlan {
+    /// Anchored zones in force, by (link seq, zone), with their DS records; in claim order.
+    anchored: Vec<((u64, DomainName), Vec<DsAnchor>)>,
+    /// Nested split domains inside another link's island, by (link seq, domain), with the key of
+    /// the enclosing trust (anchored or itself derived) that the chain of trust runs through.
+    derived: Vec<((u64, DomainName), (u64, DomainName))>,
+    /// Offered anchors that wait for a person: (link seq, DS, why).
+    pending: Vec<(u64, DsAnchor, String)>,
+}
+
+/// Decides which offered anchors are used and which nested split domains need a chain of trust
+/// from an enclosing island. `permit` is the whitelist's word on one anchor given the zones already
+/// accepted (owner link seq, zone): `Err` says why it waits for review.
+fn plan_trusts(
+    resolved: &[crate::state::Resolved],
+    permit: impl Fn(&crate::state::Resolved, &DsAnchor, &[(u64, DomainName)]) -> Result<(), String>,
+) -> TrustPlan {
+    let mut plan = TrustPlan::default();
+    // Which link a name is routed to: the deepest accepted split domain covering it.
+    let route_of = |name: &DomainName| {
+        resolved
+            .iter()
+            .flat_map(|r| r.accepted.iter().map(move |d| (d, r.link.seq)))
+            .filter(|(d, _)| name.is_at_or_under(d))
+            .max_by_key(|(d, _)| d.label_count())
+            .map(|(_, seq)| seq)
+    };
+    let mut accepted: Vec<(u64, DomainName)> = Vec::new();
+    for r in resolved {
         for a in r.anchors.iter().filter(|a| a.state == "offered") {
-            if inner.whitelist.list.covers(&a.anchor.owner).is_some() {
-                let key = (r.link.seq, a.anchor.owner.to_lower_name());
-                wanted.entry(key).or_insert_with(|| (a.anchor.owner.clone(), vec![])).1.push(a.anchor.clone());
-            } else {
-                let key = (r.link.seq, a.anchor.to_string());
-                let since = inner.pending_since.get(&key).copied().unwrap_or_else(|| {
-                    warn!(
-                        link = %r.link.spec.id, profile = ?r.link.spec.profile, domain = %a.anchor.owner,
-                        ds = %a.anchor, "trust anchor NOT used: domain not whitelisted; pending review"
-                    );
-                    now
-                });
-                pending.insert(key, since);
+            // An anchor speaks for names this link serves, never for a nested link's.
+            if route_of(&a.anchor.owner) != Some(r.link.seq) {
+                continue;
+            }
+            match permit(r, &a.anchor, &accepted) {
+                Ok(()) => {
+                    let key = (r.link.seq, a.anchor.owner.clone());
+                    match plan.anchored.iter_mut().find(|(k, _)| *k == key) {
+                        Some((_, ds)) => ds.push(a.anchor.clone()),
+                        None => {
+                            plan.anchored.push((key.clone(), vec![a.anchor.clone()]));
+                            accepted.push(key);
+                        }
+                    }
+                }
+                Err(why) => plan.pending.push((r.link.seq, a.anchor.clone(), why)),
             }
         }
     }
+    // Every split domain inside an island of another link gets a chain of trust from it, shallow
+    // domains first so that a deeper one can chain through a shallower derived one.
+    let mut zones: Vec<(u64, DomainName)> = accepted;
+    let mut domains: Vec<(u64, &DomainName)> =
+        resolved.iter().flat_map(|r| r.accepted.iter().map(move |d| (r.link.seq, d))).collect();
+    domains.sort_by_key(|(_, d)| d.label_count());
+    for (seq, d) in domains {
+        if zones.iter().any(|(s, z)| *s == seq && z == d) {
+            continue;
+        }
+        let enclosing = zones.iter().filter(|(_, z)| d.is_at_or_under(z)).max_by_key(|(_, z)| z.label_count()).cloned();
+        if let Some(parent) = enclosing
+            && parent.0 != seq
+        {
+            let key = (seq, d.clone());
+            plan.derived.push((key.clone(), parent));
+            zones.push(key);
+        }
+    }
+    plan
+}
+
+/// Brings the validators in line with the anchors offered for accepted domains and allowed by the
+/// whitelist (RFC 8598 §6 W2, W7, W8; §8 S1), and with the nested split domains of other links
+/// inside anchored zones (their chain of trust runs through the enclosing island): starts new ones,
+/// keeps unchanged ones (and their verified keys), drops the rest. Anchors that are not
+/// whitelisted are remembered as pending review. Returns the zones whose validation changed (their
+/// cached answers must go).
+fn sync_trusts(inner: &mut Inner) -> Vec<LowerName> {
+    let resolved = inner.table.resolve();
+    let whitelist = &inner.whitelist.list;
+    let path = inner.whitelist.path.clone();
+    let plan = plan_trusts(&resolved, |_, anchor, _| match whitelist.covers(&anchor.owner) {
+        Some(_) => Ok(()),
+        None => Err(format!(
+            "{} is not on the whitelist {}: this anchor changes nothing until a person approves it \
+             (`splitdns whitelist review`, RFC 8598 §6)",
+            anchor.owner,
+            path.display()
+        )),
+    });
+    let now = now_unix();
+    let mut pending = HashMap::new();
+    for (seq, anchor, why) in &plan.pending {
+        let key = (*seq, anchor.to_string());
+        let since = inner.pending_since.get(&key).copied().unwrap_or_else(|| {
+            let link = resolved.iter().find(|r| r.link.seq == *seq).map(|r| &r.link.spec);
+            warn!(
+                link = ?link.map(|l| &l.id), profile = ?link.and_then(|l| l.profile.as_ref()), domain = %anchor.owner,
+                ds = %anchor, %why, "trust anchor NOT used; pending review"
+            );
+            now
+        });
+        pending.insert(key, since);
+    }
     inner.pending_since = pending;
+
+    let lower = |(seq, d): &(u64, DomainName)| (*seq, d.to_lower_name());
     let mut changed = Vec::new();
+    // Anchored zones first: derived ones chain through them.
     inner.trusts.retain(|key, t| {
-        let keep = wanted.get(key).is_some_and(|(_, anchors)| *anchors == t.anchors);
-        if !keep {
+        let keep =
+            t.parent.is_none() && plan.anchored.iter().any(|(k, anchors)| lower(k) == *key && *anchors == t.anchors);
+        if !keep && t.parent.is_none() {
             info!(zone = %t.zone, "trust anchor withdrawn: its answers are no longer validated");
+            changed.push(key.1.clone());
+        }
+        keep || t.parent.is_some()
+    });
+    for (key, anchors) in &plan.anchored {
+        let k = lower(key);
+        if inner.trusts.contains_key(&k) {
+            continue;
+        }
+        let Some(route) = inner.routes.get(&key.0) else { continue };
+        info!(zone = %key.1, by = ?inner.whitelist.list.covers(&key.1), "trust anchor accepted: domain is whitelisted");
+        changed.push(k.1.clone());
+        inner.trusts.insert(k, ZoneTrust::start(key.1.clone(), anchors.clone(), route.clone()));
+    }
+    // Derived trusts: kept while their enclosing trust is the very same one.
+    let mut derived: HashMap<(u64, LowerName), Arc<ZoneTrust>> = HashMap::new();
+    for (key, parent_key) in &plan.derived {
+        let (k, pk) = (lower(key), lower(parent_key));
+        let Some(parent) = derived.get(&pk).or_else(|| inner.trusts.get(&pk)).cloned() else { continue };
+        let existing = inner.trusts.get(&k).filter(|t| t.parent.as_ref().is_some_and(|p| Arc::ptr_eq(p, &parent)));
+        let trust = match existing {
+            Some(t) => t.clone(),
+            None => {
+                let Some(route) = inner.routes.get(&key.0) else { continue };
+                info!(zone = %key.1, island = %parent.domain, "nested split domain inside another link's island: its chain of trust runs through it");
+                changed.push(k.1.clone());
+                ZoneTrust::derive(key.1.clone(), route.clone(), parent)
+            }
+        };
+        derived.insert(k, trust);
+    }
+    inner.trusts.retain(|key, t| {
+        let keep = t.parent.is_none() || derived.get(key).is_some_and(|d| Arc::ptr_eq(d, t));
+        if !keep {
             changed.push(key.1.clone());
         }
         keep
     });
-    for (key, (domain, anchors)) in wanted {
-        if inner.trusts.contains_key(&key) {
-            continue;
-        }
-        let Some(route) = inner.routes.get(&key.0) else { continue };
-        info!(zone = %domain, by = ?inner.whitelist.list.covers(&domain), "trust anchor accepted: domain is whitelisted");
-        changed.push(key.1.clone());
-        inner.trusts.insert(key, ZoneTrust::start(domain, anchors, route.clone()));
-    }
+    inner.trusts.extend(derived);
     changed
 }
 
@@ -776,15 +888,18 @@ fn trust_status(inner: &Inner, seq: u64) -> Vec<TrustStatus> {
             let st = t.state();
             let (state, reason, keys, signed_by, verified_at, next_check) = match &*st {
                 TrustState::Pending => ("verifying", None, vec![], vec![], None, None),
-                TrustState::Verified { keys, verified_at, recheck_unix, .. } => (
+                TrustState::Verified { keys, verified_at, recheck_unix, via, .. } => (
                     "verified",
-                    None,
+                    via.clone(),
                     crate::trust::anchors::key_summary(&keys.keys),
                     keys.matched_tags.clone(),
                     Some(*verified_at),
                     Some(*recheck_unix),
                 ),
                 TrustState::Failed { reason, at } => ("failed", Some(reason.clone()), vec![], vec![], Some(*at), None),
+                TrustState::Insecure { reason, at } => {
+                    ("insecure", Some(reason.clone()), vec![], vec![], Some(*at), None)
+                }
             };
             let c = &t.counters;
             let (signature_cache_hits, signature_checks) = match &*st {

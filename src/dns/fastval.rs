@@ -534,7 +534,7 @@ fn covers(owner: &[u8], nsec3: &NSEC3, hash: &[u8]) -> bool {
 
 /// RFC 4648 base32hex without padding, either case; `None` unless `label` is the exact, canonical
 /// encoding of a SHA-1 hash (32 characters, no stray bits).
-fn base32hex_decode(label: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn base32hex_decode(label: &[u8]) -> Option<Vec<u8>> {
     if label.len() != 32 {
         return None;
     }

@@ -68,9 +68,26 @@ pub enum TrustState {
         /// Signature verifications that succeeded under this key set (the fast path's cache);
         /// kept across re-verifications of the same set, new whenever the set changes.
         sigs: Arc<SigCache>,
+        /// For a nested split domain inside another link's island: how its keys were reached.
+        via: Option<String>,
     },
+    /// A nested split domain the enclosing island proves to be an insecure delegation: its
+    /// answers are served unvalidated (no AD), not failed.
+    Insecure { reason: String, at: u64 },
     /// The key set could not be verified: the zone fails closed.
     Failed { reason: String, at: u64 },
+}
+
+/// What the enclosing island says about a nested split domain (see [`ZoneTrust::derive`]).
+enum Derived {
+    /// A secure delegation: the child's keys are trusted through these DS records.
+    Ds(Vec<DsAnchor>),
+    /// Not delegated: its names are the enclosing zone's, validated with that zone's keys.
+    Parent(Arc<TrustState>),
+    /// A proven insecure delegation.
+    Insecure(String),
+    /// Nothing could be proven (the reason; whether it may pass, e.g. a timeout).
+    Failed(String, bool),
 }
 
 /// Validation counters of one zone.
@@ -108,6 +125,9 @@ pub struct ZoneTrust {
     pub lower: LowerName,
     pub domain: DomainName,
     pub anchors: Vec<DsAnchor>,
+    /// For a nested split domain of this link inside another link's anchored zone: that zone's
+    /// trust. The chain of trust runs through it (RFC 8598 §6 islands belong to their anchor).
+    pub parent: Option<Arc<ZoneTrust>>,
     route: Arc<Route>,
     state: ArcSwap<TrustState>,
     refresh: Mutex<Option<Shared<BoxFuture<'static, ()>>>>,
@@ -124,12 +144,32 @@ impl std::fmt::Debug for ZoneTrust {
 impl ZoneTrust {
     /// Creates the zone's trust and starts verifying its key set in the background.
     pub fn start(domain: DomainName, anchors: Vec<DsAnchor>, route: Arc<Route>) -> Arc<Self> {
+        Self::create(domain, anchors, None, route)
+    }
+
+    /// The trust of a nested split domain `domain`, served by `route`, that lies inside the island
+    /// `parent` of another link. Every name under an anchored zone is validated from that zone's
+    /// keys, whichever link serves it: the DS of `domain` is asked of `parent`'s link and validated
+    /// there. A DS makes a secure delegation (the child's keys, verified through it); a proof of a
+    /// delegation without DS makes the domain insecure; anything else means the names belong to
+    /// `parent`'s zone and are validated with its keys, so an unsigned forgery is bogus.
+    pub fn derive(domain: DomainName, route: Arc<Route>, parent: Arc<ZoneTrust>) -> Arc<Self> {
+        Self::create(domain, vec![], Some(parent), route)
+    }
+
+    fn create(
+        domain: DomainName,
+        anchors: Vec<DsAnchor>,
+        parent: Option<Arc<ZoneTrust>>,
+        route: Arc<Route>,
+    ) -> Arc<Self> {
         let zone = Name::from(domain.to_lower_name());
         let trust = Arc::new(Self {
             lower: LowerName::new(&zone),
             zone,
             domain,
             anchors,
+            parent,
             route,
             state: ArcSwap::from_pointee(TrustState::Pending),
             refresh: Mutex::new(None),
@@ -173,15 +213,104 @@ impl ZoneTrust {
         fut
     }
 
+    /// What `parent` proves about this nested domain: its DS records, a delegation without DS, or
+    /// that it is no delegation at all.
+    async fn derive_from(&self, parent: &Arc<ZoneTrust>) -> Derived {
+        if !matches!(*parent.settled().await, TrustState::Verified { .. }) {
+            return Derived::Failed(format!("the trust anchor of {} above it is not verified", parent.domain), false);
+        }
+        let query = Query::query(self.zone.clone(), RecordType::DS);
+        // Asked of the enclosing island's link and judged with its keys; nothing is scrubbed, the
+        // DS of the child is the parent zone's record.
+        match parent.lookup(&query, &|_: &mut Message| {}).await {
+            Ok(v) if v.secure => {
+                let ds: Vec<DsAnchor> = v
+                    .message
+                    .answers
+                    .iter()
+                    .filter(|r| r.name == self.zone)
+                    .filter_map(|r| match &r.data {
+                        RData::DNSSEC(DNSSECRData::DS(ds)) => DsAnchor::new(
+                            self.domain.clone(),
+                            ds.key_tag(),
+                            u8::from(ds.algorithm()),
+                            u8::from(ds.digest_type()),
+                            ds.digest().to_vec(),
+                        )
+                        .ok(),
+                        _ => None,
+                    })
+                    .collect();
+                if !ds.is_empty() {
+                    return Derived::Ds(ds);
+                }
+                if insecure_delegation(&v.message, &self.zone) {
+                    return Derived::Insecure(format!(
+                        "{} delegates {} without a DS record (proven): its answers are not validated",
+                        parent.domain, self.domain
+                    ));
+                }
+                Derived::Parent(parent.state())
+            }
+            Ok(_) => Derived::Failed(
+                format!("the DS answer for {} from {} is not secure", self.domain, parent.domain),
+                false,
+            ),
+            Err(ValidationError::Upstream(e)) => {
+                Derived::Failed(format!("cannot ask {}'s link for the DS of {}: {e}", parent.domain, self.domain), true)
+            }
+            Err(ValidationError::Bogus(_, t) | ValidationError::Untrusted(t)) => Derived::Failed(
+                format!("the DS of {} from {} does not validate: {t}", self.domain, parent.domain),
+                false,
+            ),
+        }
+    }
+
     async fn verify_now(&self) {
         self.counters.verifications.fetch_add(1, Ordering::Relaxed);
+        let mut anchors = self.anchors.clone();
+        let mut via = None;
+        if let Some(parent) = &self.parent {
+            let now = unix_now();
+            match self.derive_from(parent).await {
+                Derived::Ds(ds) => {
+                    via = Some(format!("DS from {} (a secure delegation)", parent.domain));
+                    anchors = ds;
+                }
+                Derived::Parent(state) => {
+                    let TrustState::Verified { keys, anchors, recheck_at, recheck_unix, sigs, .. } = &*state else {
+                        return self.fail(format!("the trust anchor of {} is not verified", parent.domain), false, now);
+                    };
+                    info!(zone = %self.zone, parent = %parent.domain, link = %self.route.describe(), "nested split domain: validated with its island's keys");
+                    self.state.store(Arc::new(TrustState::Verified {
+                        keys: keys.clone(),
+                        anchors: anchors.clone(),
+                        verified_at: now,
+                        recheck_at: *recheck_at,
+                        recheck_unix: *recheck_unix,
+                        sigs: sigs.clone(),
+                        via: Some(format!(
+                            "not delegated in {}: its names are that zone's, validated with its keys",
+                            parent.domain
+                        )),
+                    }));
+                    return;
+                }
+                Derived::Insecure(reason) => {
+                    info!(zone = %self.zone, link = %self.route.describe(), %reason, "nested split domain is insecure");
+                    self.state.store(Arc::new(TrustState::Insecure { reason, at: now }));
+                    return;
+                }
+                Derived::Failed(reason, transient) => return self.fail(reason, transient, now),
+            }
+        }
         let query = Query::query(self.zone.clone(), RecordType::DNSKEY);
         let flags = QueryFlags { dnssec_ok: true, checking_disabled: true };
         let why = || format!("{} went down", self.route.describe());
         let fetched = self.route.upstream.query(&query, flags, &self.route.cancel, why).await;
         let now = unix_now();
         let result = match fetched {
-            Ok(msg) => anchors::verify(&self.zone, &self.anchors, &msg, now as u32).map_err(|e| (e.to_string(), false)),
+            Ok(msg) => anchors::verify(&self.zone, &anchors, &msg, now as u32).map_err(|e| (e.to_string(), false)),
             Err(e) => Err((format!("cannot fetch the DNSKEY RRset of {}: {e}", self.zone), true)),
         };
         match result {
@@ -211,19 +340,22 @@ impl ZoneTrust {
                     anchors: Arc::new(ta),
                     verified_at: now,
                     sigs,
+                    via,
                 }));
             }
-            Err((reason, transient)) => {
-                // A network hiccup during a re-check keeps a verified set in force; anything else
-                // (a DS that no longer matches, bad signatures) withdraws it.
-                if transient && matches!(*self.state.load_full(), TrustState::Verified { .. }) {
-                    warn!(zone = %self.zone, %reason, "trust anchor re-check failed; keeping the verified key set");
-                    return;
-                }
-                warn!(zone = %self.zone, link = %self.route.describe(), %reason, "trust anchor NOT verified: the zone fails closed");
-                self.state.store(Arc::new(TrustState::Failed { reason, at: now }));
-            }
+            Err((reason, transient)) => self.fail(reason, transient, now),
         }
+    }
+
+    /// A verification failed. A network hiccup during a re-check keeps a verified set in force;
+    /// anything else (a DS that no longer matches, bad signatures) withdraws it.
+    fn fail(&self, reason: String, transient: bool, now: u64) {
+        if transient && matches!(*self.state.load_full(), TrustState::Verified { .. } | TrustState::Insecure { .. }) {
+            warn!(zone = %self.zone, %reason, "trust anchor re-check failed; keeping what was in force");
+            return;
+        }
+        warn!(zone = %self.zone, link = %self.route.describe(), %reason, "trust anchor NOT verified: the zone fails closed");
+        self.state.store(Arc::new(TrustState::Failed { reason, at: now }));
     }
 
     /// Forces a re-verification after a failed validation, at most once per [`REVERIFY_INTERVAL`].
@@ -266,7 +398,23 @@ impl ZoneTrust {
             }
             TrustState::Failed { reason, .. } => return Err(self.untrusted(reason)),
             TrustState::Pending => return Err(self.untrusted("verification did not finish")),
+            TrustState::Insecure { .. } => {
+                // A proven insecure delegation: the data as the link gives it, never AD.
+                let flags = QueryFlags { dnssec_ok: true, checking_disabled: true };
+                let why = || format!("{} went down (RFC 8598 §5)", self.route.describe());
+                let mut raw = self
+                    .route
+                    .upstream
+                    .query(query, flags, &self.route.cancel, why)
+                    .await
+                    .map_err(ValidationError::Upstream)?;
+                scrub(&mut raw);
+                return self.count(Ok(Validated { message: raw, secure: false }));
+            }
         };
+        // The zone whose keys judge: this one, or the enclosing island's for a nested domain that is
+        // not delegated.
+        let zone = keys.zone.clone();
         let flags = QueryFlags { dnssec_ok: true, checking_disabled: true };
         let why = || format!("{} went down (RFC 8598 §5)", self.route.describe());
         let mut raw = self
@@ -279,12 +427,12 @@ impl ZoneTrust {
         if query.query_type() == RecordType::ANY && !raw.answers.is_empty() {
             // hickory's validator has no notion of ANY (RFC 8482 answers hold whatever RRsets the
             // server chose): each RRset at the name must verify on its own.
-            return match fastval::prove_any(&self.zone, &keys, &sigs, query, &raw, unix_now() as u32) {
+            return match fastval::prove_any(&zone, &keys, &sigs, query, &raw, unix_now() as u32) {
                 Some(message) => self.count(Ok(Validated { message, secure: true })),
                 None => self.count(Err(bogus_reason(query, &raw, &keys))),
             };
         }
-        if let Some(message) = fastval::prove_positive(&self.zone, &keys, &sigs, query, &raw, unix_now() as u32) {
+        if let Some(message) = fastval::prove_positive(&zone, &keys, &sigs, query, &raw, unix_now() as u32) {
             self.counters.fast_secure.fetch_add(1, Ordering::Relaxed);
             return self.count(Ok(Validated { message, secure: true }));
         }
@@ -416,6 +564,28 @@ fn bogus_reason(query: &Query, raw: &Message, keys: &VerifiedKeys) -> Validation
         );
     }
     ValidationError::Bogus(ede::DNSSEC_BOGUS, format!("the signature over {what} does not verify"))
+}
+
+/// True when `msg` (a validated negative answer to `DS zone`) proves that `zone` is a delegation
+/// without DS: an NSEC at the name, or the NSEC3 matching its hash, whose type map has NS but
+/// neither DS nor SOA. (An opt-out NSEC3 that only covers the name proves nothing here: fail
+/// closed.)
+fn insecure_delegation(msg: &Message, zone: &Name) -> bool {
+    let delegation_without_ds = |types: &mut dyn Iterator<Item = RecordType>| {
+        let types: Vec<RecordType> = types.collect();
+        types.contains(&RecordType::NS) && !types.contains(&RecordType::DS) && !types.contains(&RecordType::SOA)
+    };
+    msg.authorities.iter().any(|r| match &r.data {
+        RData::DNSSEC(DNSSECRData::NSEC(nsec)) => r.name == *zone && delegation_without_ds(&mut nsec.type_bit_maps()),
+        RData::DNSSEC(DNSSECRData::NSEC3(n3)) => {
+            let Some(label) = r.name.iter().next() else { return false };
+            let Some(owner_hash) = fastval::base32hex_decode(label) else { return false };
+            let hash = n3.hash_algorithm().hash(n3.salt(), zone, n3.iterations());
+            let matches = hash.is_ok_and(|h| h.as_ref() == owner_hash.as_slice()) && r.name.base_name().zone_of(zone);
+            matches && delegation_without_ds(&mut n3.type_bit_maps())
+        }
+        _ => false,
+    })
 }
 
 fn denial_failure(raw: &Message) -> ValidationError {

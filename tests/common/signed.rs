@@ -55,12 +55,29 @@ pub struct SignOptions {
     pub algorithm: Algorithm,
     /// `None` (default): NSEC. `Some`: NSEC3 (SHA-1, no opt-out) with these parameters.
     pub nsec3: Option<Nsec3Options>,
+    /// Records added to the zone's content and signed with it, e.g. a delegation's NS and DS.
+    pub extra: Vec<Record>,
 }
 
 impl Default for SignOptions {
     fn default() -> Self {
-        Self { algorithm: Algorithm::ECDSAP256SHA256, nsec3: None }
+        Self { algorithm: Algorithm::ECDSAP256SHA256, nsec3: None, extra: Vec::new() }
     }
+}
+
+/// The records that delegate `child` (e.g. `eng.corp.example.`) from its parent zone: an NS, and
+/// the DS records if given (none: an insecure delegation).
+pub fn delegation(child: &str, ds: &[DS]) -> Vec<Record> {
+    let child = Name::from_ascii(child).expect("child name");
+    let mut out = vec![Record::from_rdata(
+        child.clone(),
+        TTL,
+        RData::NS(NS(Name::from_ascii("ns1").expect("ns").append_domain(&child).expect("fits"))),
+    )];
+    for d in ds {
+        out.push(Record::from_rdata(child.clone(), TTL, RData::DNSSEC(DNSSECRData::DS(d.clone()))));
+    }
+    out
 }
 
 /// NSEC3 parameters (RFC 9276 recommends 0 extra iterations and no salt).
@@ -290,6 +307,7 @@ impl SignedZone {
             a("wrongkey", [10, 1, 0, 14]),
             a("badsig", [10, 1, 0, 15]),
         ];
+        records.extend(self.opts.extra.iter().cloned());
         for key in [&self.ksk, &self.zsk] {
             records.push(Record::from_rdata(
                 o.clone(),
