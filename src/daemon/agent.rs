@@ -967,3 +967,99 @@ fn interface_name(index: u32) -> Option<String> {
     let all = nix::net::if_::if_nameindex().ok()?;
     all.iter().find(|i| i.index() == index).map(|i| i.name().to_string_lossy().into_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::link::tests::spec;
+
+    fn ds(owner: &str) -> DsAnchor {
+        format!("{owner}. IN DS 1 13 2 {}", "AB".repeat(32)).parse().unwrap()
+    }
+
+    fn d(s: &str) -> DomainName {
+        s.parse().unwrap()
+    }
+
+    /// A table of links (id, domains, anchors), resolved.
+    fn resolved(links: &[(&str, &[&str], &[&str])]) -> Vec<crate::state::Resolved> {
+        let mut t = LinkTable::default();
+        for (i, (id, domains, anchors)) in links.iter().enumerate() {
+            let mut s = spec(id, Some(id), domains);
+            s.anchors = anchors.iter().map(|a| ds(a)).collect();
+            t.upsert(s, i as u64, None).unwrap();
+        }
+        t.resolve()
+    }
+
+    fn all_permitted(_: &crate::state::Resolved, _: &DsAnchor, _: &[(u64, DomainName)]) -> Result<(), String> {
+        Ok(())
+    }
+
+    #[test]
+    fn nested_split_domains_chain_through_the_enclosing_island() {
+        let r = resolved(&[
+            ("corp", &["corp.example"], &["corp.example"]),
+            ("eng", &["eng.corp.example"], &[]),
+            ("lab", &["lab.eng.corp.example"], &[]),
+            ("other", &["other.example"], &[]),
+        ]);
+        let seq = |id: &str| r.iter().find(|x| x.link.spec.id == id).unwrap().link.seq;
+        let plan = plan_trusts(&r, all_permitted);
+        assert_eq!(plan.anchored, vec![((seq("corp"), d("corp.example")), vec![ds("corp.example")])]);
+        assert_eq!(
+            plan.derived,
+            vec![
+                ((seq("eng"), d("eng.corp.example")), (seq("corp"), d("corp.example"))),
+                ((seq("lab"), d("lab.eng.corp.example")), (seq("eng"), d("eng.corp.example"))),
+            ],
+            "eng chains through corp's island, lab through eng's; other.example is outside any island"
+        );
+        assert!(plan.pending.is_empty());
+    }
+
+    #[test]
+    fn a_nested_domain_of_the_same_link_or_with_its_own_anchor_needs_no_chain() {
+        let r = resolved(&[
+            ("corp", &["corp.example", "eng.corp.example"], &["corp.example"]),
+            ("lab", &["lab.corp.example"], &["lab.corp.example"]),
+        ]);
+        let plan = plan_trusts(&r, all_permitted);
+        assert!(plan.derived.is_empty(), "{:?}", plan.derived);
+        assert_eq!(plan.anchored.len(), 2);
+    }
+
+    #[test]
+    fn an_anchor_never_speaks_for_another_links_names_and_refusals_are_pending() {
+        // corp offers a DS for eng.corp.example, which the eng link routes: not corp's to give.
+        let r = resolved(&[
+            ("corp", &["corp.example"], &["corp.example", "eng.corp.example"]),
+            ("eng", &["eng.corp.example"], &[]),
+        ]);
+        let plan = plan_trusts(&r, all_permitted);
+        assert_eq!(plan.anchored.len(), 1, "{:?}", plan.anchored);
+        assert_eq!(plan.anchored[0].0.1, d("corp.example"));
+        // The whitelist's refusal makes an anchor pending, with the reason, and no island.
+        let plan = plan_trusts(&r, |_, a, _| Err(format!("{} not approved", a.owner)));
+        assert!(plan.anchored.is_empty() && plan.derived.is_empty());
+        assert_eq!(plan.pending.len(), 1);
+        assert_eq!(plan.pending[0].2, "corp.example not approved");
+    }
+
+    #[test]
+    fn the_permit_sees_the_zones_accepted_before_in_claim_order() {
+        let r = resolved(&[
+            ("corp", &["corp.example"], &["corp.example"]),
+            ("eng", &["eng.corp.example"], &["eng.corp.example"]),
+        ]);
+        let corp = r[0].link.seq;
+        let plan = plan_trusts(&r, |link, _, accepted| match accepted.iter().any(|(s, _)| *s != link.link.seq) {
+            true => Err("inside another profile's island".into()),
+            false => Ok(()),
+        });
+        assert_eq!(plan.anchored.len(), 1);
+        assert_eq!(plan.anchored[0].0, (corp, d("corp.example")));
+        assert_eq!(plan.pending.len(), 1);
+        assert_eq!(plan.derived.len(), 1, "the refused link chains through the island instead");
+    }
+}
