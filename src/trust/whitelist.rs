@@ -24,12 +24,13 @@
 //! Only people change the file: with `splitdns whitelist add|remove` (see [`add`] and [`remove`]) or
 //! an editor. The daemon only reads it, after [`check_permissions`].
 
-use std::fs::{self, File, Metadata};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::domain::{DomainError, DomainName};
+use crate::perms::{self, PermError, parent_dir};
 
 /// The marker that lets a top-level domain or public suffix be whitelisted.
 pub const OVERRIDE_MARKER: &str = "override=public-suffix";
@@ -82,8 +83,8 @@ pub enum WhitelistError {
         #[source]
         source: io::Error,
     },
-    #[error("{what} {} {problem}, so someone other than root or the daemon's user could change which anchors are trusted: fix it with `{fix}`", path.display())]
-    Permissions { what: &'static str, path: PathBuf, problem: String, fix: String },
+    #[error(transparent)]
+    Permissions(#[from] PermError),
     #[error(
         "the root \".\" can never be whitelisted: an anchor for it would let a VPN vouch for every name on the Internet"
     )]
@@ -238,89 +239,10 @@ fn read(path: &Path) -> Result<Option<String>, WhitelistError> {
     }
 }
 
-/// Quotes a path for a shell command shown to the user.
-fn shell_quote(path: &Path) -> String {
-    let s = path.display().to_string();
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-+,:@=~".contains(&b)) {
-        s
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
-}
-
-/// Checks one file or directory: owned by root or `daemon_uid`, not writable by group or others.
-fn check_one(path: &Path, meta: &Metadata, daemon_uid: u32, what: &'static str) -> Result<(), WhitelistError> {
-    let mut problems = Vec::new();
-    let mut fixes = Vec::new();
-    let quoted = shell_quote(path);
-    let owner = meta.uid();
-    if owner != 0 && owner != daemon_uid {
-        let who =
-            if daemon_uid == 0 { "root".to_string() } else { format!("root nor the daemon's user (uid {daemon_uid})") };
-        problems.push(format!("is owned by uid {owner}, which is neither {who}"));
-        fixes.push(format!("chown root {quoted}"));
-    }
-    let mode = meta.mode();
-    if mode & 0o022 != 0 {
-        let by = match (mode & 0o020 != 0, mode & 0o002 != 0) {
-            (true, true) => "its group and everyone",
-            (true, false) => "its group",
-            _ => "everyone",
-        };
-        problems.push(format!("is writable by {by} (mode {:04o})", mode & 0o7777));
-        fixes.push(format!("chmod go-w {quoted}"));
-    }
-    if problems.is_empty() {
-        return Ok(());
-    }
-    Err(WhitelistError::Permissions {
-        what,
-        path: path.to_path_buf(),
-        problem: problems.join(" and "),
-        fix: fixes.join(" && "),
-    })
-}
-
-/// The directory holding `path` (`.` for a bare file name).
-fn parent_dir(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
-}
-
-/// Refuses a whitelist anyone but root or the daemon's user could change, like sshd's StrictModes:
-/// the file (following a symbolic link) and its directory (and the link's directory) must be owned by
-/// root or `daemon_uid` and not be writable by group or others. A missing file passes.
+/// Refuses a whitelist anyone but root or the daemon's user could change (see
+/// [`perms::check`]). A missing file passes.
 pub fn check_permissions(path: &Path, daemon_uid: u32) -> Result<(), WhitelistError> {
-    let link = match fs::symlink_metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(WhitelistError::io("check the whitelist", path, e)),
-    };
-    let mut dirs = vec![parent_dir(path).to_path_buf()];
-    let meta = if link.file_type().is_symlink() {
-        match fs::metadata(path) {
-            Ok(m) => {
-                let target = fs::canonicalize(path).map_err(|e| WhitelistError::io("resolve", path, e))?;
-                dirs.push(parent_dir(&target).to_path_buf());
-                m
-            }
-            // A dangling link reads as a missing file; its directory still matters.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => link,
-            Err(e) => return Err(WhitelistError::io("check the whitelist", path, e)),
-        }
-    } else {
-        link
-    };
-    if !meta.file_type().is_symlink() {
-        check_one(path, &meta, daemon_uid, "the whitelist")?;
-    }
-    for dir in dirs {
-        let dmeta = fs::metadata(&dir).map_err(|e| WhitelistError::io("check the directory", &dir, e))?;
-        check_one(&dir, &dmeta, daemon_uid, "the whitelist's directory")?;
-    }
-    Ok(())
+    Ok(perms::check(path, daemon_uid, &perms::WHITELIST)?)
 }
 
 /// Replaces the file at `path` with `contents` atomically: a temporary file in the same directory,
@@ -587,7 +509,7 @@ mod tests {
         set_mode(dir.path(), 0o777);
         let e = check_permissions(&path, my_uid()).unwrap_err();
         assert!(
-            matches!(&e, WhitelistError::Permissions { path: p, fix, .. } if p == dir.path() && fix.starts_with("chmod go-w")),
+            matches!(&e, WhitelistError::Permissions(PermError::Unsafe { path: p, fix, .. }) if p == dir.path() && fix.starts_with("chmod go-w")),
             "{e}"
         );
         set_mode(dir.path(), 0o755);
@@ -633,10 +555,21 @@ mod tests {
     }
 
     #[test]
-    fn shell_quoting_of_paths_in_fixes() {
-        assert_eq!(shell_quote(Path::new("/etc/splitdns/whitelist")), "/etc/splitdns/whitelist");
-        assert_eq!(shell_quote(Path::new("/tmp/my list")), "'/tmp/my list'");
-        assert_eq!(shell_quote(Path::new("/tmp/it's")), r"'/tmp/it'\''s'");
+    fn a_foreign_owner_is_named_in_a_sentence_that_reads_right() {
+        let (_dir, path) = scratch();
+        fs::write(&path, "corp.example\n").unwrap();
+        set_mode(&path, 0o644);
+        if my_uid() == 0 {
+            std::os::unix::fs::chown(&path, Some(4242), None).unwrap();
+        }
+        let owner = fs::metadata(&path).unwrap().uid();
+        // A daemon running as root: only root may own the whitelist.
+        let e = check_permissions(&path, 0).unwrap_err().to_string();
+        assert!(e.contains(&format!("is owned by uid {owner}, which is not root, so someone other than root")), "{e}");
+        // A daemon running as another user: root or that user.
+        let e = check_permissions(&path, owner + 1).unwrap_err().to_string();
+        let daemon = format!("which is neither root nor the daemon's user (uid {})", owner + 1);
+        assert!(e.contains(&format!("is owned by uid {owner}, {daemon}, so someone")), "{e}");
     }
 
     #[test]
