@@ -5,6 +5,10 @@
 //! domain whose route changed, and save the table. Teardown of a link therefore does all four things
 //! RFC 8598 §5 asks: its forwarding rules go with the snapshot, its cached answers (negative ones too)
 //! are flushed, its trust anchors leave with the link, and its in-flight queries are abandoned.
+//!
+//! Nothing slow runs under that lock or on the runtime's worker threads: the whitelist is read and
+//! parsed on a blocking thread, and the lock is taken only to swap the result in, so a big or slow
+//! whitelist never holds up queries (cached or not) or control requests.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -77,19 +81,21 @@ impl Inner {
 /// The whitelist as the agent holds it: the last good list, and how the last read went.
 struct WhitelistState {
     path: PathBuf,
-    list: Whitelist,
+    /// Shared, so a reload can take the last good list to its blocking thread without a copy.
+    list: Arc<Whitelist>,
     state: String,
     problems: Vec<String>,
 }
 
 impl WhitelistState {
-    /// Reads the file; on any problem keeps `last` (the last good list) and says why.
-    fn read(path: &Path, last: Option<&Whitelist>) -> Self {
+    /// Reads the file; on any problem keeps `last` (the last good list) and says why. Blocks on the
+    /// file system and parses up to [`whitelist::MAX_BYTES`]: call it off the runtime's workers.
+    fn read(path: &Path, last: Option<&Arc<Whitelist>>) -> Self {
         let euid = nix::unistd::geteuid().as_raw();
         let keep = |what: String| {
             let (list, note) = match last {
                 Some(l) => (l.clone(), "the last good whitelist stays in force"),
-                None => (Whitelist::empty(), "no trust anchor is used until it is fixed"),
+                None => (Arc::new(Whitelist::empty()), "no trust anchor is used until it is fixed"),
             };
             error!("whitelist {}: {what}; {note}", path.display());
             Self { path: path.to_path_buf(), list, state: format!("error: {what}; {note}"), problems: vec![] }
@@ -108,7 +114,7 @@ impl WhitelistState {
                     "missing: no trust anchor is used (RFC 8598 §6)".to_string()
                 };
                 info!(path = %path.display(), entries = parsed.list.entries().len(), "whitelist loaded");
-                Self { path: path.to_path_buf(), list: parsed.list, state, problems: parsed.warnings }
+                Self { path: path.to_path_buf(), list: Arc::new(parsed.list), state, problems: parsed.warnings }
             }
             Err(e) => keep(e.to_string()),
         }
@@ -133,6 +139,9 @@ pub struct Agent {
     store: Store,
     started: Stamp,
     listen: Mutex<Vec<SocketAddr>>,
+    /// Held across a whole whitelist reload, so two reloads (an edit, SIGHUP) never finish out of
+    /// order and swap in the older read.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 fn now_unix() -> u64 {
@@ -152,6 +161,8 @@ fn link_route(link: &Link, timing: Timing) -> Arc<Route> {
 impl Agent {
     /// Builds the agent from restored links. Links whose interface has vanished while the daemon
     /// was down are dropped (their VPN is gone). Returns warnings worth logging.
+    ///
+    /// Reads the whitelist here, before the DNS listener is bound, so nothing waits on it.
     pub fn new(
         restored: Vec<Link>,
         system: SystemUpstream,
@@ -228,6 +239,7 @@ impl Agent {
             store,
             started: Stamp::now(),
             listen: Mutex::new(vec![]),
+            reloading: tokio::sync::Mutex::new(()),
         };
         (agent, warnings)
     }
@@ -380,11 +392,25 @@ impl Agent {
             .collect()
     }
 
-    /// Re-reads the whitelist (the file changed). A file that fails to read, parse or pass the
-    /// permission check keeps the last good list in force.
-    pub fn reload_whitelist(&self) {
+    /// Re-reads the whitelist (the file changed, or SIGHUP). A file that fails to read, parse,
+    /// pass the permission check or stay within the size limits keeps the last good list in force.
+    ///
+    /// The file is read and parsed on a blocking thread, not on a runtime worker and not under the
+    /// agent's lock; the lock is taken only to swap the result in. Reloads run one at a time.
+    pub async fn reload_whitelist(&self) {
+        let _one_at_a_time = self.reloading.lock().await;
+        let (path, last) = {
+            let inner = self.lock();
+            (inner.whitelist.path.clone(), inner.whitelist.list.clone())
+        };
+        let read = match tokio::task::spawn_blocking(move || WhitelistState::read(&path, Some(&last))).await {
+            Ok(read) => read,
+            Err(e) => {
+                error!("whitelist: reading it failed ({e}); the last good whitelist stays in force");
+                return;
+            }
+        };
         let mut inner = self.lock();
-        let read = WhitelistState::read(&inner.whitelist.path.clone(), Some(&inner.whitelist.list));
         let unchanged = read.list == inner.whitelist.list;
         inner.whitelist = read;
         if unchanged {
