@@ -48,6 +48,23 @@ pub enum LinkError {
     NoInterface { id: String, name: String },
 }
 
+/// Whether the saved link table was refused, or a change could not be saved: for `status`.
+#[derive(Clone, Debug, Default)]
+struct StateProblem {
+    /// The state file or directory was refused at start (see [`Store::load`]).
+    refused_at_start: Option<String>,
+    /// The last save failed, and why.
+    save: Option<String>,
+}
+
+impl StateProblem {
+    fn text(&self) -> Option<String> {
+        // The start-up refusal says what to do, and that nothing is saved meanwhile; a save that
+        // fails for the same reason adds nothing to it.
+        self.refused_at_start.clone().or_else(|| self.save.clone())
+    }
+}
+
 /// How many removed links `status` remembers.
 const REMOVED_HISTORY: usize = 16;
 
@@ -69,6 +86,7 @@ struct Inner {
     upstream_note: Option<String>,
     /// Whether the system still points at the agent, while `system-dns` is enabled.
     system_dns: Option<SystemDnsStatus>,
+    state_problem: StateProblem,
 }
 
 impl Inner {
@@ -160,11 +178,14 @@ fn link_route(link: &Link, timing: Timing) -> Arc<Route> {
 
 impl Agent {
     /// Builds the agent from restored links. Links whose interface has vanished while the daemon
-    /// was down are dropped (their VPN is gone). Returns warnings worth logging.
+    /// was down are dropped (their VPN is gone). `state_refused`: why the state file was not
+    /// loaded (shown by `status`). Returns warnings worth logging.
     ///
     /// Reads the whitelist here, before the DNS listener is bound, so nothing waits on it.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         restored: Vec<Link>,
+        state_refused: Option<String>,
         system: SystemUpstream,
         timing: Timing,
         cache: Arc<Cache>,
@@ -227,6 +248,7 @@ impl Agent {
             upstream_changed_at: now_unix(),
             upstream_note: None,
             system_dns: None,
+            state_problem: StateProblem { refused_at_start: state_refused, save: None },
         };
         sync_trusts(&mut inner);
         let snapshot = Arc::new(ArcSwap::from_pointee(build_snapshot(&inner)));
@@ -594,13 +616,14 @@ impl Agent {
         }
         let links: Vec<Link> = inner.table.links().into_iter().cloned().collect();
         match self.store.save(&links) {
-            Ok(()) => vec![],
+            Ok(()) => {
+                inner.state_problem = StateProblem::default();
+                vec![]
+            }
             Err(e) => {
-                let msg = format!(
-                    "the change is in effect but could not be saved to {}: {e}; it will be lost if the daemon restarts",
-                    self.store.path().display()
-                );
+                let msg = format!("the change is in effect but not saved: {e}; it will be lost if the daemon restarts");
                 warn!("{msg}");
+                inner.state_problem.save = Some(msg.clone());
                 vec![msg]
             }
         }
@@ -645,6 +668,7 @@ impl Agent {
             uptime_secs: self.started.elapsed().as_secs(),
             listen: self.listen.lock().unwrap_or_else(|e| e.into_inner()).iter().map(ToString::to_string).collect(),
             state_file: self.store.path().display().to_string(),
+            state_file_problem: inner.state_problem.text(),
             default_upstream: UpstreamStatus {
                 source,
                 servers: servers_status(default),

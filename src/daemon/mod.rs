@@ -77,12 +77,16 @@ pub async fn run(config_path: Option<std::path::PathBuf>, overrides: Overrides) 
     for w in &loaded.warnings {
         warn!("{w}");
     }
+    if let Some(why) = &loaded.refused {
+        error!("state file refused: {why}");
+    }
     let cache = Arc::new(Cache::new(settings.cache));
     let stats = Arc::new(Stats::default());
     let mut follow = Follow::from_settings(&settings);
     let pick = pick_upstream(&follow, &settings.listen);
     let (agent, warnings) = Agent::new(
         loaded.links,
+        loaded.refused,
         agent::SystemUpstream { servers: pick.servers, source: pick.source },
         settings.timing,
         cache.clone(),
