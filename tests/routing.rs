@@ -430,3 +430,24 @@ async fn an_unsafe_state_file_or_directory_is_refused_with_the_fix_and_not_writt
         assert!(d.stop());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_that_name_no_dns_server_or_splitdns_itself_are_refused() {
+    let public = public().await;
+    let d = Daemon::start(&[public.addr()], &[]).await;
+    let own = d.dns.to_string();
+    for (server, why) in [
+        ("0.0.0.0", "the unspecified address"),
+        ("::", "the unspecified address"),
+        ("255.255.255.255", "the broadcast address"),
+        ("224.0.0.1", "a multicast address"),
+        ("ff02::1", "a multicast address"),
+        (own.as_str(), "splitdns itself"),
+    ] {
+        let (ok, out, err) = d.cli(&["link", "up", "--id", "x", "--server", server, "--domain", "corp.example"]);
+        assert!(!ok, "--server {server} was accepted: {out}");
+        assert!(err.contains(&format!("server {server} is {why}")), "--server {server}: {err}");
+        assert_eq!(d.status().await["links"].as_array().unwrap().len(), 0, "--server {server} made a link");
+    }
+    assert_eq!(a(&d, "www.corp.example").await, [Ipv4Addr::new(203, 0, 113, 66)]);
+}

@@ -300,6 +300,8 @@ impl Agent {
     /// Brings a link up (or replaces the link with the same id or profile).
     pub fn link_up(&self, mut spec: LinkSpec) -> Result<LinkUpResult, LinkError> {
         spec.validate()?;
+        // A server that is the agent itself would loop each query back in until it times out.
+        spec.check_not_own(&self.listen.lock().unwrap_or_else(|e| e.into_inner()))?;
         // Every link gets its profile's settings; a profile the config does not name gets the
         // defaults (search domains routed, as systemd-resolved does).
         let profile = spec.profile.as_ref().and_then(|p| self.profiles().get(p).cloned()).unwrap_or_default();
