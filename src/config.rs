@@ -268,6 +268,9 @@ fn settings_from(
             None => UpstreamSource::System,
         }
     };
+    if let UpstreamSource::Configured(servers) = &upstream {
+        check_upstream(servers, &listen)?;
+    }
     let timeout = file.query_timeout_ms.unwrap_or(4000);
     if !(100..=60_000).contains(&timeout) {
         bail!("query_timeout_ms = {timeout} is out of range (100 to 60000)");
@@ -301,6 +304,26 @@ fn settings_from(
         profiles: file.profiles,
         system_root: o.system_root.clone().unwrap_or_else(|| "/".into()),
     })
+}
+
+/// Refuses configured upstream servers that name no single server (the unspecified, broadcast or
+/// a multicast address) or that are the daemon itself on one of its `listen` addresses, as
+/// `link up` refuses them for a link (see [`crate::state::link::unusable_server`]).
+fn check_upstream(servers: &[SocketAddr], listen: &[SocketAddr]) -> anyhow::Result<()> {
+    use crate::state::link::{own_address, unusable_server};
+    for &server in servers {
+        let shown = ServerAddr(server);
+        if let Some(why) = unusable_server(server) {
+            bail!("upstream server {shown} is {why}: give the address of a DNS server in `upstream` (or --upstream)");
+        }
+        if let Some(l) = own_address(server, listen) {
+            bail!(
+                "upstream server {shown} is splitdns itself (it listens on {l}): each query would come back to it \
+                 until it timed out; give the address of another DNS server in `upstream` (or --upstream)"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// systemd-resolved's stub listener.
@@ -413,6 +436,33 @@ mod tests {
         let f: FileConfig = toml::from_str("resolv_conf = \"/tmp/r.conf\"").unwrap();
         let s = settings_from(f, None, &Overrides::default(), &system_paths()).unwrap();
         assert_eq!(s.upstream, UpstreamSource::File("/tmp/r.conf".into()));
+    }
+
+    #[test]
+    fn upstream_servers_are_checked_like_link_servers() {
+        let load = |config: &str| {
+            let f: FileConfig = toml::from_str(config).unwrap();
+            settings_from(f, None, &Overrides::default(), &system_paths()).map_err(|e| e.to_string())
+        };
+        for (server, why) in [
+            ("0.0.0.0", "the unspecified address"),
+            ("::", "the unspecified address"),
+            ("255.255.255.255", "the broadcast address"),
+            ("224.0.0.1", "a multicast address"),
+            ("ff02::1", "a multicast address"),
+        ] {
+            let e = load(&format!("upstream = [\"192.0.2.1\", \"{server}\"]")).unwrap_err();
+            assert!(e.starts_with(&format!("upstream server {server} is {why}")), "{e}");
+        }
+        let e = load("listen = [\"127.0.0.1:53\"]\nupstream = [\"127.0.0.1\"]").unwrap_err();
+        assert!(e.contains("upstream server 127.0.0.1 is splitdns itself (it listens on 127.0.0.1:53)"), "{e}");
+        let e = load("listen = [\"0.0.0.0:5353\"]\nupstream = [\"127.0.0.1:5353\"]").unwrap_err();
+        assert!(e.contains("splitdns itself"), "{e}");
+        // The same overridden on the command line.
+        let o = Overrides { upstream: vec!["0.0.0.0".parse().unwrap()], ..Default::default() };
+        assert!(settings_from(FileConfig::default(), None, &o, &system_paths()).is_err());
+        // Fine: another port of the same address, another address.
+        load("listen = [\"127.0.0.1:5353\"]\nupstream = [\"127.0.0.1\", \"192.0.2.1\"]").unwrap();
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod dns;
 pub mod domain;
 pub mod hooks;
+pub mod perms;
 pub mod state;
 pub mod sysdns;
 pub mod trust;

@@ -6,9 +6,12 @@
 //! deepest existing ancestor is watched instead and the watch moves down as directories appear, so
 //! a file whose directory is created later (`/run/NetworkManager` after boot) still takes effect.
 //! Only events about the files themselves (or directories on the way to them) count; opens and
-//! reads do not. Bursts of events are coalesced into one call.
+//! reads do not. Bursts of events are coalesced into one call, and the call is awaited before the
+//! next burst is looked at, so a slow reload (the whitelist's, on a blocking thread) is never run
+//! twice at once by the watch; events that arrive meanwhile make one more call after it.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -20,23 +23,33 @@ use tracing::{debug, warn};
 /// Quiet time after the last event before `on_change` runs (an editor's save is several events).
 const SETTLE: Duration = Duration::from_millis(50);
 
-/// Watches `file` and calls `on_change` after it (or its directory) changes, until `stop` fires.
-/// Returns an error only if no watch could be set up at all.
-pub fn watch_file(
+/// Watches `file` and calls (and awaits) `on_change` after it (or its directory) changes, until
+/// `stop` fires. Returns an error only if no watch could be set up at all.
+pub fn watch_file<F, Fut>(
     file: PathBuf,
     stop: CancellationToken,
-    on_change: impl Fn() + Send + 'static,
-) -> notify::Result<tokio::task::JoinHandle<()>> {
+    on_change: F,
+) -> notify::Result<tokio::task::JoinHandle<()>>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
     watch_files(vec![file], stop, on_change)
 }
 
-/// Watches every file in `files` and calls `on_change` after any of them (or a directory on the
-/// way to one) changes, until `stop` fires. Returns an error only if no watch could be set up.
-pub fn watch_files(
+/// Watches every file in `files` and calls (and awaits) `on_change` after any of them (or a
+/// directory on the way to one) changes, until `stop` fires. Returns an error only if no watch
+/// could be set up. `on_change` runs on the runtime: anything slow in it belongs on a blocking
+/// thread.
+pub fn watch_files<F, Fut>(
     files: Vec<PathBuf>,
     stop: CancellationToken,
-    on_change: impl Fn() + Send + 'static,
-) -> notify::Result<tokio::task::JoinHandle<()>> {
+    on_change: F,
+) -> notify::Result<tokio::task::JoinHandle<()>>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
     let targets = files.clone();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
@@ -62,7 +75,7 @@ pub fn watch_files(
                 Ok(w) => watched = w,
                 Err(e) => warn!(files = ?files, error = %e, "cannot re-arm the file watch"),
             }
-            on_change();
+            on_change().await;
         }
         debug!(files = ?files, "file watch stopped");
     }))
@@ -154,6 +167,7 @@ mod tests {
         let stop = CancellationToken::new();
         let task = watch_file(file.clone(), stop.clone(), move || {
             c.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(())
         })
         .unwrap();
         // Directories created later, then the file.
@@ -193,6 +207,7 @@ mod tests {
         let stop = CancellationToken::new();
         let task = watch_files(vec![nm.clone(), etc.clone()], stop.clone(), move || {
             c.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(())
         })
         .unwrap();
         std::fs::write(&etc, "nameserver 192.0.2.1\n").unwrap();

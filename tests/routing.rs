@@ -377,3 +377,77 @@ async fn a_split_tunnel_may_not_claim_a_public_suffix() {
     assert!(out.contains("routing com"), "{out}");
     assert_eq!(a(&d, "shop.example.com").await, [Ipv4Addr::new(6, 6, 6, 6)]);
 }
+
+fn set_mode(path: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsafe_state_file_or_directory_is_refused_with_the_fix_and_not_written() {
+    let public = public().await;
+    let corp = internal("www 60 IN A 10.1.0.1").await;
+    let mut d = Daemon::start(&[public.addr()], &[]).await;
+    d.link_up(&["--id", "vpn", "--profile", "corp", "--server", &addr(&corp), "--domain", "corp.example"]);
+    assert!(d.stop(), "log:\n{}", d.log_text());
+    let file = d.state_dir.join("links.json");
+    let dir = d.state_dir.clone();
+    // As a previous run left them, then opened up to everyone: the file, then its directory.
+    for (path, unsafe_mode, safe_mode) in [(&file, 0o666, 0o600), (&dir, 0o777, 0o755)] {
+        let saved = std::fs::read(&file).unwrap();
+        set_mode(path, unsafe_mode);
+        d.restart().await;
+        let st = d.status().await;
+        assert_eq!(st["links"].as_array().unwrap().len(), 0, "a state file anyone could write was loaded: {st}");
+        let fix = format!("chmod go-w {}", path.display());
+        let problem = st["state_file_problem"].as_str().unwrap_or_default();
+        assert!(problem.contains(&fix) && problem.contains("writable by its group and everyone"), "{st}");
+        assert!(d.log_text().contains(&fix), "the log should say how to fix it");
+        let (_, text, _) = d.cli(&["status"]);
+        assert!(text.contains(&fix), "{text}");
+        // Its link is not routed: corp.example goes to the public upstream.
+        let asked = corp.count();
+        assert_eq!(a(&d, "www.corp.example").await, [Ipv4Addr::new(203, 0, 113, 66)]);
+        assert_eq!(corp.count(), asked, "{:?}", corp.queries());
+
+        // A change is in effect but is not saved over the refused file (nor anything else there).
+        let (ok, out, err) =
+            d.cli(&["link", "up", "--id", "other", "--server", &addr(&corp), "--domain", "other.example"]);
+        assert!(ok, "{err}");
+        assert!(err.contains("not saved") && err.contains(&fix), "{out}\n{err}");
+        assert_eq!(std::fs::read(&file).unwrap(), saved, "the refused state file was overwritten");
+        let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["links.json"], "something was written into the refused state directory");
+        assert!(d.stop());
+
+        // Fixed as the message says: the saved link comes back.
+        set_mode(path, safe_mode);
+        d.restart().await;
+        let st = d.status().await;
+        assert_eq!(st["links"][0]["id"], "vpn", "{st}");
+        assert!(st["state_file_problem"].is_null(), "{st}");
+        assert_eq!(a(&d, "www.corp.example").await, [Ipv4Addr::new(10, 1, 0, 1)]);
+        assert!(d.stop());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_that_name_no_dns_server_or_splitdns_itself_are_refused() {
+    let public = public().await;
+    let d = Daemon::start(&[public.addr()], &[]).await;
+    let own = d.dns.to_string();
+    for (server, why) in [
+        ("0.0.0.0", "the unspecified address"),
+        ("::", "the unspecified address"),
+        ("255.255.255.255", "the broadcast address"),
+        ("224.0.0.1", "a multicast address"),
+        ("ff02::1", "a multicast address"),
+        (own.as_str(), "splitdns itself"),
+    ] {
+        let (ok, out, err) = d.cli(&["link", "up", "--id", "x", "--server", server, "--domain", "corp.example"]);
+        assert!(!ok, "--server {server} was accepted: {out}");
+        assert!(err.contains(&format!("server {server} is {why}")), "--server {server}: {err}");
+        assert_eq!(d.status().await["links"].as_array().unwrap().len(), 0, "--server {server} made a link");
+    }
+    assert_eq!(a(&d, "www.corp.example").await, [Ipv4Addr::new(203, 0, 113, 66)]);
+}

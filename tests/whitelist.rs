@@ -252,3 +252,56 @@ async fn review_prompt_approves_on_yes_through_a_terminal() {
     assert!(std::fs::read_to_string(d.whitelist_path()).unwrap().starts_with("# approved\n"));
     eventually("the approval taking effect", || async { ad(&d, "www.corp.example").await }).await;
 }
+
+/// Asks `name` over and over for `how_long`, each with a 1 s deadline; panics on the first that
+/// goes unanswered.
+async fn keeps_answering(d: &Daemon, name: &str, how_long: Duration) {
+    let start = Instant::now();
+    let mut asked = 0;
+    while start.elapsed() < how_long {
+        let q = Q { do_bit: true, timeout: Duration::from_secs(1), ..Q::default() };
+        let at = start.elapsed();
+        client::udp(d.dns, name, RecordType::A, &q)
+            .await
+            .unwrap_or_else(|e| panic!("query {asked} for {name}, {at:?} after the edit, went unanswered: {e}"));
+        asked += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_whitelist_is_refused_the_last_good_one_stays_and_dns_keeps_answering() {
+    let public = public().await;
+    let z = SignedZone::corp();
+    let server = SignedServer::start(&z, ServeOptions::default()).await;
+    let d = Daemon::start_with_whitelist(&[public.addr()], &[], "corp.example\n").await;
+    link_up(&d, &server, "corp.example", &z.ds(2)).await;
+    assert!(ad(&d, "www.corp.example").await);
+
+    // 100,000 lines (2.6 MB), none of them corp.example: were it taken, the anchor would go.
+    let huge: String = (0..100_000).map(|i| format!("host{i:06}.other.example\n")).collect();
+    assert!(huge.len() > 1 << 20);
+    // 10,001 short lines, well under 1 MiB.
+    let long: String = (0..10_001).map(|i| format!("h{i}.other.example\n")).collect();
+    assert!(long.len() < 1 << 20);
+    for (text, limit, count) in [
+        (&huge, "over the limit of 1048576 bytes (1 MiB)", format!("{} bytes", huge.len())),
+        (&long, "over the limit of 10000 lines", "10001 lines".to_string()),
+    ] {
+        edit(&d.whitelist_path(), text);
+        // Cached and uncached answers keep coming while the daemon reads the file.
+        keeps_answering(&d, "www.corp.example", Duration::from_millis(1500)).await;
+        eventually("the oversized whitelist being refused", || async {
+            d.status().await["whitelist"]["state"].as_str().unwrap_or_default().contains(limit)
+        })
+        .await;
+        let st = d.status().await;
+        let state = st["whitelist"]["state"].as_str().unwrap_or_default();
+        assert!(state.contains(&count) && state.contains("the last good whitelist stays in force"), "{state}");
+        assert!(d.log_text().contains(limit), "the log should name the limit");
+        // The last good list is still in force, for names not cached before too.
+        assert_eq!(st["whitelist"]["entries"], json!(["corp.example"]));
+        assert_eq!(anchor_state(&st), "in use");
+        assert!(ad(&d, &format!("a.n{}.w.corp.example", count.len())).await);
+    }
+}

@@ -247,3 +247,19 @@ fn list_shows_entries_and_warnings() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("line 2: \"corp..example\" is not a domain name"));
 }
+
+#[test]
+fn an_oversized_whitelist_is_refused_by_list_add_and_remove_without_asking() {
+    let (_dir, path) = scratch();
+    let huge: String = (0..100_000).map(|i| format!("host{i:06}.corp.example\n")).collect();
+    fs::write(&path, &huge).unwrap();
+    let size = format!("is {} bytes, over the limit of 1048576 bytes (1 MiB)", huge.len());
+    for args in [&["add", "eng.example"][..], &["remove", "host000001.corp.example"], &["list"]] {
+        let p = on_pty(splitdns(&path, args));
+        let (out, code) = finish(p);
+        assert_ne!(code, 0, "{args:?}: {out}");
+        assert!(out.contains(&size) && out.contains("shorten it"), "{args:?}: {out}");
+        assert!(!out.contains("[y/N]"), "{args:?} asked about an oversized file: {out}");
+    }
+    assert_eq!(fs::read_to_string(&path).unwrap(), huge, "the oversized file was changed");
+}

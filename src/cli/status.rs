@@ -53,6 +53,9 @@ pub fn render(s: &Status) -> String {
     let _ = writeln!(o, "splitdns {} (pid {}), up {}s", s.version, s.pid, s.uptime_secs);
     let _ = writeln!(o, "listening   {}", s.listen.join(", "));
     let _ = writeln!(o, "state file  {}", s.state_file);
+    if let Some(problem) = &s.state_file_problem {
+        let _ = writeln!(o, "  problem   {problem}");
+    }
     let _ = writeln!(o);
     let _ = writeln!(o, "default upstream ({})", s.default_upstream.source);
     let _ = writeln!(o, "  servers   {}", servers(&s.default_upstream.servers));

@@ -101,6 +101,7 @@ fn explain(e: WhitelistError) -> anyhow::Error {
             " (the whitelist can be changed only by its owner: for the system daemon's, run this with sudo)"
         }
         WhitelistError::Syntax { .. } => " (fix that line with an editor first; nothing changed)",
+        WhitelistError::TooBig { .. } | WhitelistError::TooManyLines { .. } => " (nothing changed)",
         _ => "",
     };
     anyhow::anyhow!("{e}{hint}")

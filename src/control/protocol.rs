@@ -247,6 +247,10 @@ pub struct Status {
     pub uptime_secs: u64,
     pub listen: Vec<String>,
     pub state_file: String,
+    /// Why the state file was not loaded at start, or why changes are not being saved (an unsafe
+    /// state file or directory, a full disk), with what to do. `None`: all is well.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_file_problem: Option<String>,
     pub default_upstream: UpstreamStatus,
     pub links: Vec<LinkStatus>,
     pub counters: Counters,

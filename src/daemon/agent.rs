@@ -5,6 +5,10 @@
 //! domain whose route changed, and save the table. Teardown of a link therefore does all four things
 //! RFC 8598 §5 asks: its forwarding rules go with the snapshot, its cached answers (negative ones too)
 //! are flushed, its trust anchors leave with the link, and its in-flight queries are abandoned.
+//!
+//! Nothing slow runs under that lock or on the runtime's worker threads: the whitelist is read and
+//! parsed on a blocking thread, and the lock is taken only to swap the result in, so a big or slow
+//! whitelist never holds up queries (cached or not) or control requests.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -47,6 +51,23 @@ pub enum LinkError {
     NoInterface { id: String, name: String },
 }
 
+/// Whether the saved link table was refused, or a change could not be saved: for `status`.
+#[derive(Clone, Debug, Default)]
+struct StateProblem {
+    /// The state file or directory was refused at start (see [`Store::load`]).
+    refused_at_start: Option<String>,
+    /// The last save failed, and why.
+    save: Option<String>,
+}
+
+impl StateProblem {
+    fn text(&self) -> Option<String> {
+        // The start-up refusal says what to do, and that nothing is saved meanwhile; a save that
+        // fails for the same reason adds nothing to it.
+        self.refused_at_start.clone().or_else(|| self.save.clone())
+    }
+}
+
 /// How many removed links `status` remembers.
 const REMOVED_HISTORY: usize = 16;
 
@@ -68,6 +89,7 @@ struct Inner {
     upstream_note: Option<String>,
     /// Whether the system still points at the agent, while `system-dns` is enabled.
     system_dns: Option<SystemDnsStatus>,
+    state_problem: StateProblem,
 }
 
 impl Inner {
@@ -80,19 +102,21 @@ impl Inner {
 /// The whitelist as the agent holds it: the last good list, and how the last read went.
 struct WhitelistState {
     path: PathBuf,
-    list: Whitelist,
+    /// Shared, so a reload can take the last good list to its blocking thread without a copy.
+    list: Arc<Whitelist>,
     state: String,
     problems: Vec<String>,
 }
 
 impl WhitelistState {
-    /// Reads the file; on any problem keeps `last` (the last good list) and says why.
-    fn read(path: &Path, last: Option<&Whitelist>) -> Self {
+    /// Reads the file; on any problem keeps `last` (the last good list) and says why. Blocks on the
+    /// file system and parses up to [`whitelist::MAX_BYTES`]: call it off the runtime's workers.
+    fn read(path: &Path, last: Option<&Arc<Whitelist>>) -> Self {
         let euid = nix::unistd::geteuid().as_raw();
         let keep = |what: String| {
             let (list, note) = match last {
                 Some(l) => (l.clone(), "the last good whitelist stays in force"),
-                None => (Whitelist::empty(), "no trust anchor is used until it is fixed"),
+                None => (Arc::new(Whitelist::empty()), "no trust anchor is used until it is fixed"),
             };
             error!("whitelist {}: {what}; {note}", path.display());
             Self { path: path.to_path_buf(), list, state: format!("error: {what}; {note}"), problems: vec![] }
@@ -111,7 +135,7 @@ impl WhitelistState {
                     "missing: no trust anchor is used (RFC 8598 §6)".to_string()
                 };
                 info!(path = %path.display(), entries = parsed.list.entries().len(), "whitelist loaded");
-                Self { path: path.to_path_buf(), list: parsed.list, state, problems: parsed.warnings }
+                Self { path: path.to_path_buf(), list: Arc::new(parsed.list), state, problems: parsed.warnings }
             }
             Err(e) => keep(e.to_string()),
         }
@@ -144,6 +168,9 @@ pub struct Agent {
     started: Stamp,
     budgets: Budgets,
     listen: Mutex<Vec<SocketAddr>>,
+    /// Held across a whole whitelist reload, so two reloads (an edit, SIGHUP) never finish out of
+    /// order and swap in the older read.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 fn now_unix() -> u64 {
@@ -177,9 +204,14 @@ fn link_route(link: &Link, timing: Timing, b: &Budgets) -> Arc<Route> {
 
 impl Agent {
     /// Builds the agent from restored links. Links whose interface has vanished while the daemon
-    /// was down are dropped (their VPN is gone). Returns warnings worth logging.
+    /// was down are dropped (their VPN is gone). `state_refused`: why the state file was not
+    /// loaded (shown by `status`). Returns warnings worth logging.
+    ///
+    /// Reads the whitelist here, before the DNS listener is bound, so nothing waits on it.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         restored: Vec<Link>,
+        state_refused: Option<String>,
         system: SystemUpstream,
         forwarding: Forwarding,
         cache: Arc<Cache>,
@@ -244,6 +276,7 @@ impl Agent {
             upstream_changed_at: now_unix(),
             upstream_note: None,
             system_dns: None,
+            state_problem: StateProblem { refused_at_start: state_refused, save: None },
         };
         sync_trusts(&mut inner);
         let snapshot = Arc::new(ArcSwap::from_pointee(build_snapshot(&inner)));
@@ -257,6 +290,7 @@ impl Agent {
             started: Stamp::now(),
             budgets,
             listen: Mutex::new(vec![]),
+            reloading: tokio::sync::Mutex::new(()),
         };
         (agent, warnings)
     }
@@ -295,6 +329,8 @@ impl Agent {
     /// Brings a link up (or replaces the link with the same id or profile).
     pub fn link_up(&self, mut spec: LinkSpec) -> Result<LinkUpResult, LinkError> {
         spec.validate()?;
+        // A server that is the agent itself would loop each query back in until it times out.
+        spec.check_not_own(&self.listen.lock().unwrap_or_else(|e| e.into_inner()))?;
         // Every link gets its profile's settings; a profile the config does not name gets the
         // defaults (search domains routed, as systemd-resolved does).
         let profile = spec.profile.as_ref().and_then(|p| self.profiles().get(p).cloned()).unwrap_or_default();
@@ -410,11 +446,25 @@ impl Agent {
             .collect()
     }
 
-    /// Re-reads the whitelist (the file changed). A file that fails to read, parse or pass the
-    /// permission check keeps the last good list in force.
-    pub fn reload_whitelist(&self) {
+    /// Re-reads the whitelist (the file changed, or SIGHUP). A file that fails to read, parse,
+    /// pass the permission check or stay within the size limits keeps the last good list in force.
+    ///
+    /// The file is read and parsed on a blocking thread, not on a runtime worker and not under the
+    /// agent's lock; the lock is taken only to swap the result in. Reloads run one at a time.
+    pub async fn reload_whitelist(&self) {
+        let _one_at_a_time = self.reloading.lock().await;
+        let (path, last) = {
+            let inner = self.lock();
+            (inner.whitelist.path.clone(), inner.whitelist.list.clone())
+        };
+        let read = match tokio::task::spawn_blocking(move || WhitelistState::read(&path, Some(&last))).await {
+            Ok(read) => read,
+            Err(e) => {
+                error!("whitelist: reading it failed ({e}); the last good whitelist stays in force");
+                return;
+            }
+        };
         let mut inner = self.lock();
-        let read = WhitelistState::read(&inner.whitelist.path.clone(), Some(&inner.whitelist.list));
         let unchanged = read.list == inner.whitelist.list;
         inner.whitelist = read;
         if unchanged {
@@ -598,13 +648,14 @@ impl Agent {
         }
         let links: Vec<Link> = inner.table.links().into_iter().cloned().collect();
         match self.store.save(&links) {
-            Ok(()) => vec![],
+            Ok(()) => {
+                inner.state_problem = StateProblem::default();
+                vec![]
+            }
             Err(e) => {
-                let msg = format!(
-                    "the change is in effect but could not be saved to {}: {e}; it will be lost if the daemon restarts",
-                    self.store.path().display()
-                );
+                let msg = format!("the change is in effect but not saved: {e}; it will be lost if the daemon restarts");
                 warn!("{msg}");
+                inner.state_problem.save = Some(msg.clone());
                 vec![msg]
             }
         }
@@ -649,6 +700,7 @@ impl Agent {
             uptime_secs: self.started.elapsed().as_secs(),
             listen: self.listen.lock().unwrap_or_else(|e| e.into_inner()).iter().map(ToString::to_string).collect(),
             state_file: self.store.path().display().to_string(),
+            state_file_problem: inner.state_problem.text(),
             default_upstream: UpstreamStatus {
                 source,
                 servers: servers_status(default),

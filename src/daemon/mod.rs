@@ -62,6 +62,7 @@ fn follow_system(
         let pick = pick_upstream(&follow, &listen);
         agent.set_system_upstream(&pick.servers, pick.source, timing);
         agent.set_system_dns(system_dns_state(&root));
+        std::future::ready(())
     };
     if let Err(e) = crate::watch::watch_files(files.clone(), stop, on_change) {
         warn!(error = %e, files = ?files, "cannot watch the system's DNS files; the default upstream changes only at SIGHUP");
@@ -101,12 +102,16 @@ pub async fn run(config_path: Option<std::path::PathBuf>, overrides: Overrides) 
     for w in &loaded.warnings {
         warn!("{w}");
     }
+    if let Some(why) = &loaded.refused {
+        error!("state file refused: {why}");
+    }
     let cache = Arc::new(Cache::new(settings.cache));
     let stats = Arc::new(Stats::default());
     let mut follow = Follow::from_settings(&settings);
     let pick = pick_upstream(&follow, &settings.listen);
     let (agent, warnings) = Agent::new(
         loaded.links,
+        loaded.refused,
         agent::SystemUpstream { servers: pick.servers, source: pick.source },
         agent::Forwarding { timing: settings.timing, budget: settings.budget },
         cache.clone(),
@@ -143,10 +148,13 @@ pub async fn run(config_path: Option<std::path::PathBuf>, overrides: Overrides) 
     );
 
     let shutdown = CancellationToken::new();
-    // The whitelist is watched, not polled: an edit takes effect at once (RFC 8598 §6).
+    // The whitelist is watched, not polled: an edit takes effect at once (RFC 8598 §6). The reload
+    // reads and parses on a blocking thread; the watch awaits it.
     let watched = agent.clone();
-    let whitelist_watch =
-        crate::watch::watch_file(settings.whitelist.clone(), shutdown.clone(), move || watched.reload_whitelist());
+    let whitelist_watch = crate::watch::watch_file(settings.whitelist.clone(), shutdown.clone(), move || {
+        let agent = watched.clone();
+        async move { agent.reload_whitelist().await }
+    });
     if let Err(e) = &whitelist_watch {
         warn!(path = %settings.whitelist.display(), error = %e, "cannot watch the whitelist; edits take effect at SIGHUP");
     }
@@ -189,7 +197,7 @@ pub async fn run(config_path: Option<std::path::PathBuf>, overrides: Overrides) 
 /// SIGHUP: re-read the config file and the default upstream's source. A broken config keeps the
 /// running one. Returns what the default upstream follows now.
 fn reload(
-    agent: &Agent,
+    agent: &Arc<Agent>,
     path: Option<&std::path::Path>,
     overrides: &Overrides,
     running: &Settings,
@@ -204,7 +212,9 @@ fn reload(
             let pick = pick_upstream(&follow, listen);
             agent.set_system_upstream(&pick.servers, pick.source, new.timing);
             agent.set_profiles(new.profiles.clone());
-            agent.reload_whitelist();
+            // Read off the runtime's workers; the signal loop does not wait for it.
+            let agent = agent.clone();
+            tokio::spawn(async move { agent.reload_whitelist().await });
             info!("SIGHUP: configuration reloaded");
             Some(follow)
         }

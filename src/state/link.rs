@@ -3,9 +3,14 @@
 //! [`LinkSpec`] is what `link up` carries over the control socket and what is persisted in the state
 //! directory. It is validated here, before the link table sees it, so that a malformed hook call is
 //! refused with a precise message and changes nothing.
+//!
+//! A server must be one machine that can answer: the unspecified address (`0.0.0.0`, `::`), the
+//! broadcast address and multicast addresses are refused ([`unusable_server`]), and so is the
+//! daemon itself ([`own_address`]: forwarding to it would send each query round until it timed
+//! out). The config file's `upstream` servers get the same checks.
 
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -40,6 +45,53 @@ impl FromStr for ServerAddr {
             "{s:?} is not a server address: use IPv4 or IPv6 with an optional port, e.g. 10.0.0.1, 10.0.0.1:5300, fd00::1 or [fd00::1]:5300"
         ))
     }
+}
+
+/// Why `addr` cannot be a DNS server, whoever gives it: the unspecified address, the broadcast
+/// address or a multicast address (IPv4-mapped IPv6 addresses count as their IPv4 address).
+pub fn unusable_server(addr: SocketAddr) -> Option<&'static str> {
+    let ip = addr.ip().to_canonical();
+    if ip.is_unspecified() {
+        Some("the unspecified address (0.0.0.0 or ::), which names no server")
+    } else if ip == IpAddr::V4(Ipv4Addr::BROADCAST) {
+        Some("the broadcast address, which names no single server")
+    } else if ip.is_multicast() {
+        Some("a multicast address (224.0.0.0/4 or ff00::/8), which names no single server")
+    } else {
+        None
+    }
+}
+
+/// The listen address in `listen` that makes `server` the daemon itself, if any: the same address
+/// and port, or the same port on an unspecified listen address (`0.0.0.0:53`) of the same family
+/// when `server` is a loopback address or an address of this machine's interfaces (the listener
+/// sets IPV6_V6ONLY, so `[::]` is not IPv4 too).
+pub fn own_address(server: SocketAddr, listen: &[SocketAddr]) -> Option<SocketAddr> {
+    let ip = server.ip().to_canonical();
+    let mut local: Option<Vec<IpAddr>> = None;
+    listen.iter().copied().find(|l| {
+        let lip = l.ip().to_canonical();
+        if l.port() != server.port() {
+            return false;
+        }
+        if lip == ip {
+            return true;
+        }
+        if !lip.is_unspecified() || lip.is_ipv4() != ip.is_ipv4() {
+            return false;
+        }
+        ip.is_loopback() || local.get_or_insert_with(interface_addresses).contains(&ip)
+    })
+}
+
+/// The addresses of this machine's interfaces (empty if they cannot be listed).
+fn interface_addresses() -> Vec<IpAddr> {
+    let Ok(all) = nix::ifaddrs::getifaddrs() else { return vec![] };
+    all.filter_map(|i| {
+        let a = i.address?;
+        a.as_sockaddr_in().map(|v4| IpAddr::V4(v4.ip())).or_else(|| a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
+    })
+    .collect()
 }
 
 fn check_port(sa: SocketAddr, s: &str) -> Result<ServerAddr, String> {
@@ -116,6 +168,13 @@ pub enum SpecError {
     Interface { id: String, name: String },
     #[error("link {id:?}: source address {source_addr} and server {server} are of different IP families")]
     SourceFamily { id: String, source_addr: IpAddr, server: ServerAddr },
+    #[error("link {id:?}: server {server} is {why}: give the address of the VPN's DNS server; nothing changed")]
+    UnusableServer { id: String, server: ServerAddr, why: &'static str },
+    #[error(
+        "link {id:?}: server {server} is splitdns itself (it listens on {listen}): each query would come back to it \
+         until it timed out; give the address of the VPN's DNS server; nothing changed"
+    )]
+    OwnAddress { id: String, server: ServerAddr, listen: SocketAddr },
 }
 
 fn printable(s: &str) -> bool {
@@ -140,6 +199,11 @@ impl LinkSpec {
         if self.servers.len() > MAX_SERVERS {
             return Err(too_many("servers", self.servers.len(), MAX_SERVERS));
         }
+        for server in &self.servers {
+            if let Some(why) = unusable_server(server.0) {
+                return Err(SpecError::UnusableServer { id: self.id.clone(), server: *server, why });
+            }
+        }
         if self.domains.len() + self.search_domains.len() > MAX_DOMAINS {
             return Err(too_many("domains", self.domains.len() + self.search_domains.len(), MAX_DOMAINS));
         }
@@ -161,6 +225,16 @@ impl LinkSpec {
             && let Some(server) = self.servers.iter().find(|s| s.0.is_ipv4() != src.is_ipv4())
         {
             return Err(SpecError::SourceFamily { id: self.id.clone(), source_addr: src, server: *server });
+        }
+        Ok(())
+    }
+
+    /// Refuses a server that is the daemon itself, listening on `listen` (see [`own_address`]).
+    pub fn check_not_own(&self, listen: &[SocketAddr]) -> Result<(), SpecError> {
+        for server in &self.servers {
+            if let Some(listen) = own_address(server.0, listen) {
+                return Err(SpecError::OwnAddress { id: self.id.clone(), server: *server, listen });
+            }
         }
         Ok(())
     }
@@ -239,6 +313,61 @@ pub(crate) mod tests {
         s = spec("a", None, &[]);
         s.source = Some("fd00::2".parse().unwrap());
         assert!(matches!(s.validate(), Err(SpecError::SourceFamily { .. })));
+    }
+
+    #[test]
+    fn servers_that_name_no_single_machine_are_refused() {
+        for (server, why) in [
+            ("0.0.0.0", "unspecified"),
+            ("::", "unspecified"),
+            ("::ffff:0.0.0.0", "unspecified"),
+            ("255.255.255.255", "broadcast"),
+            ("224.0.0.1", "multicast"),
+            ("239.255.255.250:1900", "multicast"),
+            ("ff02::1", "multicast"),
+            ("[ff05::1:3]:547", "multicast"),
+            ("::ffff:224.0.0.251", "multicast"),
+        ] {
+            let mut s = spec("a", None, &[]);
+            s.servers.push(server.parse().unwrap());
+            let e = s.validate().unwrap_err();
+            assert!(matches!(e, SpecError::UnusableServer { .. }), "{server}: {e:?}");
+            let msg = e.to_string();
+            assert!(msg.contains(&format!("server {} is ", s.servers[1])) && msg.contains(why), "{msg}");
+            assert!(msg.contains("give the address of the VPN's DNS server"), "{msg}");
+        }
+        for fine in ["10.0.0.1", "192.0.2.255", "127.0.0.1:5300", "fd00::1", "223.255.255.255", "240.0.0.1"] {
+            let mut s = spec("a", None, &[]);
+            s.servers = vec![fine.parse().unwrap()];
+            assert!(s.validate().is_ok(), "{fine}");
+        }
+    }
+
+    #[test]
+    fn the_daemons_own_address_is_refused() {
+        let sa = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let at = |server: &str, listen: &[&str]| {
+            let listen: Vec<SocketAddr> = listen.iter().map(|l| sa(l)).collect();
+            own_address(server.parse::<ServerAddr>().unwrap().0, &listen)
+        };
+        assert_eq!(at("127.0.0.1", &["127.0.0.1:53"]), Some(sa("127.0.0.1:53")));
+        assert_eq!(at("127.0.0.1:5353", &["[::1]:5353", "127.0.0.1:5353"]), Some(sa("127.0.0.1:5353")));
+        assert_eq!(at("::ffff:127.0.0.1", &["127.0.0.1:53"]), Some(sa("127.0.0.1:53")));
+        // Listening on every address: every loopback address and this machine's own are us.
+        assert_eq!(at("127.0.0.1", &["0.0.0.0:53"]), Some(sa("0.0.0.0:53")));
+        assert_eq!(at("127.1.2.3", &["0.0.0.0:53"]), Some(sa("0.0.0.0:53")));
+        assert_eq!(at("::1", &["[::]:53"]), Some(sa("[::]:53")));
+        // Not us: another port, another address, another family (IPV6_V6ONLY), a remote server.
+        assert_eq!(at("127.0.0.1", &["127.0.0.1:5353"]), None);
+        assert_eq!(at("127.0.0.2", &["127.0.0.1:53"]), None);
+        assert_eq!(at("127.0.0.1", &["[::]:53"]), None);
+        assert_eq!(at("192.0.2.1", &["0.0.0.0:53"]), None);
+        assert_eq!(at("10.0.0.1", &[]), None);
+        let mut s = spec("a", None, &[]);
+        s.servers = vec!["127.0.0.1:5353".parse().unwrap()];
+        let msg = s.check_not_own(&[sa("127.0.0.1:5353")]).unwrap_err().to_string();
+        assert!(msg.contains("server 127.0.0.1:5353 is splitdns itself (it listens on 127.0.0.1:5353)"), "{msg}");
+        assert!(s.check_not_own(&[sa("127.0.0.1:53")]).is_ok());
     }
 
     #[test]

@@ -23,19 +23,37 @@
 //!
 //! Only people change the file: with `splitdns whitelist add|remove` (see [`add`] and [`remove`]) or
 //! an editor. The daemon only reads it, after [`check_permissions`].
+//!
+//! # Limits
+//!
+//! A whitelist names the few domains a person approved, so a file over [`MAX_BYTES`] (1 MiB) or
+//! [`MAX_LINES`] (10,000 lines, comments and blank lines included) is refused whole, by the daemon
+//! (which keeps the last good list in force) and by `splitdns whitelist add|remove|review` alike,
+//! with an error naming the limit and the file's size or line count. At most `MAX_BYTES + 1` bytes
+//! are ever read, so a huge file costs no more than a full one. Parsing takes time linear in the
+//! file's length (`cargo bench --bench whitelist` prints the figures).
 
-use std::fs::{self, File, Metadata};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::domain::{DomainError, DomainName};
+use crate::perms::{self, PermError, parent_dir};
 
 /// The marker that lets a top-level domain or public suffix be whitelisted.
 pub const OVERRIDE_MARKER: &str = "override=public-suffix";
 
 /// Mode of a whitelist file that [`add`] creates.
 const NEW_FILE_MODE: u32 = 0o644;
+
+/// The largest whitelist read, in bytes (1 MiB): some 40,000 domains of typical length, far more
+/// than any person approves one by one. A larger file is refused whole.
+pub const MAX_BYTES: u64 = 1 << 20;
+
+/// The most lines a whitelist may have (comments and blank lines count). More is refused whole.
+pub const MAX_LINES: usize = 10_000;
 
 /// One whitelisted domain, as read from the file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,8 +100,12 @@ pub enum WhitelistError {
         #[source]
         source: io::Error,
     },
-    #[error("{what} {} {problem}, so someone other than root or the daemon's user could change which anchors are trusted: fix it with `{fix}`", path.display())]
-    Permissions { what: &'static str, path: PathBuf, problem: String, fix: String },
+    #[error(transparent)]
+    Permissions(#[from] PermError),
+    #[error("{}: the whitelist is {}, over the limit of {MAX_BYTES} bytes (1 MiB): a whitelist names only the few domains a person approved; shorten it with an editor", path.display(), size.map(|n| format!("{n} bytes")).unwrap_or_else(|| format!("more than {MAX_BYTES} bytes")))]
+    TooBig { path: PathBuf, size: Option<u64> },
+    #[error("{}: the whitelist has {lines} lines, over the limit of {MAX_LINES} lines: a whitelist names only the few domains a person approved; shorten it with an editor", path.display())]
+    TooManyLines { path: PathBuf, lines: usize },
     #[error(
         "the root \".\" can never be whitelisted: an anchor for it would let a VPN vouch for every name on the Internet"
     )]
@@ -179,8 +201,12 @@ impl Whitelist {
 
     /// Parses the file's text and applies the rules. A malformed line is an error naming it; the
     /// root and unmarked public suffixes are ignored with a warning.
+    ///
+    /// Linear in the length of `text` (duplicates are found with a set, not a scan of the entries
+    /// so far). No size limit applies here: [`Whitelist::load`] applies them while reading.
     pub fn parse(text: &str) -> Result<Parsed, WhitelistError> {
         let mut parsed = Parsed::default();
+        let mut seen = HashSet::new();
         for (line, _, content) in numbered_lines(text) {
             match parse_line(content).map_err(|reason| WhitelistError::Syntax { path: None, line, reason })? {
                 Line::Blank => {}
@@ -195,7 +221,7 @@ impl Whitelist {
                              many unrelated owners): line ignored; whitelist the VPN's own domain below it instead, \
                              or, if you really mean it, append \"{OVERRIDE_MARKER}\" to the line"
                         ));
-                    } else if !parsed.list.entries.iter().any(|e| e.domain == domain) {
+                    } else if seen.insert(domain.clone()) {
                         parsed.list.entries.push(Entry { domain, line, public_suffix_override });
                     }
                 }
@@ -204,8 +230,10 @@ impl Whitelist {
         Ok(parsed)
     }
 
-    /// Reads and parses the file at `path`. A missing file is the empty whitelist, not an error.
-    /// Call [`check_permissions`] first when the result decides what is trusted.
+    /// Reads and parses the file at `path`. A missing file is the empty whitelist, not an error; a
+    /// file over [`MAX_BYTES`] or [`MAX_LINES`] is. Blocks on the file system: the daemon calls it
+    /// off its runtime's worker threads. Call [`check_permissions`] first when the result decides
+    /// what is trusted.
     pub fn load(path: &Path) -> Result<Parsed, WhitelistError> {
         match read(path)? {
             None => Ok(Parsed::default()),
@@ -229,98 +257,43 @@ impl Whitelist {
     }
 }
 
-/// The file's text, or `None` if it does not exist.
+/// Lines as [`numbered_lines`] counts them: a last line without a terminator counts too.
+fn count_lines(bytes: &[u8]) -> usize {
+    let terminated = bytes.iter().filter(|&&b| b == b'\n').count();
+    terminated + usize::from(bytes.last().is_some_and(|&b| b != b'\n'))
+}
+
+/// The file's text, or `None` if it does not exist. Reads at most [`MAX_BYTES`] + 1 bytes and
+/// refuses a file over [`MAX_BYTES`] or [`MAX_LINES`], or one that is not a regular file (a FIFO
+/// would block the reader; it is opened non-blocking to find out).
 fn read(path: &Path) -> Result<Option<String>, WhitelistError> {
-    match fs::read_to_string(path) {
-        Ok(text) => Ok(Some(text)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(WhitelistError::io("read the whitelist", path, e)),
+    let fail = |e| WhitelistError::io("read the whitelist", path, e);
+    let file = match File::options().read(true).custom_flags(libc::O_NONBLOCK).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(fail(e)),
+    };
+    let meta = file.metadata().map_err(fail)?;
+    if !meta.is_file() {
+        return Err(fail(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file")));
     }
+    let mut bytes = Vec::new();
+    file.take(MAX_BYTES + 1).read_to_end(&mut bytes).map_err(fail)?;
+    if bytes.len() as u64 > MAX_BYTES {
+        let size = (meta.len() > MAX_BYTES).then_some(meta.len());
+        return Err(WhitelistError::TooBig { path: path.to_path_buf(), size });
+    }
+    let lines = count_lines(&bytes);
+    if lines > MAX_LINES {
+        return Err(WhitelistError::TooManyLines { path: path.to_path_buf(), lines });
+    }
+    String::from_utf8(bytes).map(Some).map_err(|e| fail(io::Error::new(io::ErrorKind::InvalidData, e)))
 }
 
-/// Quotes a path for a shell command shown to the user.
-fn shell_quote(path: &Path) -> String {
-    let s = path.display().to_string();
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-+,:@=~".contains(&b)) {
-        s
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
-}
-
-/// Checks one file or directory: owned by root or `daemon_uid`, not writable by group or others.
-fn check_one(path: &Path, meta: &Metadata, daemon_uid: u32, what: &'static str) -> Result<(), WhitelistError> {
-    let mut problems = Vec::new();
-    let mut fixes = Vec::new();
-    let quoted = shell_quote(path);
-    let owner = meta.uid();
-    if owner != 0 && owner != daemon_uid {
-        let who =
-            if daemon_uid == 0 { "root".to_string() } else { format!("root nor the daemon's user (uid {daemon_uid})") };
-        problems.push(format!("is owned by uid {owner}, which is neither {who}"));
-        fixes.push(format!("chown root {quoted}"));
-    }
-    let mode = meta.mode();
-    if mode & 0o022 != 0 {
-        let by = match (mode & 0o020 != 0, mode & 0o002 != 0) {
-            (true, true) => "its group and everyone",
-            (true, false) => "its group",
-            _ => "everyone",
-        };
-        problems.push(format!("is writable by {by} (mode {:04o})", mode & 0o7777));
-        fixes.push(format!("chmod go-w {quoted}"));
-    }
-    if problems.is_empty() {
-        return Ok(());
-    }
-    Err(WhitelistError::Permissions {
-        what,
-        path: path.to_path_buf(),
-        problem: problems.join(" and "),
-        fix: fixes.join(" && "),
-    })
-}
-
-/// The directory holding `path` (`.` for a bare file name).
-fn parent_dir(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
-}
-
-/// Refuses a whitelist anyone but root or the daemon's user could change, like sshd's StrictModes:
-/// the file (following a symbolic link) and its directory (and the link's directory) must be owned by
-/// root or `daemon_uid` and not be writable by group or others. A missing file passes.
+/// Refuses a whitelist anyone but root or the daemon's user could change (see
+/// [`perms::check`]). A missing file passes.
 pub fn check_permissions(path: &Path, daemon_uid: u32) -> Result<(), WhitelistError> {
-    let link = match fs::symlink_metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(WhitelistError::io("check the whitelist", path, e)),
-    };
-    let mut dirs = vec![parent_dir(path).to_path_buf()];
-    let meta = if link.file_type().is_symlink() {
-        match fs::metadata(path) {
-            Ok(m) => {
-                let target = fs::canonicalize(path).map_err(|e| WhitelistError::io("resolve", path, e))?;
-                dirs.push(parent_dir(&target).to_path_buf());
-                m
-            }
-            // A dangling link reads as a missing file; its directory still matters.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => link,
-            Err(e) => return Err(WhitelistError::io("check the whitelist", path, e)),
-        }
-    } else {
-        link
-    };
-    if !meta.file_type().is_symlink() {
-        check_one(path, &meta, daemon_uid, "the whitelist")?;
-    }
-    for dir in dirs {
-        let dmeta = fs::metadata(&dir).map_err(|e| WhitelistError::io("check the directory", &dir, e))?;
-        check_one(&dir, &dmeta, daemon_uid, "the whitelist's directory")?;
-    }
-    Ok(())
+    Ok(perms::check(path, daemon_uid, &perms::WHITELIST)?)
 }
 
 /// Replaces the file at `path` with `contents` atomically: a temporary file in the same directory,
@@ -587,7 +560,7 @@ mod tests {
         set_mode(dir.path(), 0o777);
         let e = check_permissions(&path, my_uid()).unwrap_err();
         assert!(
-            matches!(&e, WhitelistError::Permissions { path: p, fix, .. } if p == dir.path() && fix.starts_with("chmod go-w")),
+            matches!(&e, WhitelistError::Permissions(PermError::Unsafe { path: p, fix, .. }) if p == dir.path() && fix.starts_with("chmod go-w")),
             "{e}"
         );
         set_mode(dir.path(), 0o755);
@@ -633,10 +606,84 @@ mod tests {
     }
 
     #[test]
-    fn shell_quoting_of_paths_in_fixes() {
-        assert_eq!(shell_quote(Path::new("/etc/splitdns/whitelist")), "/etc/splitdns/whitelist");
-        assert_eq!(shell_quote(Path::new("/tmp/my list")), "'/tmp/my list'");
-        assert_eq!(shell_quote(Path::new("/tmp/it's")), r"'/tmp/it'\''s'");
+    fn a_foreign_owner_is_named_in_a_sentence_that_reads_right() {
+        let (_dir, path) = scratch();
+        fs::write(&path, "corp.example\n").unwrap();
+        set_mode(&path, 0o644);
+        if my_uid() == 0 {
+            std::os::unix::fs::chown(&path, Some(4242), None).unwrap();
+        }
+        let owner = fs::metadata(&path).unwrap().uid();
+        // A daemon running as root: only root may own the whitelist.
+        let e = check_permissions(&path, 0).unwrap_err().to_string();
+        assert!(e.contains(&format!("is owned by uid {owner}, which is not root, so someone other than root")), "{e}");
+        // A daemon running as another user: root or that user.
+        let e = check_permissions(&path, owner + 1).unwrap_err().to_string();
+        let daemon = format!("which is neither root nor the daemon's user (uid {})", owner + 1);
+        assert!(e.contains(&format!("is owned by uid {owner}, {daemon}, so someone")), "{e}");
+    }
+
+    #[test]
+    fn a_file_over_the_limits_is_refused_naming_the_limit_and_its_size() {
+        let (_dir, path) = scratch();
+        // Exactly at the limits: read.
+        let full: String = (0..MAX_LINES).map(|i| format!("h{i}.corp.example\n")).collect();
+        fs::write(&path, &full).unwrap();
+        assert_eq!(Whitelist::load(&path).unwrap().list.entries().len(), MAX_LINES);
+        // One line more (the last without a newline still counts).
+        fs::write(&path, format!("{full}one.more.example")).unwrap();
+        let e = Whitelist::load(&path).unwrap_err();
+        assert!(matches!(e, WhitelistError::TooManyLines { lines: 10_001, .. }), "{e:?}");
+        let msg = e.to_string();
+        assert!(msg.starts_with(&path.display().to_string()), "{msg}");
+        assert!(msg.contains("has 10001 lines, over the limit of 10000 lines"), "{msg}");
+        // Comments and blank lines count: the limit is on the file, not its entries.
+        fs::write(&path, "#\n".repeat(MAX_LINES + 1)).unwrap();
+        assert!(matches!(Whitelist::load(&path), Err(WhitelistError::TooManyLines { .. })));
+        // One byte over 1 MiB, in few lines.
+        let long = format!("{}.example\n", "a".repeat(60));
+        let mut big = long.repeat((MAX_BYTES as usize) / long.len() + 1);
+        big.truncate(MAX_BYTES as usize + 1);
+        fs::write(&path, &big).unwrap();
+        let msg = Whitelist::load(&path).unwrap_err().to_string();
+        assert!(msg.contains("is 1048577 bytes, over the limit of 1048576 bytes (1 MiB)"), "{msg}");
+        // The editing commands refuse it too, and leave it alone.
+        assert!(matches!(add(&path, "corp.example", false), Err(WhitelistError::TooBig { .. })));
+        assert!(matches!(remove(&path, "corp.example"), Err(WhitelistError::TooBig { .. })));
+        assert_eq!(fs::read(&path).unwrap(), big.as_bytes());
+    }
+
+    #[test]
+    fn a_fifo_or_a_device_is_refused_without_blocking() {
+        let (dir, path) = scratch();
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        let e = Whitelist::load(&path).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        drop(dir);
+        let e = Whitelist::load(Path::new("/dev/zero")).unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+    }
+
+    #[test]
+    fn lines_are_counted_like_the_parser_numbers_them() {
+        assert_eq!(count_lines(b""), 0);
+        assert_eq!(count_lines(b"a"), 1);
+        assert_eq!(count_lines(b"a\n"), 1);
+        assert_eq!(count_lines(b"a\nb"), 2);
+        assert_eq!(count_lines(b"\n\n"), 2);
+        let text = "a.example\r\n\n# c\nb.example";
+        assert_eq!(count_lines(text.as_bytes()), numbered_lines(text).count());
+    }
+
+    #[test]
+    fn many_distinct_and_duplicate_lines_parse_in_file_order() {
+        let mut text: String = (0..5_000).map(|i| format!("h{i}.corp.example\n")).collect();
+        text.push_str("H0.Corp.Example.\nh4999.corp.example\n");
+        let p = Whitelist::parse(&text).unwrap();
+        assert_eq!(p.list.entries().len(), 5_000);
+        assert_eq!(p.list.entries()[0].domain.as_str(), "h0.corp.example");
+        assert_eq!(p.list.entries()[0].line, 1);
+        assert_eq!(p.list.entries()[4_999].line, 5_000);
     }
 
     #[test]
