@@ -200,6 +200,66 @@ fn eng_link(d: &Daemon, server: std::net::SocketAddr, extra: &[&str]) -> String 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_vpn_cannot_forge_names_inside_an_anchored_zone() {
+    // corp.example does not delegate eng.corp.example: names under it are corp's to sign.
+    let (d, corp, _public) = corp_island(vec![], "corp.example profile=corp\n").await;
+    let forger = AuthServer::start(&[("eng.corp.example.", &zone("eng.corp.example.", "www 60 IN A 6.6.6.6"))]).await;
+    eng_link(&d, forger.addr(), &[]);
+    for q in [Q::default(), do_bit()] {
+        let m = ask(&d, "www.eng.corp.example", RecordType::A, q).await;
+        assert_eq!(rcode(&m), ResponseCode::ServFail, "an unsigned forgery inside the island was served: {m:?}");
+        assert!(a_addrs(&m).is_empty());
+    }
+    assert!(
+        corp.queries().iter().any(|q| q.name == "eng.corp.example" && q.qtype == RecordType::DS),
+        "the chain of trust was asked of the corp link"
+    );
+    let st = d.status().await;
+    let eng = st["links"].as_array().unwrap().iter().find(|l| l["id"] == "eng").unwrap().clone();
+    assert_eq!(eng["trust"][0]["zone"], "eng.corp.example", "{eng}");
+
+    // The same VPN offers its own DS for eng.corp.example (signing its forgery): approving
+    // corp.example approved the corp VPN's key, not this one. Pending review, never in use.
+    let rogue = SignedZone::build("eng.corp.example.", &SignOptions::default());
+    let rogue_srv = SignedServer::start(&rogue, ServeOptions::default()).await;
+    let out = eng_link(&d, rogue_srv.addr(), &["--ta", &rogue.ds(2)]);
+    assert!(out.contains("pending review"), "{out}");
+    let m = ask(&d, "www.eng.corp.example", RecordType::A, do_bit()).await;
+    assert_eq!(rcode(&m), ResponseCode::ServFail, "{m:?}");
+    assert!(!m.metadata.authentic_data, "AD on another VPN's key for a name inside corp's island: {m:?}");
+    let st = d.status().await;
+    assert_eq!(st["pending_reviews"][0]["domain"], "eng.corp.example", "{st}");
+    let why = st["pending_reviews"][0]["reason"].as_str().unwrap();
+    assert!(why.contains("approved only for VPN profile \"corp\""), "{why}");
+
+    // Unbound, corp.example would not have been enough either: it lies inside corp's island.
+    std::fs::write(d.whitelist_path(), "corp.example\n").unwrap();
+    let st = wait_status(&d, |st| {
+        st["pending_reviews"][0]["reason"].as_str().is_some_and(|r| r.contains("lies inside corp.example"))
+    })
+    .await;
+    assert!(!st["links"].to_string().contains("\"in use\",\"anchor\":\"eng"), "{st}");
+    // A person approves eng.corp.example for the eng profile: its own key is used, AD again.
+    std::fs::write(d.whitelist_path(), "corp.example profile=corp\neng.corp.example profile=eng\n").unwrap();
+    wait_status(&d, |st| st["pending_reviews"].as_array().is_some_and(|p| p.is_empty())).await;
+    let m = ask(&d, "www.eng.corp.example", RecordType::A, do_bit()).await;
+    assert_eq!(rcode(&m), ResponseCode::NoError, "{m:?}");
+    assert!(m.metadata.authentic_data, "validated with the key approved for the eng profile: {m:?}");
+}
+
+/// Polls `status` until `ok` holds (whitelist edits take effect within the watcher's settle time).
+async fn wait_status(d: &Daemon, ok: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    for _ in 0..300 {
+        let st = d.status().await;
+        if ok(&st) {
+            return st;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("status never matched: {}", d.status().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nested_link_inside_an_island_validates_through_the_chain_of_trust() {
     // A secure delegation: corp.example holds eng.corp.example's DS.
     let eng = SignedZone::build("eng.corp.example.", &SignOptions::default());

@@ -37,6 +37,10 @@ enum WhitelistCommand {
         /// names under it belong to many owners.
         #[arg(long)]
         override_public_suffix: bool,
+        /// Approve only the anchors this VPN profile offers (`DOMAIN profile=NAME`): approving a
+        /// domain for one VPN does not approve another VPN's key for names under it.
+        #[arg(long, value_name = "NAME")]
+        profile: Option<String>,
     },
     /// Withdraw a domain's approval. Asks first; needs a terminal.
     Remove {
@@ -58,7 +62,9 @@ pub(super) async fn run(args: WhitelistArgs, socket: &Path) -> anyhow::Result<()
     match args.command {
         WhitelistCommand::Review => Ok(()),
         WhitelistCommand::List => list(&path),
-        WhitelistCommand::Add { domain, override_public_suffix } => add(&path, &domain, override_public_suffix),
+        WhitelistCommand::Add { domain, override_public_suffix, profile } => {
+            add(&path, &domain, override_public_suffix, profile.as_deref())
+        }
         WhitelistCommand::Remove { domain } => remove(&path, &domain),
     }
 }
@@ -142,20 +148,28 @@ fn list(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn add(path: &Path, domain: &str, override_public_suffix: bool) -> anyhow::Result<()> {
+fn add(path: &Path, domain: &str, override_public_suffix: bool, profile: Option<&str>) -> anyhow::Result<()> {
     let name = whitelist::check_new_entry(domain, override_public_suffix).map_err(explain)?;
-    let flag = if override_public_suffix { " --override-public-suffix" } else { "" };
+    let mut flag = if override_public_suffix { " --override-public-suffix".to_string() } else { String::new() };
+    if let Some(p) = profile {
+        flag.push_str(&format!(" --profile {p:?}"));
+    }
     require_terminal(path, &format!("splitdns whitelist add {name}{flag}"))?;
     let current = Whitelist::load(path).map_err(explain)?;
-    if let Some(by) = current.list.covers(&name) {
+    let covered = match profile {
+        Some(p) => current.list.bound_to(&name, Some(p)),
+        None => current.list.permits(&name, None).ok(),
+    };
+    if let Some(by) = covered {
         println!("{name} is already covered by the entry {by} in {}: nothing changed.", path.display());
         return Ok(());
     }
     eprintln!("{}", add_explanation(&name, path));
-    if !confirm(&format!("Whitelist {name}?")) {
+    let whom = profile.map(|p| format!(" for VPN profile {p:?}")).unwrap_or_default();
+    if !confirm(&format!("Whitelist {name}{whom}?")) {
         bail!("nothing changed: {name} was not approved");
     }
-    match whitelist::add(path, name.as_str(), override_public_suffix).map_err(explain)? {
+    match whitelist::add_for(path, name.as_str(), override_public_suffix, profile).map_err(explain)? {
         AddOutcome::Added { domain, subsumes } => {
             println!("Added {domain} to {}.", path.display());
             if !subsumes.is_empty() {
@@ -253,15 +267,21 @@ async fn review(path: Option<PathBuf>, socket: &Path) -> anyhow::Result<()> {
         }
         seen.push(p.domain.clone());
         let profile = p.profile.as_deref().map(|x| format!(", profile {x:?}")).unwrap_or_default();
+        let who = match &p.profile {
+            Some(x) => format!("this VPN profile ({x:?}) — and no other —"),
+            None => "this VPN (and any other that offers an anchor for it)".to_string(),
+        };
         let question = format!(
             "The VPN link {:?}{profile} offers a DNSSEC trust anchor for {}:\n    {}\n\
-             Approving puts {} on the whitelist {}. From then on, this VPN (and any other that offers an \
-             anchor for it) can vouch for {} and every name under it — addresses, TLSA, SSHFP and all other \
-             DNSSEC-protected data — like trusting an enterprise certificate authority for that domain.\n\
+             Why it waits: {}\n\
+             Approving puts {} on the whitelist {}. From then on, {who} can vouch for {} and every name under \
+             it — addresses, TLSA, SSHFP and all other DNSSEC-protected data — like trusting an enterprise \
+             certificate authority for that domain.\n\
              Approve {}?",
             p.link,
             p.domain,
             p.ds,
+            p.reason,
             p.domain,
             path.display(),
             p.domain,
@@ -271,7 +291,8 @@ async fn review(path: Option<PathBuf>, socket: &Path) -> anyhow::Result<()> {
             println!("skipped {} (still pending)", p.domain);
             continue;
         }
-        match whitelist::add(&path, &p.domain, false) {
+        // Bound to the offering profile: approving it for this VPN approves no other VPN's key.
+        match whitelist::add_for(&path, &p.domain, false, p.profile.as_deref()) {
             Ok(AddOutcome::Added { domain, .. }) => {
                 approved += 1;
                 println!("approved {domain}: the daemon picks the change up at once");

@@ -319,6 +319,9 @@ pub struct PendingReview {
     pub ds: String,
     /// When it was first offered (Unix time).
     pub since: u64,
+    /// Why it waits: not whitelisted, bound to another profile, inside another profile's island.
+    #[serde(default)]
+    pub reason: String,
 }
 
 #[cfg(test)]

@@ -80,7 +80,8 @@ struct Inner {
     timing: Timing,
     whitelist: WhitelistState,
     /// When each offered-but-not-whitelisted anchor was first seen, by (link seq, DS).
-    pending_since: HashMap<(u64, String), u64>,
+    /// Offered anchors waiting for a person, by (link seq, DS): since when (Unix time) and why.
+    pending: HashMap<(u64, String), (u64, String)>,
     /// Links removed lately, newest first (at most [`REMOVED_HISTORY`]).
     removed: VecDeque<RemovedLink>,
     /// When the default upstream's servers last changed (Unix time).
@@ -271,7 +272,7 @@ impl Agent {
             system,
             timing,
             whitelist,
-            pending_since: HashMap::new(),
+            pending: HashMap::new(),
             removed: dropped,
             upstream_changed_at: now_unix(),
             upstream_note: None,
@@ -418,28 +419,25 @@ impl Agent {
                 if v.state != "offered" {
                     return v.clone();
                 }
-                let (state, reason) = match inner.whitelist.list.covers(&v.anchor.owner) {
-                    None => (
-                        "pending review".to_string(),
-                        format!(
-                            "{} is not on the whitelist {}: this anchor changes nothing until a person approves \
-                             it (`splitdns whitelist review`, RFC 8598 §6)",
-                            v.anchor.owner,
-                            inner.whitelist.path.display()
-                        ),
-                    ),
-                    Some(by) => match inner.trusts.get(&(seq, v.anchor.owner.to_lower_name())).map(|t| t.state()) {
-                        Some(st) => match &*st {
-                            TrustState::Pending => ("verifying".into(), "fetching the DNSKEY set".into()),
-                            TrustState::Verified { .. } => (
-                                "in use".into(),
-                                format!("whitelisted by {by}; the DNSKEY set of {} is verified", v.anchor.owner),
-                            ),
-                            TrustState::Failed { reason, .. } => ("failed".into(), reason.clone()),
-                            TrustState::Insecure { reason, .. } => ("not used".into(), reason.clone()),
-                        },
-                        None => ("not used".into(), "no validator for this zone".into()),
-                    },
+                let pending = inner.pending.get(&(seq, v.anchor.to_string()));
+                let by = inner.whitelist.list.covers(&v.anchor.owner);
+                let (state, reason) = match (pending, by) {
+                    (Some((_, why)), _) => ("pending review".to_string(), why.clone()),
+                    (None, None) => ("not used".into(), "not on the whitelist".into()),
+                    (None, Some(by)) => {
+                        match inner.trusts.get(&(seq, v.anchor.owner.to_lower_name())).map(|t| t.state()) {
+                            Some(st) => match &*st {
+                                TrustState::Pending => ("verifying".into(), "fetching the DNSKEY set".into()),
+                                TrustState::Verified { .. } => (
+                                    "in use".into(),
+                                    format!("whitelisted by {by}; the DNSKEY set of {} is verified", v.anchor.owner),
+                                ),
+                                TrustState::Failed { reason, .. } => ("failed".into(), reason.clone()),
+                                TrustState::Insecure { reason, .. } => ("not used".into(), reason.clone()),
+                            },
+                            None => ("not used".into(), "no validator for this zone".into()),
+                        }
+                    }
                 };
                 AnchorView { anchor: v.anchor.clone(), state, reason }
             })
@@ -740,13 +738,14 @@ fn pending_reviews(inner: &Inner) -> Vec<PendingReview> {
     let mut out = Vec::new();
     for link in inner.table.links() {
         for a in &link.spec.anchors {
-            if let Some(since) = inner.pending_since.get(&(link.seq, a.to_string())) {
+            if let Some((since, why)) = inner.pending.get(&(link.seq, a.to_string())) {
                 out.push(PendingReview {
                     link: link.spec.id.clone(),
                     profile: link.spec.profile.clone(),
                     domain: a.owner.to_string(),
                     ds: a.to_string(),
                     since: *since,
+                    reason: why.clone(),
                 });
             }
         }
@@ -856,20 +855,35 @@ fn sync_trusts(inner: &mut Inner) -> Vec<LowerName> {
     let resolved = inner.table.resolve();
     let whitelist = &inner.whitelist.list;
     let path = inner.whitelist.path.clone();
-    let plan = plan_trusts(&resolved, |_, anchor, _| match whitelist.covers(&anchor.owner) {
-        Some(_) => Ok(()),
-        None => Err(format!(
-            "{} is not on the whitelist {}: this anchor changes nothing until a person approves it \
-             (`splitdns whitelist review`, RFC 8598 §6)",
-            anchor.owner,
-            path.display()
-        )),
+    let identity = |seq: u64| resolved.iter().find(|r| r.link.seq == seq).map(|r| r.link.spec.owner_identity());
+    let plan = plan_trusts(&resolved, |link, anchor, accepted| {
+        let profile = link.link.spec.profile.as_deref();
+        let review = "it changes nothing until a person approves it (`splitdns whitelist review`, RFC 8598 §6)";
+        if let Err(why) = whitelist.permits(&anchor.owner, profile) {
+            return Err(format!("{why} ({}): {review}", path.display()));
+        }
+        // Approving an island approved the key of the VPN that anchored it, not any VPN's key for
+        // names under it: another profile's anchor inside needs its own, bound approval.
+        let mine = link.link.spec.owner_identity();
+        let island = accepted
+            .iter()
+            .filter(|(seq, z)| anchor.owner.is_at_or_under(z) && identity(*seq).is_some_and(|o| o != mine))
+            .max_by_key(|(_, z)| z.label_count());
+        match island {
+            Some((seq, z)) if whitelist.bound_to(&anchor.owner, profile).is_none() => Err(format!(
+                "{} lies inside {z}, anchored by {}: approving {z} approved that VPN's key, not this one's; {review} \
+                 for {mine}",
+                anchor.owner,
+                identity(*seq).map(|o| o.to_string()).unwrap_or_default(),
+            )),
+            _ => Ok(()),
+        }
     });
     let now = now_unix();
     let mut pending = HashMap::new();
     for (seq, anchor, why) in &plan.pending {
         let key = (*seq, anchor.to_string());
-        let since = inner.pending_since.get(&key).copied().unwrap_or_else(|| {
+        let since = inner.pending.get(&key).map(|(since, _)| *since).unwrap_or_else(|| {
             let link = resolved.iter().find(|r| r.link.seq == *seq).map(|r| &r.link.spec);
             warn!(
                 link = ?link.map(|l| &l.id), profile = ?link.and_then(|l| l.profile.as_ref()), domain = %anchor.owner,
@@ -877,9 +891,9 @@ fn sync_trusts(inner: &mut Inner) -> Vec<LowerName> {
             );
             now
         });
-        pending.insert(key, since);
+        pending.insert(key, (since, why.clone()));
     }
-    inner.pending_since = pending;
+    inner.pending = pending;
 
     let lower = |(seq, d): &(u64, DomainName)| (*seq, d.to_lower_name());
     let mut changed = Vec::new();
@@ -895,7 +909,8 @@ fn sync_trusts(inner: &mut Inner) -> Vec<LowerName> {
     });
     for (key, anchors) in &plan.anchored {
         let k = lower(key);
-        if inner.trusts.contains_key(&k) {
+        // Kept above if unchanged; a derived trust at the same name gives way to the approved anchor.
+        if inner.trusts.get(&k).is_some_and(|t| t.parent.is_none()) {
             continue;
         }
         let Some(route) = inner.routes.get(&key.0) else { continue };

@@ -12,6 +12,8 @@
 //! corp.example                  # covers corp.example and every name under it
 //! eng.example.net.              # a trailing dot is allowed; case does not matter
 //! internal  override=public-suffix
+//! corp.example profile=corp     # only the anchors the `corp` VPN profile offers
+//! lab.example profile="Lab VPN" # a profile name with spaces, quoted
 //! ```
 //!
 //! One domain per line; `#` starts a comment (whole line or trailing); blank lines are allowed. A
@@ -20,6 +22,11 @@
 //! `co.uk`, `github.io`, an unknown TLD such as `internal`, …) is used only when its line carries the
 //! marker `override=public-suffix`. Such lines are ignored with a warning that names the line; any
 //! other malformed line makes the whole file invalid (the caller then uses no anchor at all).
+//!
+//! `profile=NAME` binds a line to one VPN profile: approving `corp.example` for profile `corp`
+//! approves that VPN's key, not any VPN's key for names under it. An anchor offered by another
+//! profile for a name under a bound domain waits for review until a line approves it for that
+//! profile ([`Whitelist::permits`]). `splitdns whitelist review` writes bound lines.
 //!
 //! Only people change the file: with `splitdns whitelist add|remove` (see [`add`] and [`remove`]) or
 //! an editor. The daemon only reads it, after [`check_permissions`].
@@ -63,6 +70,8 @@ pub struct Entry {
     pub line: usize,
     /// The line carries [`OVERRIDE_MARKER`].
     pub public_suffix_override: bool,
+    /// `profile=NAME`: the line approves only the anchors this VPN profile offers.
+    pub profile: Option<String>,
 }
 
 /// The whitelist after the rules were applied: every entry here may be used.
@@ -160,26 +169,71 @@ pub fn check_new_entry(text: &str, override_public_suffix: bool) -> Result<Domai
 enum Line {
     Blank,
     Root,
-    Entry { domain: DomainName, public_suffix_override: bool },
+    Entry { domain: DomainName, public_suffix_override: bool, profile: Option<String> },
+}
+
+/// The option that binds a line to a VPN profile.
+pub const PROFILE_OPTION: &str = "profile=";
+
+/// Longest profile name accepted (as for links).
+const MAX_PROFILE_LEN: usize = 200;
+
+/// The line's words after the domain: bare words, or `profile="…"` with the name quoted (profile
+/// names such as NetworkManager connection names may hold spaces).
+fn words(mut rest: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    loop {
+        rest = rest.trim_start();
+        if rest.is_empty() {
+            return Ok(out);
+        }
+        if let Some(quoted) = rest.strip_prefix("profile=\"") {
+            let end = quoted.find('"').ok_or_else(|| format!("unterminated quote in {rest:?}"))?;
+            out.push(format!("{PROFILE_OPTION}{}", &quoted[..end]));
+            rest = &quoted[end + 1..];
+        } else {
+            let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+            out.push(rest[..end].to_string());
+            rest = &rest[end..];
+        }
+    }
+}
+
+/// Checks a profile name for a `profile=` option.
+fn check_profile(name: &str) -> Result<String, String> {
+    if name.is_empty() || name.len() > MAX_PROFILE_LEN || name.contains('"') || name.chars().any(char::is_control) {
+        return Err(format!(
+            "profile={name:?}: a profile name is 1 to {MAX_PROFILE_LEN} printable characters without '\"' (quote \
+             it if it has spaces: profile=\"Corp VPN\")"
+        ));
+    }
+    Ok(name.to_string())
 }
 
 /// Parses one line (without its line terminator). `Err` is the reason, without the line number.
 fn parse_line(raw: &str) -> Result<Line, String> {
     let content = raw.split('#').next().unwrap_or("");
-    let mut tokens = content.split_whitespace();
-    let Some(name) = tokens.next() else { return Ok(Line::Blank) };
+    let trimmed = content.trim_start();
+    let Some(name) = trimmed.split_whitespace().next() else { return Ok(Line::Blank) };
     let mut public_suffix_override = false;
-    for token in tokens {
+    let mut profile = None;
+    for token in words(&trimmed[name.len()..])? {
         if token == OVERRIDE_MARKER {
             public_suffix_override = true;
+        } else if let Some(p) = token.strip_prefix(PROFILE_OPTION) {
+            if profile.is_some() {
+                return Err("two profile= options on one line: write one line per profile".into());
+            }
+            profile = Some(check_profile(p)?);
         } else {
             return Err(format!(
-                "unexpected {token:?} after the domain (one domain per line; the only option is {OVERRIDE_MARKER:?})"
+                "unexpected {token:?} after the domain (one domain per line; the options are {OVERRIDE_MARKER:?} and \
+                 \"{PROFILE_OPTION}NAME\")"
             ));
         }
     }
     match DomainName::parse(name) {
-        Ok(domain) => Ok(Line::Entry { domain, public_suffix_override }),
+        Ok(domain) => Ok(Line::Entry { domain, public_suffix_override, profile }),
         Err(DomainError::Root) => Ok(Line::Root),
         Err(e) => Err(e.to_string()),
     }
@@ -214,15 +268,15 @@ impl Whitelist {
                     "line {line}: the root \".\" is never whitelisted (an anchor for it would let a VPN vouch for \
                      every name): line ignored; delete it"
                 )),
-                Line::Entry { domain, public_suffix_override } => {
+                Line::Entry { domain, public_suffix_override, profile } => {
                     if is_public_suffix(&domain) && !public_suffix_override {
                         parsed.warnings.push(format!(
                             "line {line}: {domain} is a top-level domain or public suffix (names under it belong to \
                              many unrelated owners): line ignored; whitelist the VPN's own domain below it instead, \
                              or, if you really mean it, append \"{OVERRIDE_MARKER}\" to the line"
                         ));
-                    } else if seen.insert(domain.clone()) {
-                        parsed.list.entries.push(Entry { domain, line, public_suffix_override });
+                    } else if seen.insert((domain.clone(), profile.clone())) {
+                        parsed.list.entries.push(Entry { domain, line, public_suffix_override, profile });
                     }
                 }
             }
@@ -241,9 +295,45 @@ impl Whitelist {
         }
     }
 
-    /// The entry covering `name` (equal to it or an ancestor by whole labels), the closest if several.
+    /// The entry covering `name` (equal to it or an ancestor by whole labels), the closest if several,
+    /// whatever profile it is bound to.
     pub fn covers(&self, name: &DomainName) -> Option<&DomainName> {
         self.entries.iter().map(|e| &e.domain).filter(|d| name.is_at_or_under(d)).max_by_key(|d| d.label_count())
+    }
+
+    /// Whether an anchor for `name` offered by a link of `profile` (`None`: a link without one) is
+    /// approved: the closest entries covering `name` decide; one of them must be unbound or bound to
+    /// this profile. `Ok` is the approving entry's domain; `Err` says why not, for the person.
+    pub fn permits(&self, name: &DomainName, profile: Option<&str>) -> Result<&DomainName, String> {
+        let covering: Vec<&Entry> = self.entries.iter().filter(|e| name.is_at_or_under(&e.domain)).collect();
+        let Some(depth) = covering.iter().map(|e| e.domain.label_count()).max() else {
+            return Err(format!("{name} is not on the whitelist"));
+        };
+        let closest: Vec<&&Entry> = covering.iter().filter(|e| e.domain.label_count() == depth).collect();
+        if let Some(e) = closest.iter().find(|e| e.profile.is_none() || e.profile.as_deref() == profile) {
+            return Ok(&e.domain);
+        }
+        let bound: Vec<String> = closest.iter().filter_map(|e| e.profile.as_ref()).map(|p| format!("{p:?}")).collect();
+        Err(format!(
+            "{} is approved only for VPN profile {} (whitelist line {}), not for {}",
+            closest[0].domain,
+            bound.join(", "),
+            closest[0].line,
+            match profile {
+                Some(p) => format!("profile {p:?}"),
+                None => "a link without a profile".to_string(),
+            }
+        ))
+    }
+
+    /// A line approving `name` for exactly this profile, if any.
+    pub fn bound_to(&self, name: &DomainName, profile: Option<&str>) -> Option<&DomainName> {
+        let profile = profile?;
+        self.entries
+            .iter()
+            .filter(|e| e.profile.as_deref() == Some(profile) && name.is_at_or_under(&e.domain))
+            .map(|e| &e.domain)
+            .max_by_key(|d| d.label_count())
     }
 
     /// The entries in file order (duplicates dropped).
@@ -346,23 +436,60 @@ fn write_atomic(path: &Path, contents: &str) -> Result<(), WhitelistError> {
 /// already covered changes nothing. Every other line is kept byte for byte, and so are the file's
 /// owner and mode; a new file is created 0644, owned by the caller, with its directory if needed.
 pub fn add(path: &Path, domain: &str, override_public_suffix: bool) -> Result<AddOutcome, WhitelistError> {
+    add_for(path, domain, override_public_suffix, None)
+}
+
+/// [`add`], bound to a VPN profile when `profile` is given (`domain profile=NAME`): the line then
+/// approves only that profile's anchors. A name already approved for the profile changes nothing.
+pub fn add_for(
+    path: &Path,
+    domain: &str,
+    override_public_suffix: bool,
+    profile: Option<&str>,
+) -> Result<AddOutcome, WhitelistError> {
     let name = check_new_entry(domain, override_public_suffix)?;
+    let profile = match profile {
+        Some(p) => Some(check_profile(p).map_err(|reason| WhitelistError::Syntax { path: None, line: 0, reason })?),
+        None => None,
+    };
     let text = read(path)?.unwrap_or_default();
     let parsed = Whitelist::parse(&text).map_err(|e| e.in_file(path))?;
-    if let Some(by) = parsed.list.covers(&name) {
+    let covered = match &profile {
+        None => parsed
+            .list
+            .entries()
+            .iter()
+            .filter(|e| e.profile.is_none() && name.is_at_or_under(&e.domain))
+            .map(|e| &e.domain)
+            .max_by_key(|d| d.label_count()),
+        Some(p) => parsed.list.bound_to(&name, Some(p)),
+    };
+    if let Some(by) = covered {
         return Ok(AddOutcome::AlreadyCovered { domain: name.clone(), by: by.clone() });
     }
-    let subsumes = parsed.list.entries().iter().filter(|e| e.domain.is_at_or_under(&name)).map(|e| e.domain.clone());
+    let subsumes = parsed
+        .list
+        .entries()
+        .iter()
+        .filter(|e| e.domain.is_at_or_under(&name) && (profile.is_none() || e.profile == profile))
+        .map(|e| e.domain.clone());
     let subsumes = subsumes.collect();
     let mut new_text = text;
     if !new_text.is_empty() && !new_text.ends_with('\n') {
         new_text.push('\n');
     }
+    let mut line = name.to_string();
     if is_public_suffix(&name) {
-        new_text.push_str(&format!("{name}  {OVERRIDE_MARKER}\n"));
-    } else {
-        new_text.push_str(&format!("{name}\n"));
+        line.push_str(&format!("  {OVERRIDE_MARKER}"));
     }
+    if let Some(p) = &profile {
+        match p.contains(char::is_whitespace) {
+            true => line.push_str(&format!("  {PROFILE_OPTION}\"{p}\"")),
+            false => line.push_str(&format!("  {PROFILE_OPTION}{p}")),
+        }
+    }
+    new_text.push_str(&line);
+    new_text.push('\n');
     write_atomic(path, &new_text)?;
     Ok(AddOutcome::Added { domain: name, subsumes })
 }
@@ -419,6 +546,55 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("whitelist");
         (dir, path)
+    }
+
+    #[test]
+    fn lines_can_be_bound_to_a_profile() {
+        let p = Whitelist::parse(
+            "corp.example profile=corp\nlab.example profile=\"Lab VPN\"  # quoted, with a space\n\
+             open.example\nopen.example profile=corp\neng.corp.example profile=eng\n",
+        )
+        .unwrap();
+        let l = &p.list;
+        assert_eq!(l.entries().len(), 5);
+        // Bound: only that profile's anchors.
+        assert_eq!(l.permits(&d("www.corp.example"), Some("corp")), Ok(&d("corp.example")));
+        let err = l.permits(&d("corp.example"), Some("other")).unwrap_err();
+        assert!(err.contains("only for VPN profile \"corp\"") && err.contains("profile \"other\""), "{err}");
+        assert!(l.permits(&d("corp.example"), None).is_err(), "a link without a profile never matches a bound line");
+        assert_eq!(l.permits(&d("x.lab.example"), Some("Lab VPN")), Ok(&d("lab.example")));
+        // The closest line decides: eng.corp.example is approved for eng, and not for corp.
+        assert_eq!(l.permits(&d("www.eng.corp.example"), Some("eng")), Ok(&d("eng.corp.example")));
+        assert!(l.permits(&d("www.eng.corp.example"), Some("corp")).is_err());
+        // An unbound line approves any profile.
+        assert_eq!(l.permits(&d("open.example"), Some("anyone")), Ok(&d("open.example")));
+        assert!(l.permits(&d("nothere.example"), Some("corp")).unwrap_err().contains("not on the whitelist"));
+        assert_eq!(l.bound_to(&d("a.eng.corp.example"), Some("eng")), Some(&d("eng.corp.example")));
+        assert_eq!(l.bound_to(&d("open.example"), Some("anyone")), None);
+        for bad in ["a.example profile=", "a.example profile=\"x", "a.example profile=a profile=b", "a.example bogus"] {
+            assert!(Whitelist::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn add_writes_a_bound_line_and_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("whitelist");
+        std::fs::write(&path, "# mine\ncorp.example profile=corp\n").unwrap();
+        match add_for(&path, "eng.corp.example", false, Some("Eng VPN")).unwrap() {
+            AddOutcome::Added { domain, .. } => assert_eq!(domain, d("eng.corp.example")),
+            other => panic!("{other:?}"),
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, "# mine\ncorp.example profile=corp\neng.corp.example  profile=\"Eng VPN\"\n");
+        let l = Whitelist::parse(&text).unwrap().list;
+        assert_eq!(l.permits(&d("eng.corp.example"), Some("Eng VPN")), Ok(&d("eng.corp.example")));
+        // Already approved for the profile: nothing changes.
+        assert!(matches!(
+            add_for(&path, "x.corp.example", false, Some("corp")).unwrap(),
+            AddOutcome::AlreadyCovered { .. }
+        ));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
     }
 
     #[test]
