@@ -198,6 +198,9 @@ pub fn render(s: &Status) -> String {
         for p in &s.pending_reviews {
             let profile = p.profile.as_deref().map(|x| format!(" (profile {x})")).unwrap_or_default();
             let _ = writeln!(o, "  {} asked by link {}{}: {}", p.domain, p.link, profile, p.ds);
+            if !p.reason.is_empty() {
+                let _ = writeln!(o, "    waits because {}", p.reason);
+            }
         }
     }
     let c = &s.counters;
