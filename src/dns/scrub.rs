@@ -11,6 +11,7 @@ use hickory_proto::op::Message;
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
 use super::route::Snapshot;
+use super::wire;
 
 /// How many routes a CNAME chain may cross.
 pub const MAX_CROSSINGS: usize = 8;
@@ -18,11 +19,26 @@ pub const MAX_CROSSINGS: usize = 8;
 /// Removes from `msg` every record whose owner is routed to another route than `route`. Returns
 /// how many were removed.
 pub fn scrub(msg: &mut Message, snapshot: &Snapshot, route: u64) -> usize {
-    let owned = |r: &Record| snapshot.route(&LowerName::new(&r.name)).0.id == route;
+    let mut buf = [0u8; wire::MAX_NAME];
+    // Most records share a few owner names (the question, an NSEC3 or two): remember the last.
+    let mut last: Option<(Name, bool)> = None;
+    let mut owned = move |r: &Record| {
+        if let Some((name, ok)) = &last
+            && *name == r.name
+        {
+            return *ok;
+        }
+        let ok = match wire::encode_lower(&r.name, &mut buf) {
+            Some(n) => snapshot.route_wire(&buf[..n]).0.id == route,
+            None => false,
+        };
+        last = Some((r.name.clone(), ok));
+        ok
+    };
     let before = msg.answers.len() + msg.authorities.len() + msg.additionals.len();
-    msg.answers.retain(owned);
-    msg.authorities.retain(owned);
-    msg.additionals.retain(owned);
+    msg.answers.retain(&mut owned);
+    msg.authorities.retain(&mut owned);
+    msg.additionals.retain(&mut owned);
     before - (msg.answers.len() + msg.authorities.len() + msg.additionals.len())
 }
 

@@ -156,6 +156,25 @@ pub fn lower_name(buf: &[u8], out: &mut [u8; MAX_NAME]) -> Option<usize> {
     }
 }
 
+/// Writes `name` into `out` as a lower-case wire name (no compression), without allocating.
+/// Returns the length, or `None` if it does not fit (it always does for a valid name).
+pub fn encode_lower(name: &hickory_proto::rr::Name, out: &mut [u8; MAX_NAME]) -> Option<usize> {
+    let mut n = 0;
+    for label in name.iter() {
+        let end = n + 1 + label.len();
+        if label.len() > 63 || end >= MAX_NAME {
+            return None;
+        }
+        out[n] = label.len() as u8;
+        for (o, b) in out[n + 1..end].iter_mut().zip(label) {
+            *o = b.to_ascii_lowercase();
+        }
+        n = end;
+    }
+    out[n] = 0;
+    Some(n + 1)
+}
+
 /// Offsets of the label boundaries of a wire name, longest suffix first (the name itself), the
 /// root last.
 pub fn suffixes(name: &[u8]) -> impl Iterator<Item = &[u8]> {
@@ -363,5 +382,21 @@ mod tests {
             offs.iter().map(|&o| u32::from_be_bytes(wire[o as usize..o as usize + 4].try_into().unwrap())).collect();
         assert_eq!(ttls, vec![300, 77]);
         assert!(ttl_offsets(&wire[..wire.len() - 1]).is_none());
+    }
+}
+
+#[cfg(test)]
+mod encode_tests {
+    use super::*;
+    use std::str::FromStr;
+
+    #[test]
+    fn encode_lower_matches_the_lower_case_wire_form() {
+        let mut buf = [0u8; MAX_NAME];
+        let name = hickory_proto::rr::Name::from_str("WWW.Corp.Example.").unwrap();
+        let n = encode_lower(&name, &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"\x03www\x04corp\x07example\x00");
+        let n = encode_lower(&hickory_proto::rr::Name::root(), &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"\x00");
     }
 }
