@@ -63,10 +63,11 @@ impl Follow {
             Follow::File(p) => vec![p.clone()],
             Follow::System(root) => system_sources().iter().map(|(p, _)| root.path(p)).collect(),
         };
+        // Every `system-dns enable` or `disable` rewrites one of these, so the manifest itself (in
+        // /var/lib, where other programs write all day) need not be watched.
         for p in [sysdns::RESOLV_CONF, sysdns::RESOLVED_DROPIN, NM_CONF_DROPIN] {
             files.push(root.path(p));
         }
-        files.push(root.path(sysdns::STATE_DIR).join(sysdns::MANIFEST_NAME));
         files.sort();
         files.dedup();
         files
