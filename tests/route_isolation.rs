@@ -32,26 +32,8 @@ async fn ask(d: &Daemon, qname: &str, qtype: RecordType, q: Q) -> Message {
 }
 
 /// A signed corp.example (NSEC3) on a link, anchored and whitelisted.
-async fn anchored_corp(public: std::net::SocketAddr) -> (Daemon, SignedServer, SignedZone) {
-    let z =
-        SignedZone::build("corp.example.", &SignOptions { nsec3: Some(Nsec3Options::default()), ..Default::default() });
-    let server = SignedServer::start(&z, ServeOptions::default()).await;
-    let d = Daemon::start_with_whitelist(&[public], &[], "corp.example\n").await;
-    let addr = server.addr().to_string();
-    let out = d.link_up(&[
-        "--id",
-        "corp",
-        "--profile",
-        "corp",
-        "--server",
-        &addr,
-        "--domain",
-        "corp.example",
-        "--ta",
-        &z.ds(2),
-    ]);
-    assert!(out.contains("(in use)"), "{out}");
-    (d, server, z)
+async fn anchored_corp(public: std::net::SocketAddr) -> (Daemon, SignedServer) {
+    corp_island_behind(public, vec![], "corp.example\n").await
 }
 
 /// A public server that answers every query for `alias.pub.test` with a CNAME into corp.example
@@ -81,7 +63,7 @@ async fn injecting_public_server() -> Fake {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_public_side_cannot_inject_records_for_split_names() {
     let public = injecting_public_server().await;
-    let (d, corp, _) = anchored_corp(public.addr).await;
+    let (d, corp) = anchored_corp(public.addr).await;
 
     for q in [Q::default(), do_bit()] {
         let m = ask(&d, "alias.pub.test", RecordType::A, q.clone()).await;
@@ -167,14 +149,24 @@ async fn any_rrsig_and_ds_at_the_anchored_apex_are_answered_as_unbound_answers_t
     }
 }
 
-/// corp.example signed (NSEC3) with `extra` records, on the `corp` link, anchored and
-/// whitelisted; a daemon whose whitelist is `whitelist`.
+/// corp.example signed (NSEC3) with `extra` records, on the `corp` link (profile `corp`),
+/// anchored and whitelisted; a daemon whose whitelist is `whitelist` and whose public upstream is a
+/// server of its own (returned: it must stay silent).
 async fn corp_island(extra: Vec<Record>, whitelist: &str) -> (Daemon, SignedServer, AuthServer) {
+    let public = AuthServer::start(&[("example.", &zone("example.", "www.eng.corp 60 IN A 203.0.113.9"))]).await;
+    let (d, server) = corp_island_behind(public.addr(), extra, whitelist).await;
+    (d, server, public)
+}
+
+async fn corp_island_behind(
+    public: std::net::SocketAddr,
+    extra: Vec<Record>,
+    whitelist: &str,
+) -> (Daemon, SignedServer) {
     let opts = SignOptions { nsec3: Some(Nsec3Options::default()), extra, ..Default::default() };
     let z = SignedZone::build("corp.example.", &opts);
     let server = SignedServer::start(&z, ServeOptions::default()).await;
-    let public = AuthServer::start(&[("example.", &zone("example.", "www.eng.corp 60 IN A 203.0.113.9"))]).await;
-    let d = Daemon::start_with_whitelist(&[public.addr()], &[], whitelist).await;
+    let d = Daemon::start_with_whitelist(&[public], &[], whitelist).await;
     let addr = server.addr().to_string();
     let out = d.link_up(&[
         "--id",
@@ -189,7 +181,7 @@ async fn corp_island(extra: Vec<Record>, whitelist: &str) -> (Daemon, SignedServ
         &z.ds(2),
     ]);
     assert!(out.contains("(in use)"), "{out}");
-    (d, server, public)
+    (d, server)
 }
 
 fn eng_link(d: &Daemon, server: std::net::SocketAddr, extra: &[&str]) -> String {

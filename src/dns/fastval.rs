@@ -178,32 +178,11 @@ pub fn prove_positive(
     raw: &Message,
     now_unix: u32,
 ) -> Option<Message> {
-    let meta = &raw.metadata;
-    if meta.response_code != ResponseCode::NoError || meta.truncation || raw.answers.is_empty() {
+    if !ordinary_type(query.query_type()) || !provable(zone, keys, query, raw) {
         return None;
     }
-    if raw.answers.len() > MAX_ANSWERS || query.query_class() != DNSClass::IN || !ordinary_type(query.query_type()) {
-        return None;
-    }
-    if keys.zone != *zone || !zone.zone_of(query.name()) {
-        return None;
-    }
-
     // The answer's RRsets (RRSIGs aside), in order of appearance.
-    let mut sets: Vec<RrSet<'_>> = Vec::new();
-    for record in &raw.answers {
-        let rtype = record.record_type();
-        if rtype == RecordType::RRSIG {
-            continue;
-        }
-        if record.dns_class != DNSClass::IN || (!ordinary_type(rtype) && rtype != RecordType::CNAME) {
-            return None;
-        }
-        match sets.iter_mut().find(|s| s.rtype == rtype && *s.owner == record.name) {
-            Some(set) => set.records.push(record),
-            None => sets.push(RrSet { owner: &record.name, rtype, records: vec![record] }),
-        }
-    }
+    let sets = rrsets(raw, |r| ordinary_type(r.record_type()) || r.record_type() == RecordType::CNAME)?;
 
     // Every RRset must be on the chain from the question, and the chain must end in qtype.
     let qtype = query.query_type();
@@ -235,16 +214,59 @@ pub fn prove_positive(
     }
 
     let mut cx = Context::new(zone, keys, cache, now_unix);
+    prove_sets(&mut cx, chain.iter().map(|&i| &sets[i]), query, raw)
+}
+
+/// The checks every proof starts with: a plain NOERROR answer to an IN question, not too big,
+/// under the zone whose keys we hold.
+fn provable(zone: &Name, keys: &VerifiedKeys, query: &Query, raw: &Message) -> bool {
+    let meta = &raw.metadata;
+    meta.response_code == ResponseCode::NoError
+        && !meta.truncation
+        && !raw.answers.is_empty()
+        && raw.answers.len() <= MAX_ANSWERS
+        && query.query_class() == DNSClass::IN
+        && keys.zone == *zone
+        && zone.zone_of(query.name())
+}
+
+/// The answer section's RRsets (RRSIGs aside), in order of appearance; `None` if a record is not
+/// class IN or `accept` refuses it.
+fn rrsets(raw: &Message, accept: impl Fn(&Record) -> bool) -> Option<Vec<RrSet<'_>>> {
+    let mut sets: Vec<RrSet<'_>> = Vec::new();
+    for record in &raw.answers {
+        let rtype = record.record_type();
+        if rtype == RecordType::RRSIG {
+            continue;
+        }
+        if record.dns_class != DNSClass::IN || !accept(record) {
+            return None;
+        }
+        match sets.iter_mut().find(|s| s.rtype == rtype && *s.owner == record.name) {
+            Some(set) => set.records.push(record),
+            None => sets.push(RrSet { owner: &record.name, rtype, records: vec![record] }),
+        }
+    }
+    Some(sets)
+}
+
+/// Proves each of `sets` (a wildcard expansion with the NSEC3 that covers its next closer name)
+/// and builds the answer: the proven RRsets with their RRSIGs, the proofs in the authority section,
+/// the header copied from `raw`. `None` if anything does not verify.
+fn prove_sets<'a>(
+    cx: &mut Context<'_>,
+    sets: impl Iterator<Item = &'a RrSet<'a>>,
+    query: &Query,
+    raw: &Message,
+) -> Option<Message> {
     let mut answers = Vec::new();
     let mut authorities: Vec<Record> = Vec::new();
-    for &i in &chain {
-        let set = &sets[i];
+    for set in sets {
         let proven = cx.verify_rrset(set.owner, set.rtype, &set.records, &raw.answers)?;
         if proven.labels < set.owner.num_labels() {
             // Wildcard expansion: the next closer name must provably not exist.
             let next_closer = set.owner.trim_to(usize::from(proven.labels) + 1);
-            let proof = cx.nsec3_cover(&next_closer, &raw.authorities)?;
-            for record in proof {
+            for record in cx.nsec3_cover(&next_closer, &raw.authorities)? {
                 if !authorities.contains(&record) {
                     authorities.push(record);
                 }
@@ -252,7 +274,7 @@ pub fn prove_positive(
         }
         answers.extend(proven.records);
     }
-
+    let meta = &raw.metadata;
     let mut message = Message::new(meta.id, meta.message_type, meta.op_code);
     message.metadata = *meta;
     message.metadata.response_code = ResponseCode::NoError;
@@ -276,54 +298,15 @@ pub fn prove_any(
     raw: &Message,
     now_unix: u32,
 ) -> Option<Message> {
-    let meta = &raw.metadata;
-    if meta.response_code != ResponseCode::NoError || meta.truncation || raw.answers.is_empty() {
+    if query.query_type() != RecordType::ANY || !provable(zone, keys, query, raw) {
         return None;
     }
-    if raw.answers.len() > MAX_ANSWERS || query.query_class() != DNSClass::IN || query.query_type() != RecordType::ANY {
-        return None;
-    }
-    if keys.zone != *zone || !zone.zone_of(query.name()) {
-        return None;
-    }
-    let mut sets: Vec<RrSet<'_>> = Vec::new();
-    for record in &raw.answers {
-        let rtype = record.record_type();
-        if rtype == RecordType::RRSIG {
-            continue;
-        }
-        // Only data at the question's name; proofs belong in the authority section.
-        let proof_type = matches!(rtype, RecordType::NSEC | RecordType::NSEC3 | RecordType::ANY);
-        if record.dns_class != DNSClass::IN || record.name != *query.name() || proof_type {
-            return None;
-        }
-        match sets.iter_mut().find(|s| s.rtype == rtype) {
-            Some(set) => set.records.push(record),
-            None => sets.push(RrSet { owner: &record.name, rtype, records: vec![record] }),
-        }
-    }
+    // Only data at the question's name; proofs belong in the authority section.
+    let sets = rrsets(raw, |r| {
+        r.name == *query.name() && !matches!(r.record_type(), RecordType::NSEC | RecordType::NSEC3 | RecordType::ANY)
+    })?;
     let mut cx = Context::new(zone, keys, cache, now_unix);
-    let mut answers = Vec::new();
-    let mut authorities: Vec<Record> = Vec::new();
-    for set in &sets {
-        let proven = cx.verify_rrset(set.owner, set.rtype, &set.records, &raw.answers)?;
-        if proven.labels < set.owner.num_labels() {
-            let next_closer = set.owner.trim_to(usize::from(proven.labels) + 1);
-            for record in cx.nsec3_cover(&next_closer, &raw.authorities)? {
-                if !authorities.contains(&record) {
-                    authorities.push(record);
-                }
-            }
-        }
-        answers.extend(proven.records);
-    }
-    let mut message = Message::new(meta.id, meta.message_type, meta.op_code);
-    message.metadata = *meta;
-    message.edns = raw.edns.clone();
-    message.add_query(query.clone());
-    message.answers = answers;
-    message.authorities = authorities;
-    Some(message)
+    prove_sets(&mut cx, sets.iter(), query, raw)
 }
 
 /// Types the fast path handles as answer data; the rest (meta types, DNSSEC types, DNAME, ...)

@@ -400,30 +400,14 @@ impl ZoneTrust {
             TrustState::Pending => return Err(self.untrusted("verification did not finish")),
             TrustState::Insecure { .. } => {
                 // A proven insecure delegation: the data as the link gives it, never AD.
-                let flags = QueryFlags { dnssec_ok: true, checking_disabled: true };
-                let why = || format!("{} went down (RFC 8598 §5)", self.route.describe());
-                let mut raw = self
-                    .route
-                    .upstream
-                    .query(query, flags, &self.route.cancel, why)
-                    .await
-                    .map_err(ValidationError::Upstream)?;
-                scrub(&mut raw);
+                let raw = self.fetch(query, scrub).await?;
                 return self.count(Ok(Validated { message: raw, secure: false }));
             }
         };
         // The zone whose keys judge: this one, or the enclosing island's for a nested domain that is
         // not delegated.
         let zone = keys.zone.clone();
-        let flags = QueryFlags { dnssec_ok: true, checking_disabled: true };
-        let why = || format!("{} went down (RFC 8598 §5)", self.route.describe());
-        let mut raw = self
-            .route
-            .upstream
-            .query(query, flags, &self.route.cancel, why)
-            .await
-            .map_err(ValidationError::Upstream)?;
-        scrub(&mut raw);
+        let raw = self.fetch(query, scrub).await?;
         if query.query_type() == RecordType::ANY && !raw.answers.is_empty() {
             // hickory's validator has no notion of ANY (RFC 8482 answers hold whatever RRsets the
             // server chose): each RRset at the name must verify on its own.
@@ -448,6 +432,24 @@ impl ZoneTrust {
             }
             other => self.count(other),
         }
+    }
+
+    /// The link's raw answer to `query` (DO and CD set: we do the judging), scrubbed.
+    async fn fetch(
+        &self,
+        query: &Query,
+        scrub: &(dyn Fn(&mut Message) + Send + Sync),
+    ) -> Result<Message, ValidationError> {
+        let flags = QueryFlags { dnssec_ok: true, checking_disabled: true };
+        let why = || format!("{} went down (RFC 8598 §5)", self.route.describe());
+        let mut raw = self
+            .route
+            .upstream
+            .query(query, flags, &self.route.cancel, why)
+            .await
+            .map_err(ValidationError::Upstream)?;
+        scrub(&mut raw);
+        Ok(raw)
     }
 
     fn untrusted(&self, reason: &str) -> ValidationError {

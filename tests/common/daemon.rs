@@ -65,6 +65,16 @@ impl Daemon {
         upstream: &[SocketAddr],
         extra: &[&str],
     ) -> Daemon {
+        Self::launch(dir, netns, None, upstream, extra).await
+    }
+
+    async fn launch(
+        dir: tempfile::TempDir,
+        netns: Option<&str>,
+        open_files: Option<u64>,
+        upstream: &[SocketAddr],
+        extra: &[&str],
+    ) -> Daemon {
         let mut d = Daemon {
             child: None,
             socket: dir.path().join("control.sock"),
@@ -74,7 +84,7 @@ impl Daemon {
             extra: extra.iter().map(|s| s.to_string()).collect(),
             log: dir.path().join("daemon.log"),
             netns: netns.map(str::to_string),
-            open_files: None,
+            open_files,
             dir,
         };
         d.spawn("127.0.0.1:0".parse().unwrap()).await;
@@ -296,21 +306,7 @@ impl Daemon {
     /// Like [`Daemon::start`], with the daemon's open-files limit (soft and hard) set to `limit`,
     /// as a service manager's default of 1,024 would.
     pub async fn start_with_open_files_limit(upstream: &[SocketAddr], extra: &[&str], limit: u64) -> Daemon {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut d = Daemon {
-            child: None,
-            socket: dir.path().join("control.sock"),
-            state_dir: dir.path().join("state"),
-            dns: "127.0.0.1:0".parse().unwrap(),
-            upstream: upstream.to_vec(),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            log: dir.path().join("daemon.log"),
-            netns: None,
-            open_files: Some(limit),
-            dir,
-        };
-        d.spawn("127.0.0.1:0".parse().unwrap()).await;
-        d
+        Self::launch(tempfile::tempdir().expect("tempdir"), None, Some(limit), upstream, extra).await
     }
 
     /// Like [`Daemon::start`], but with exactly `config` as the config file (nothing added: without
