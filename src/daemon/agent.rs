@@ -29,7 +29,8 @@ use crate::control::protocol::{
 use crate::control::protocol::{PendingReview, RemovalReason, RemovedLink, SystemDnsStatus, WhitelistStatus};
 use crate::dns::cache::Cache;
 use crate::dns::handler::Stats;
-use crate::dns::route::{Budget, Owner, Route, SYSTEM_ROUTE, Snapshot};
+use crate::dns::route::{Budget, Owner, Route, SYSTEM_ROUTE};
+use crate::dns::snapshot::Snapshot;
 use crate::dns::upstream::{Bind, Timing, Upstream};
 use crate::dns::validate::{TrustState, ZoneTrust};
 use crate::domain::DomainName;

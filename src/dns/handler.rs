@@ -27,8 +27,9 @@ use tracing::{debug, warn};
 
 use super::cache::{Cache, KEY_CD, KEY_DO, Key, KeyRef};
 use super::ede;
-use super::route::{Route, RouteStats, Snapshot};
+use super::route::{Route, RouteStats};
 use super::scrub;
+use super::snapshot::Snapshot;
 use super::upstream::{EDNS_PAYLOAD, QueryFlags, UpstreamError};
 use super::validate::{ValidationError, ZoneTrust, strip_dnssec};
 use super::wire;

@@ -10,6 +10,7 @@ pub mod handler;
 pub mod listener;
 pub mod route;
 pub mod scrub;
+pub mod snapshot;
 pub mod udp;
 pub mod upstream;
 pub mod validate;

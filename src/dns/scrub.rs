@@ -10,7 +10,7 @@
 use hickory_proto::op::Message;
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
-use super::route::Snapshot;
+use super::snapshot::Snapshot;
 use super::wire;
 
 /// How many routes a CNAME chain may cross.

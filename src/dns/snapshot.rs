@@ -1,0 +1,136 @@
+//! The routing snapshot the listener reads: split domain → route, the default route, and the
+//! anchored zones in force.
+//!
+//! A [`Snapshot`] is immutable: the control side builds a new one on every link change and swaps it
+//! in atomically, so the query path never takes a lock to route. Lookups are by longest whole-label
+//! suffix, straight from the lower-case wire name of a query.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use hickory_proto::rr::{LowerName, Name};
+use hickory_proto::serialize::binary::BinEncodable;
+
+use super::route::Route;
+use super::validate::{TrustMap, ZoneTrust};
+use super::wire;
+use crate::domain::DomainName;
+
+/// The immutable routing table: split domain → route, plus the default route.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Keyed by the lower-case wire form of the domain, so a query's name can be routed straight
+    /// from the packet.
+    by_domain: HashMap<Box<[u8]>, (DomainName, Arc<Route>)>,
+    default: Arc<Route>,
+    max_labels: usize,
+    /// Anchored zones (accepted trust anchors) and their validators.
+    trust: TrustMap,
+}
+
+impl Snapshot {
+    pub fn new(domains: Vec<(DomainName, Arc<Route>)>, default: Arc<Route>, trust: TrustMap) -> Self {
+        let max_labels = domains.iter().map(|(d, _)| d.label_count()).max().unwrap_or(0);
+        let by_domain = domains
+            .into_iter()
+            .map(|(d, r)| (d.to_lower_name().to_bytes().unwrap_or_default().into_boxed_slice(), (d, r)))
+            .collect();
+        Self { by_domain, default, max_labels, trust }
+    }
+
+    /// The deepest anchored zone that covers `name`, lies within the split domain `matched` and
+    /// belongs to `route`. `None`: the name is not validated (insecure).
+    pub fn trust_for(&self, name: &LowerName, matched: &DomainName, route: u64) -> Option<&Arc<ZoneTrust>> {
+        if self.trust.is_empty() {
+            return None;
+        }
+        let name: &Name = name;
+        let labels = name.num_labels() as usize;
+        for k in (matched.label_count()..=labels).rev() {
+            let candidate = LowerName::new(&name.trim_to(k));
+            if let Some(t) = self.trust.get(&candidate)
+                && t.route_id() == route
+            {
+                return Some(t);
+            }
+        }
+        None
+    }
+
+    /// Every anchored zone in force.
+    pub fn trust(&self) -> &TrustMap {
+        &self.trust
+    }
+
+    /// The route for `name` by longest whole-label suffix, with the split domain that matched
+    /// (`None` means the default route).
+    pub fn route(&self, name: &LowerName) -> (&Arc<Route>, Option<&DomainName>) {
+        if self.by_domain.is_empty() {
+            return (&self.default, None);
+        }
+        self.route_wire(&name.to_bytes().unwrap_or_default())
+    }
+
+    /// [`Snapshot::route`] for a lower-case wire name (no allocation).
+    pub fn route_wire(&self, name: &[u8]) -> (&Arc<Route>, Option<&DomainName>) {
+        if !self.by_domain.is_empty() {
+            let skip = wire::label_count(name).saturating_sub(self.max_labels);
+            // Longest suffix first; the root never names a split domain.
+            for suffix in wire::suffixes(name).skip(skip) {
+                if let Some((d, r)) = self.by_domain.get(suffix) {
+                    return (r, Some(d));
+                }
+            }
+        }
+        (&self.default, None)
+    }
+
+    pub fn default_route(&self) -> &Arc<Route> {
+        &self.default
+    }
+
+    /// Every (domain, route id) pair, for diffing one snapshot against the next.
+    pub fn assignments(&self) -> HashMap<DomainName, u64> {
+        self.by_domain.values().map(|(d, r)| (d.clone(), r.id)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dns::route::Owner;
+    use crate::dns::upstream::{Bind, Timing, Upstream};
+    use std::str::FromStr;
+
+    fn route(id: u64) -> Arc<Route> {
+        Arc::new(Route::new(
+            id,
+            Owner::Link { id: id.to_string() },
+            Upstream::new(&[], Bind::default(), Timing::default()),
+        ))
+    }
+
+    fn lookup(s: &Snapshot, name: &str) -> u64 {
+        let lower = LowerName::from_str(name).unwrap();
+        let by_wire = s.route_wire(&lower.to_bytes().unwrap()).0.id;
+        assert_eq!(s.route(&lower).0.id, by_wire);
+        by_wire
+    }
+
+    #[test]
+    fn longest_whole_label_suffix_case_insensitive() {
+        let s = Snapshot::new(
+            vec![("corp.example".parse().unwrap(), route(1)), ("eng.corp.example".parse().unwrap(), route(2))],
+            route(0),
+            TrustMap::new(),
+        );
+        assert_eq!(lookup(&s, "corp.example."), 1);
+        assert_eq!(lookup(&s, "A.B.Corp.Example."), 1);
+        assert_eq!(lookup(&s, "eng.corp.example."), 2);
+        assert_eq!(lookup(&s, "x.ENG.corp.example."), 2);
+        assert_eq!(lookup(&s, "othercorp.example."), 0);
+        assert_eq!(lookup(&s, "example."), 0);
+        assert_eq!(lookup(&s, "."), 0);
+        assert_eq!(lookup(&s, "corp.example.net."), 0);
+    }
+}
