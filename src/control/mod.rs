@@ -1,7 +1,9 @@
 //! The control socket: the only door into the running daemon. A Unix socket, one JSON request per
-//! line ([`protocol`]); peers are checked by their kernel credentials ([`server`]); the CLI and hooks
-//! talk to it through [`client`].
+//! line ([`protocol`]); peers are checked by their kernel credentials and held to limits
+//! ([`server`], [`limits`]); requests reach the daemon through the [`api::ControlApi`] trait it
+//! implements; the CLI and hooks talk to it through [`client`].
 
+pub mod api;
 pub mod client;
 pub mod limits;
 pub mod protocol;

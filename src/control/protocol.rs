@@ -1,9 +1,21 @@
 //! The control protocol: one JSON request per line, one JSON reply per line.
 //!
-//! Requests are `{"cmd":"link-up","link":{…}}`, `{"cmd":"link-down","id":"…"}` and
-//! `{"cmd":"status"}`. Replies are `{"ok":true,"result":…}` or `{"ok":false,"error":"…"}`.
-//! Unknown commands and unknown fields are errors. There is deliberately no command that touches the
-//! trust-anchor whitelist: only a human edits that file (RFC 8598 §6).
+//! Requests (the `cmd` field names the command; see [`Request`]):
+//!
+//! | request | reply `result` |
+//! |---|---|
+//! | `{"cmd":"status"}` | [`Status`]: links, domains, anchors, counters, the default upstream |
+//! | `{"cmd":"link-up","link":{…}}` (a [`LinkSpec`]) | [`LinkUpResult`] |
+//! | `{"cmd":"link-down","id":"…"}` | [`LinkDownResult`] |
+//! | `{"cmd":"query","name":"…","qtype":"A"}` | [`QueryResult`]: the answer and the path it took |
+//! | `{"cmd":"flush"}` or `{"cmd":"flush","domain":"…"}` | [`FlushResult`] |
+//!
+//! Replies are `{"ok":true,"result":…}` or `{"ok":false,"error":"…"}`. Unknown commands and unknown
+//! fields are errors. There is deliberately no command that touches the trust-anchor whitelist:
+//! only a human edits that file (RFC 8598 §6).
+//!
+//! These types are the wire format and belong to the control plane; the link itself is the state
+//! module's documented [`LinkSpec`], and anchors and refusals its [`AnchorView`] and [`Refusal`].
 
 use serde::{Deserialize, Serialize};
 
@@ -47,12 +59,25 @@ pub struct QueryResult {
     /// `the default upstream` or `link "vpn0"`.
     pub route: String,
     pub split_domain: Option<String>,
-    /// `secure` (validated, AD), `insecure` (not validated) or `bogus`.
-    pub dnssec: String,
+    pub dnssec: Dnssec,
     pub validated_zone: Option<String>,
     pub cached: bool,
     /// The RFC 8914 extended error, for failures.
     pub error: Option<String>,
+}
+
+/// How an answer stands with DNSSEC (serialised as `secure`, `insecure`, `bogus or unverifiable`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Dnssec {
+    /// Validated under an anchored zone (clients get AD).
+    #[serde(rename = "secure")]
+    Secure,
+    /// Not validated: no anchor covers the name, or a proven insecure delegation.
+    #[serde(rename = "insecure")]
+    Insecure,
+    /// Under an anchor, and it failed to validate (or the anchor is not verified): SERVFAIL.
+    #[serde(rename = "bogus or unverifiable")]
+    Bogus,
 }
 
 /// What `splitdns flush` did.
@@ -115,12 +140,22 @@ pub struct LinkDownResult {
     pub warnings: Vec<String>,
 }
 
+/// How a server is asked first (serialised as `udp`, `tcp (udp unanswered)`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Transport {
+    /// UDP, TCP on truncation or when UDP stays silent.
+    #[serde(rename = "udp")]
+    Udp,
+    /// TCP first for a while: the server answered only over TCP lately.
+    #[serde(rename = "tcp (udp unanswered)")]
+    TcpFirst,
+}
+
 /// One upstream server as `status` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ServerStatus {
     pub addr: String,
-    /// `udp`, or `tcp` while the server is known to answer only over TCP.
-    pub transport: String,
+    pub transport: Transport,
     pub answers_udp: u64,
     pub answers_tcp: u64,
     pub failures: u64,
@@ -162,13 +197,26 @@ pub struct LinkStatus {
     pub counters: RouteCounters,
 }
 
+/// Where an anchored zone stands (serialised as `verifying`, `verified`, `failed`, `insecure`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ValidationState {
+    /// The DNSKEY set is being fetched and verified.
+    Verifying,
+    /// The key set is verified: answers are validated with it.
+    Verified,
+    /// The key set could not be verified: the zone fails closed.
+    Failed,
+    /// A nested split domain proven to be an insecure delegation of the island around it.
+    Insecure,
+}
+
 /// One anchored zone in `status`: the DS it came from, the keys it trusts, when they are checked again.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TrustStatus {
     pub zone: String,
     pub ds: Vec<String>,
-    /// `verifying`, `verified` or `failed`.
-    pub state: String,
+    pub state: ValidationState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// The trusted DNSKEYs, e.g. `KSK 5051 alg 13`.
@@ -324,9 +372,42 @@ pub struct PendingReview {
     pub reason: String,
 }
 
+/// The words of the status enums, as `status --json` and the table show them.
+macro_rules! words {
+    ($t:ty { $($v:ident => $w:literal),* $(,)? }) => {
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(match self { $(Self::$v => $w),* })
+            }
+        }
+    };
+}
+
+words!(Dnssec { Secure => "secure", Insecure => "insecure", Bogus => "bogus or unverifiable" });
+words!(Transport { Udp => "udp", TcpFirst => "tcp (udp unanswered)" });
+words!(ValidationState { Verifying => "verifying", Verified => "verified", Failed => "failed", Insecure => "insecure" });
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_words_display_as_they_serialise() {
+        fn same<T: Serialize + std::fmt::Display>(v: T) {
+            assert_eq!(serde_json::to_value(&v).unwrap(), v.to_string());
+        }
+        for v in [Dnssec::Secure, Dnssec::Insecure, Dnssec::Bogus] {
+            same(v);
+        }
+        for v in [Transport::Udp, Transport::TcpFirst] {
+            same(v);
+        }
+        for v in
+            [ValidationState::Verifying, ValidationState::Verified, ValidationState::Failed, ValidationState::Insecure]
+        {
+            same(v);
+        }
+    }
 
     #[test]
     fn parses_and_rejects() {

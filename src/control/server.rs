@@ -48,10 +48,9 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::api::ControlApi;
 use super::limits::{Admission, Class, Closing, Limits, Refusal, Slot};
-use super::protocol::{FlushResult, MAX_REQUEST, QueryResult, Reply, Request};
-use crate::daemon::agent::Agent;
-use crate::dns::handler::Handler;
+use super::protocol::{MAX_REQUEST, Reply, Request};
 
 /// From the accept, or from the previous reply, to a complete request line.
 pub const LINE_DEADLINE: Duration = Duration::from_secs(5);
@@ -64,8 +63,6 @@ pub const LINGER: Duration = Duration::from_secs(1);
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// At most one refusal, and one take-over, is logged per this period; the rest are counted.
 const LOG_EVERY: Duration = Duration::from_secs(10);
-/// How long `link up` waits for the link's trust anchors to be verified before replying.
-const SETTLE: Duration = Duration::from_secs(3);
 
 /// Who may use the socket.
 #[derive(Debug, Clone)]
@@ -167,10 +164,9 @@ impl ControlServer {
     }
 
     /// Serves connections until `shutdown` fires, then removes the socket file.
-    pub async fn serve(self, agent: Arc<Agent>, handler: Handler, policy: PeerPolicy, shutdown: CancellationToken) {
+    pub async fn serve(self, api: Arc<dyn ControlApi>, policy: PeerPolicy, shutdown: CancellationToken) {
         let mut door = Door {
-            agent,
-            handler,
+            api,
             policy,
             admission: Admission::new(Limits::default()),
             refusals: Throttle::default(),
@@ -205,8 +201,7 @@ async fn pause_after(e: &std::io::Error) {
 
 /// What the accept loop decides with: who may come in, and the slots.
 struct Door {
-    agent: Arc<Agent>,
-    handler: Handler,
+    api: Arc<dyn ControlApi>,
     policy: PeerPolicy,
     admission: Arc<Admission>,
     refusals: Throttle,
@@ -244,8 +239,8 @@ impl Door {
                     );
                 }
                 let conn = Connection::new(stream, admitted.slot, uid, accepted_at);
-                let (agent, handler, admission) = (self.agent.clone(), self.handler.clone(), self.admission.clone());
-                self.tasks.spawn(async move { serve_connection(conn, &agent, &handler, &admission).await });
+                let (api, admission) = (self.api.clone(), self.admission.clone());
+                self.tasks.spawn(async move { serve_connection(conn, api.as_ref(), &admission).await });
             }
             Err(reply) => {
                 if let Some(held_back) = self.refusals.note() {
@@ -450,7 +445,7 @@ impl Connection {
 }
 
 /// Answers the requests of one admitted connection until it closes or must be closed.
-async fn serve_connection(mut conn: Connection, agent: &Agent, handler: &Handler, admission: &Arc<Admission>) {
+async fn serve_connection(mut conn: Connection, api: &dyn ControlApi, admission: &Arc<Admission>) {
     loop {
         let line = match conn.next_line().await {
             Next::Line(line) => line,
@@ -467,7 +462,7 @@ async fn serve_connection(mut conn: Connection, agent: &Agent, handler: &Handler
             // A long-lived request (a future `watch`) is matched here, before the others, and takes
             // the connection by value: `Ok(Request::Watch { .. }) => return watch(conn, ..).await`.
             // It leaves this loop, so no line deadline applies to it any more.
-            Ok(request) => execute(request, agent, handler, conn.uid).await,
+            Ok(request) => execute(request, api, conn.uid).await,
         };
         if !conn.reply(&reply).await {
             return;
@@ -523,61 +518,28 @@ fn parse(line: &[u8]) -> Result<Request, Reply> {
 }
 
 /// Executes one request that replies with one line.
-async fn execute(request: Request, agent: &Agent, handler: &Handler, uid: u32) -> Reply {
+async fn execute(request: Request, api: &dyn ControlApi, uid: u32) -> Reply {
     match request {
-        Request::Status {} => Reply::ok(agent.status()),
+        Request::Status {} => Reply::ok(api.status()),
         Request::LinkUp { link } => {
             let id = link.id.clone();
-            match agent.link_up_settled(link, SETTLE).await {
+            match api.link_up(link).await {
                 Ok(r) => {
                     info!(uid, link = %id, "link up via control socket");
                     Reply::ok(r)
                 }
-                Err(e) => Reply::err(e.to_string()),
+                Err(e) => Reply::err(e),
             }
         }
-        Request::LinkDown { id } => Reply::ok(agent.link_down(&id)),
-        Request::Query { name, qtype } => match query(handler, &name, &qtype).await {
+        Request::LinkDown { id } => Reply::ok(api.link_down(&id)),
+        Request::Query { name, qtype } => match api.query(&name, &qtype).await {
             Ok(r) => Reply::ok(r),
             Err(e) => Reply::err(e),
         },
         Request::Flush { domain } => {
-            let flushed = handler.flush(domain.as_ref());
-            info!(uid, domain = ?domain.as_ref().map(ToString::to_string), flushed, "cache flushed via control socket");
-            Reply::ok(FlushResult { domain: domain.map(|d| d.to_string()), flushed })
+            let r = api.flush(domain.as_ref());
+            info!(uid, domain = ?r.domain, flushed = r.flushed, "cache flushed via control socket");
+            Reply::ok(r)
         }
     }
-}
-
-/// Resolves like a client with DO set, and reports the path the answer took.
-async fn query(handler: &Handler, name: &str, qtype: &str) -> Result<QueryResult, String> {
-    use hickory_proto::op::{Query, ResponseCode};
-    use hickory_proto::rr::{Name, RecordType};
-    use std::str::FromStr;
-    let qname = Name::from_str(name).map_err(|e| format!("{name:?} is not a domain name: {e}"))?;
-    let qname = if qname.is_fqdn() { qname } else { Name::from_str(&format!("{name}.")).map_err(|e| e.to_string())? };
-    let rtype =
-        RecordType::from_str(&qtype.to_ascii_uppercase()).map_err(|_| format!("{qtype:?} is not a record type"))?;
-    let flags = crate::dns::upstream::QueryFlags { dnssec_ok: true, checking_disabled: false };
-    let out = handler.resolve(&Query::query(qname.clone(), rtype), flags).await;
-    let path = out.path.clone();
-    let dnssec = if out.secure {
-        "secure"
-    } else if out.rcode == ResponseCode::ServFail && path.as_ref().is_some_and(|p| p.validated_zone.is_some()) {
-        "bogus or unverifiable"
-    } else {
-        "insecure"
-    };
-    Ok(QueryResult {
-        name: qname.to_string(),
-        qtype: rtype.to_string(),
-        rcode: out.rcode.to_string(),
-        answers: out.answers.iter().filter(|r| r.record_type() != RecordType::RRSIG).map(ToString::to_string).collect(),
-        route: path.as_ref().map(|p| p.route.clone()).unwrap_or_else(|| "none".into()),
-        split_domain: path.as_ref().and_then(|p| p.split_domain.clone()),
-        dnssec: dnssec.into(),
-        validated_zone: path.as_ref().and_then(|p| p.validated_zone.clone()),
-        cached: path.as_ref().is_some_and(|p| p.cached),
-        error: out.ede.map(|(code, text)| format!("EDE {code}: {text}")),
-    })
 }

@@ -1,47 +1,41 @@
-//! The agent: applies link changes to the link table and publishes the result.
+//! The agent: holds the daemon's state under one lock and runs the operations on it — link up and
+//! down, a vanished interface, a new default upstream, profiles, a whitelist reload.
 //!
-//! Every change runs the same steps under one lock: update the [`LinkTable`], create or retire the
-//! runtime [`Route`]s, build a new routing [`Snapshot`] and swap it in, flush cached answers for every
-//! domain whose route changed, and save the table. Teardown of a link therefore does all four things
-//! RFC 8598 §5 asks: its forwarding rules go with the snapshot, its cached answers (negative ones too)
-//! are flushed, its trust anchors leave with the link, and its in-flight queries are abandoned.
+//! Every change runs the same steps under that lock: update the [`LinkTable`], create or retire the
+//! runtime [`Route`]s, reconcile anchors, validators and the routing [`Snapshot`]
+//! ([`super::reconcile`]) and swap the snapshot in, flush cached answers for every domain whose route
+//! changed, and save the table. Teardown of a link therefore does all four things RFC 8598 §5 asks:
+//! its forwarding rules go with the snapshot, its cached answers (negative ones too) are flushed,
+//! its trust anchors leave with the link, and its in-flight queries are abandoned. What `status`
+//! shows is built in [`super::status`].
 //!
 //! Nothing slow runs under that lock or on the runtime's worker threads: the whitelist is read and
-//! parsed on a blocking thread, and the lock is taken only to swap the result in, so a big or slow
-//! whitelist never holds up queries (cached or not) or control requests.
+//! parsed on a blocking thread ([`super::whitelist_state`]), and the lock is taken only to swap the
+//! result in, so a big or slow whitelist never holds up queries (cached or not) or control requests.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::clock::Stamp;
-
 use arc_swap::ArcSwap;
+use hickory_proto::rr::LowerName;
 use tokio::sync::Semaphore;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
-use crate::control::protocol::{
-    CacheStatus, Counters, LinkDownResult, LinkStatus, LinkUpResult, RouteCounters, ServerStatus, Status, TrustStatus,
-    UpstreamStatus,
-};
-use crate::control::protocol::{PendingReview, RemovalReason, RemovedLink, SystemDnsStatus, WhitelistStatus};
+use super::reconcile::{build_snapshot, sync_trusts};
+use super::whitelist_state::WhitelistState;
+use crate::clock::Stamp;
+use crate::control::protocol::{LinkDownResult, LinkUpResult, RemovalReason, RemovedLink, SystemDnsStatus};
 use crate::dns::cache::Cache;
 use crate::dns::handler::Stats;
 use crate::dns::route::{Budget, Owner, Route, SYSTEM_ROUTE};
 use crate::dns::snapshot::Snapshot;
 use crate::dns::upstream::{Bind, Timing, Upstream};
-use crate::dns::validate::{TrustState, ZoneTrust};
-use crate::domain::DomainName;
+use crate::dns::validate::ZoneTrust;
 use crate::state::persist::Store;
-use crate::state::table::AnchorView;
 use crate::state::{Link, LinkSpec, LinkTable, SpecError};
-use crate::trust::DsAnchor;
-use crate::trust::whitelist::{self, Whitelist};
-use hickory_proto::rr::LowerName;
-use std::path::{Path, PathBuf};
-use tracing::error;
 
 /// Why a `link up` was refused. Nothing changed.
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +48,7 @@ pub enum LinkError {
 
 /// Whether the saved link table was refused, or a change could not be saved: for `status`.
 #[derive(Clone, Debug, Default)]
-struct StateProblem {
+pub(super) struct StateProblem {
     /// The state file or directory was refused at start (see [`Store::load`]).
     refused_at_start: Option<String>,
     /// The last save failed, and why.
@@ -62,7 +56,7 @@ struct StateProblem {
 }
 
 impl StateProblem {
-    fn text(&self) -> Option<String> {
+    pub(super) fn text(&self) -> Option<String> {
         // The start-up refusal says what to do, and that nothing is saved meanwhile; a save that
         // fails for the same reason adds nothing to it.
         self.refused_at_start.clone().or_else(|| self.save.clone())
@@ -72,75 +66,32 @@ impl StateProblem {
 /// How many removed links `status` remembers.
 const REMOVED_HISTORY: usize = 16;
 
-struct Inner {
-    table: LinkTable,
-    routes: HashMap<u64, Arc<Route>>,
+pub(super) struct Inner {
+    pub(super) table: LinkTable,
+    pub(super) routes: HashMap<u64, Arc<Route>>,
     /// Validators of anchored zones in force, by (link seq, zone).
-    trusts: HashMap<(u64, LowerName), Arc<ZoneTrust>>,
-    system: Arc<Route>,
-    timing: Timing,
-    whitelist: WhitelistState,
+    pub(super) trusts: HashMap<(u64, LowerName), Arc<ZoneTrust>>,
+    pub(super) system: Arc<Route>,
+    pub(super) timing: Timing,
+    pub(super) whitelist: WhitelistState,
     /// When each offered-but-not-whitelisted anchor was first seen, by (link seq, DS).
     /// Offered anchors waiting for a person, by (link seq, DS): since when (Unix time) and why.
-    pending: HashMap<(u64, String), (u64, String)>,
+    pub(super) pending: HashMap<(u64, String), (u64, String)>,
     /// Links removed lately, newest first (at most [`REMOVED_HISTORY`]).
-    removed: VecDeque<RemovedLink>,
+    pub(super) removed: VecDeque<RemovedLink>,
     /// When the default upstream's servers last changed (Unix time).
-    upstream_changed_at: u64,
+    pub(super) upstream_changed_at: u64,
     /// Why the default upstream is not what its source says (a source with no usable server).
-    upstream_note: Option<String>,
+    pub(super) upstream_note: Option<String>,
     /// Whether the system still points at the agent, while `system-dns` is enabled.
-    system_dns: Option<SystemDnsStatus>,
-    state_problem: StateProblem,
+    pub(super) system_dns: Option<SystemDnsStatus>,
+    pub(super) state_problem: StateProblem,
 }
 
 impl Inner {
     fn remember_removed(&mut self, removed: RemovedLink) {
         self.removed.push_front(removed);
         self.removed.truncate(REMOVED_HISTORY);
-    }
-}
-
-/// The whitelist as the agent holds it: the last good list, and how the last read went.
-struct WhitelistState {
-    path: PathBuf,
-    /// Shared, so a reload can take the last good list to its blocking thread without a copy.
-    list: Arc<Whitelist>,
-    state: String,
-    problems: Vec<String>,
-}
-
-impl WhitelistState {
-    /// Reads the file; on any problem keeps `last` (the last good list) and says why. Blocks on the
-    /// file system and parses up to [`whitelist::MAX_BYTES`]: call it off the runtime's workers.
-    fn read(path: &Path, last: Option<&Arc<Whitelist>>) -> Self {
-        let euid = nix::unistd::geteuid().as_raw();
-        let keep = |what: String| {
-            let (list, note) = match last {
-                Some(l) => (l.clone(), "the last good whitelist stays in force"),
-                None => (Arc::new(Whitelist::empty()), "no trust anchor is used until it is fixed"),
-            };
-            error!("whitelist {}: {what}; {note}", path.display());
-            Self { path: path.to_path_buf(), list, state: format!("error: {what}; {note}"), problems: vec![] }
-        };
-        if let Err(e) = whitelist::check_permissions(path, euid) {
-            return keep(format!("refused: {e}"));
-        }
-        match Whitelist::load(path) {
-            Ok(parsed) => {
-                for w in &parsed.warnings {
-                    warn!("whitelist: {w}");
-                }
-                let state = if path.exists() {
-                    format!("in force: {} domain(s)", parsed.list.entries().len())
-                } else {
-                    "missing: no trust anchor is used (RFC 8598 §6)".to_string()
-                };
-                info!(path = %path.display(), entries = parsed.list.entries().len(), "whitelist loaded");
-                Self { path: path.to_path_buf(), list: Arc::new(parsed.list), state, problems: parsed.warnings }
-            }
-            Err(e) => keep(e.to_string()),
-        }
     }
 }
 
@@ -160,22 +111,22 @@ pub struct SystemUpstream {
 
 /// The daemon's state, shared by the control socket and the signal handlers.
 pub struct Agent {
-    inner: Mutex<Inner>,
+    pub(super) inner: Mutex<Inner>,
     /// Per-profile settings from the config file, applied to links as they come up.
-    profiles: Mutex<HashMap<String, crate::config::Profile>>,
-    snapshot: Arc<ArcSwap<Snapshot>>,
-    cache: Arc<Cache>,
-    stats: Arc<Stats>,
-    store: Store,
-    started: Stamp,
+    pub(super) profiles: Mutex<HashMap<String, crate::config::Profile>>,
+    pub(super) snapshot: Arc<ArcSwap<Snapshot>>,
+    pub(super) cache: Arc<Cache>,
+    pub(super) stats: Arc<Stats>,
+    pub(super) store: Store,
+    pub(super) started: Stamp,
     budgets: Budgets,
-    listen: Mutex<Vec<SocketAddr>>,
+    pub(super) listen: Mutex<Vec<SocketAddr>>,
     /// Held across a whole whitelist reload, so two reloads (an edit, SIGHUP) never finish out of
     /// order and swap in the older read.
-    reloading: tokio::sync::Mutex<()>,
+    pub(super) reloading: tokio::sync::Mutex<()>,
 }
 
-fn now_unix() -> u64 {
+pub(super) fn now_unix() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
@@ -322,7 +273,7 @@ impl Agent {
         *self.listen.lock().unwrap_or_else(|e| e.into_inner()) = addrs;
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave the table half-updated in a way that matters
         // more than stopping all control traffic would, so recover the guard.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
@@ -410,39 +361,6 @@ impl Agent {
             result.anchors = self.overlay(&inner, r.link.seq, &r.anchors);
         }
         Ok(result)
-    }
-
-    /// The agent's word on each offered anchor: used (and how its verification stands) or not.
-    fn overlay(&self, inner: &Inner, seq: u64, views: &[AnchorView]) -> Vec<AnchorView> {
-        views
-            .iter()
-            .map(|v| {
-                if v.state != "offered" {
-                    return v.clone();
-                }
-                let pending = inner.pending.get(&(seq, v.anchor.to_string()));
-                let by = inner.whitelist.list.covers(&v.anchor.owner);
-                let (state, reason) = match (pending, by) {
-                    (Some((_, why)), _) => ("pending review".to_string(), why.clone()),
-                    (None, None) => ("not used".into(), "not on the whitelist".into()),
-                    (None, Some(by)) => {
-                        match inner.trusts.get(&(seq, v.anchor.owner.to_lower_name())).map(|t| t.state()) {
-                            Some(st) => match &*st {
-                                TrustState::Pending => ("verifying".into(), "fetching the DNSKEY set".into()),
-                                TrustState::Verified { .. } => (
-                                    "in use".into(),
-                                    format!("whitelisted by {by}; the DNSKEY set of {} is verified", v.anchor.owner),
-                                ),
-                                TrustState::Failed { reason, .. } => ("failed".into(), reason.clone()),
-                                TrustState::Insecure { reason, .. } => ("not used".into(), reason.clone()),
-                            },
-                            None => ("not used".into(), "no validator for this zone".into()),
-                        }
-                    }
-                };
-                AnchorView { anchor: v.anchor.clone(), state, reason }
-            })
-            .collect()
     }
 
     /// Re-reads the whitelist (the file changed, or SIGHUP). A file that fails to read, parse,
@@ -559,7 +477,7 @@ impl Agent {
     /// A source that lists no usable server keeps the last good servers in force.
     pub fn set_system_upstream(&self, servers: &[SocketAddr], source: String, timing: Timing) {
         let mut inner = self.lock();
-        let current = inner.system.upstream.servers().iter().map(|s| s.addr).collect::<Vec<_>>();
+        let current = inner.system.upstream.addrs();
         if servers.is_empty() && !current.is_empty() {
             let note = format!("{source} lists no usable server: the last good servers stay in force");
             if inner.upstream_note.as_deref() != Some(note.as_str()) {
@@ -622,7 +540,7 @@ impl Agent {
         let Some(route) = inner.routes.remove(&seq) else {
             return (0, 0);
         };
-        let in_flight = route.stats.in_flight.load(Ordering::Relaxed);
+        let in_flight = route.report().in_flight;
         route.cancel.cancel();
         (self.cache.flush_route(seq), in_flight)
     }
@@ -659,370 +577,6 @@ impl Agent {
             }
         }
     }
-
-    /// Everything `splitdns status` shows.
-    pub fn status(&self) -> Status {
-        let inner = self.lock();
-        let snapshot = self.snapshot.load();
-        let default = snapshot.default_route();
-        let links = inner
-            .table
-            .resolve()
-            .into_iter()
-            .map(|r| {
-                let route = inner.routes.get(&r.link.seq);
-                LinkStatus {
-                    id: r.link.spec.id.clone(),
-                    profile: r.link.spec.profile.clone(),
-                    up_since: r.link.up_since,
-                    servers: route.map(|rt| servers_status(rt)).unwrap_or_default(),
-                    interface: r.link.spec.interface.clone(),
-                    source: r.link.spec.source.map(|s| s.to_string()),
-                    full_tunnel: r.link.spec.full_tunnel,
-                    default_route: r.is_default_route,
-                    domains: r.accepted.iter().map(ToString::to_string).collect(),
-                    refused: r.refused.clone(),
-                    anchors: self.overlay(&inner, r.link.seq, &r.anchors),
-                    trust: trust_status(&inner, r.link.seq),
-                    counters: route.map(|rt| counters(rt)).unwrap_or_default(),
-                }
-            })
-            .collect();
-        let source = match &default.owner {
-            Owner::System { source } => source.clone(),
-            Owner::Link { id } => format!("full-tunnel link {id:?} (default route)"),
-        };
-        let s = &self.stats;
-        Status {
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            pid: std::process::id(),
-            uptime_secs: self.started.elapsed().as_secs(),
-            listen: self.listen.lock().unwrap_or_else(|e| e.into_inner()).iter().map(ToString::to_string).collect(),
-            state_file: self.store.path().display().to_string(),
-            state_file_problem: inner.state_problem.text(),
-            default_upstream: UpstreamStatus {
-                source,
-                servers: servers_status(default),
-                counters: counters(default),
-                changed_at: Some(inner.upstream_changed_at),
-                note: inner.upstream_note.clone(),
-            },
-            links,
-            counters: Counters {
-                queries: s.queries.load(Ordering::Relaxed),
-                cache_hits: s.cache_hits.load(Ordering::Relaxed),
-                cache_misses: s.cache_misses.load(Ordering::Relaxed),
-                servfail: s.servfail.load(Ordering::Relaxed),
-                refused: s.refused.load(Ordering::Relaxed),
-                formerr: s.formerr.load(Ordering::Relaxed),
-            },
-            cache: CacheStatus {
-                entries: self.cache.len(),
-                bytes: self.cache.weight(),
-                max_bytes: self.cache.limits().max_bytes,
-                failures: self.cache.failures_len(),
-            },
-            whitelist: WhitelistStatus {
-                path: inner.whitelist.path.display().to_string(),
-                state: inner.whitelist.state.clone(),
-                entries: inner.whitelist.list.entries().iter().map(|e| e.domain.to_string()).collect(),
-                problems: inner.whitelist.problems.clone(),
-            },
-            pending_reviews: pending_reviews(&inner),
-            removed_links: inner.removed.iter().cloned().collect(),
-            system_dns: inner.system_dns.clone(),
-        }
-    }
-}
-
-fn pending_reviews(inner: &Inner) -> Vec<PendingReview> {
-    let mut out = Vec::new();
-    for link in inner.table.links() {
-        for a in &link.spec.anchors {
-            if let Some((since, why)) = inner.pending.get(&(link.seq, a.to_string())) {
-                out.push(PendingReview {
-                    link: link.spec.id.clone(),
-                    profile: link.spec.profile.clone(),
-                    domain: a.owner.to_string(),
-                    ds: a.to_string(),
-                    since: *since,
-                    reason: why.clone(),
-                });
-            }
-        }
-    }
-    out
-}
-
-fn build_snapshot(inner: &Inner) -> Snapshot {
-    let resolved = inner.table.resolve();
-    let mut domains = Vec::new();
-    let mut default = inner.system.clone();
-    for r in &resolved {
-        let Some(route) = inner.routes.get(&r.link.seq) else {
-            continue;
-        };
-        for d in &r.accepted {
-            domains.push((d.clone(), route.clone()));
-        }
-        if r.is_default_route {
-            default = route.clone();
-        }
-    }
-    let trust = inner.trusts.values().map(|t| (t.lower.clone(), t.clone())).collect();
-    Snapshot::new(domains, default, trust)
-}
-
-/// What the links' anchors and split domains call for: a pure decision, unit-tested below.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct TrustPlan {
-    /// Anchored zones in force, by (link seq, zone), with their DS records; in claim order.
-    anchored: Vec<((u64, DomainName), Vec<DsAnchor>)>,
-    /// Nested split domains inside another link's island, by (link seq, domain), with the key of
-    /// the enclosing trust (anchored or itself derived) that the chain of trust runs through.
-    derived: Vec<((u64, DomainName), (u64, DomainName))>,
-    /// Offered anchors that wait for a person: (link seq, DS, why).
-    pending: Vec<(u64, DsAnchor, String)>,
-}
-
-/// Decides which offered anchors are used and which nested split domains need a chain of trust
-/// from an enclosing island. `permit` is the whitelist's word on one anchor given the zones already
-/// accepted (owner link seq, zone): `Err` says why it waits for review.
-fn plan_trusts(
-    resolved: &[crate::state::Resolved],
-    permit: impl Fn(&crate::state::Resolved, &DsAnchor, &[(u64, DomainName)]) -> Result<(), String>,
-) -> TrustPlan {
-    let mut plan = TrustPlan::default();
-    // Which link a name is routed to: the deepest accepted split domain covering it.
-    let route_of = |name: &DomainName| {
-        resolved
-            .iter()
-            .flat_map(|r| r.accepted.iter().map(move |d| (d, r.link.seq)))
-            .filter(|(d, _)| name.is_at_or_under(d))
-            .max_by_key(|(d, _)| d.label_count())
-            .map(|(_, seq)| seq)
-    };
-    let mut accepted: Vec<(u64, DomainName)> = Vec::new();
-    for r in resolved {
-        for a in r.anchors.iter().filter(|a| a.state == "offered") {
-            // An anchor speaks for names this link serves, never for a nested link's.
-            if route_of(&a.anchor.owner) != Some(r.link.seq) {
-                continue;
-            }
-            match permit(r, &a.anchor, &accepted) {
-                Ok(()) => {
-                    let key = (r.link.seq, a.anchor.owner.clone());
-                    match plan.anchored.iter_mut().find(|(k, _)| *k == key) {
-                        Some((_, ds)) => ds.push(a.anchor.clone()),
-                        None => {
-                            plan.anchored.push((key.clone(), vec![a.anchor.clone()]));
-                            accepted.push(key);
-                        }
-                    }
-                }
-                Err(why) => plan.pending.push((r.link.seq, a.anchor.clone(), why)),
-            }
-        }
-    }
-    // Every split domain inside an island of another link gets a chain of trust from it, shallow
-    // domains first so that a deeper one can chain through a shallower derived one.
-    let mut zones: Vec<(u64, DomainName)> = accepted;
-    let mut domains: Vec<(u64, &DomainName)> =
-        resolved.iter().flat_map(|r| r.accepted.iter().map(move |d| (r.link.seq, d))).collect();
-    domains.sort_by_key(|(_, d)| d.label_count());
-    for (seq, d) in domains {
-        if zones.iter().any(|(s, z)| *s == seq && z == d) {
-            continue;
-        }
-        let enclosing = zones.iter().filter(|(_, z)| d.is_at_or_under(z)).max_by_key(|(_, z)| z.label_count()).cloned();
-        if let Some(parent) = enclosing
-            && parent.0 != seq
-        {
-            let key = (seq, d.clone());
-            plan.derived.push((key.clone(), parent));
-            zones.push(key);
-        }
-    }
-    plan
-}
-
-/// Brings the validators in line with the anchors offered for accepted domains and allowed by the
-/// whitelist (RFC 8598 §6 W2, W7, W8; §8 S1), and with the nested split domains of other links
-/// inside anchored zones (their chain of trust runs through the enclosing island): starts new ones,
-/// keeps unchanged ones (and their verified keys), drops the rest. Anchors that are not
-/// whitelisted are remembered as pending review. Returns the zones whose validation changed (their
-/// cached answers must go).
-fn sync_trusts(inner: &mut Inner) -> Vec<LowerName> {
-    let resolved = inner.table.resolve();
-    let whitelist = &inner.whitelist.list;
-    let path = inner.whitelist.path.clone();
-    let identity = |seq: u64| resolved.iter().find(|r| r.link.seq == seq).map(|r| r.link.spec.owner_identity());
-    let plan = plan_trusts(&resolved, |link, anchor, accepted| {
-        let profile = link.link.spec.profile.as_deref();
-        let review = "it changes nothing until a person approves it (`splitdns whitelist review`, RFC 8598 §6)";
-        if let Err(why) = whitelist.permits(&anchor.owner, profile) {
-            return Err(format!("{why} ({}): {review}", path.display()));
-        }
-        // Approving an island approved the key of the VPN that anchored it, not any VPN's key for
-        // names under it: another profile's anchor inside needs its own, bound approval.
-        let mine = link.link.spec.owner_identity();
-        let island = accepted
-            .iter()
-            .filter(|(seq, z)| anchor.owner.is_at_or_under(z) && identity(*seq).is_some_and(|o| o != mine))
-            .max_by_key(|(_, z)| z.label_count());
-        match island {
-            Some((seq, z)) if whitelist.bound_to(&anchor.owner, profile).is_none() => Err(format!(
-                "{} lies inside {z}, anchored by {}: approving {z} approved that VPN's key, not this one's; {review} \
-                 for {mine}",
-                anchor.owner,
-                identity(*seq).map(|o| o.to_string()).unwrap_or_default(),
-            )),
-            _ => Ok(()),
-        }
-    });
-    let now = now_unix();
-    let mut pending = HashMap::new();
-    for (seq, anchor, why) in &plan.pending {
-        let key = (*seq, anchor.to_string());
-        let since = inner.pending.get(&key).map(|(since, _)| *since).unwrap_or_else(|| {
-            let link = resolved.iter().find(|r| r.link.seq == *seq).map(|r| &r.link.spec);
-            warn!(
-                link = ?link.map(|l| &l.id), profile = ?link.and_then(|l| l.profile.as_ref()), domain = %anchor.owner,
-                ds = %anchor, %why, "trust anchor NOT used; pending review"
-            );
-            now
-        });
-        pending.insert(key, (since, why.clone()));
-    }
-    inner.pending = pending;
-
-    let lower = |(seq, d): &(u64, DomainName)| (*seq, d.to_lower_name());
-    let mut changed = Vec::new();
-    // Anchored zones first: derived ones chain through them.
-    inner.trusts.retain(|key, t| {
-        let keep =
-            t.parent.is_none() && plan.anchored.iter().any(|(k, anchors)| lower(k) == *key && *anchors == t.anchors);
-        if !keep && t.parent.is_none() {
-            info!(zone = %t.zone, "trust anchor withdrawn: its answers are no longer validated");
-            changed.push(key.1.clone());
-        }
-        keep || t.parent.is_some()
-    });
-    for (key, anchors) in &plan.anchored {
-        let k = lower(key);
-        // Kept above if unchanged; a derived trust at the same name gives way to the approved anchor.
-        if inner.trusts.get(&k).is_some_and(|t| t.parent.is_none()) {
-            continue;
-        }
-        let Some(route) = inner.routes.get(&key.0) else { continue };
-        info!(zone = %key.1, by = ?inner.whitelist.list.covers(&key.1), "trust anchor accepted: domain is whitelisted");
-        changed.push(k.1.clone());
-        inner.trusts.insert(k, ZoneTrust::start(key.1.clone(), anchors.clone(), route.clone()));
-    }
-    // Derived trusts: kept while their enclosing trust is the very same one.
-    let mut derived: HashMap<(u64, LowerName), Arc<ZoneTrust>> = HashMap::new();
-    for (key, parent_key) in &plan.derived {
-        let (k, pk) = (lower(key), lower(parent_key));
-        let Some(parent) = derived.get(&pk).or_else(|| inner.trusts.get(&pk)).cloned() else { continue };
-        let existing = inner.trusts.get(&k).filter(|t| t.parent.as_ref().is_some_and(|p| Arc::ptr_eq(p, &parent)));
-        let trust = match existing {
-            Some(t) => t.clone(),
-            None => {
-                let Some(route) = inner.routes.get(&key.0) else { continue };
-                info!(zone = %key.1, island = %parent.domain, "nested split domain inside another link's island: its chain of trust runs through it");
-                changed.push(k.1.clone());
-                ZoneTrust::derive(key.1.clone(), route.clone(), parent)
-            }
-        };
-        derived.insert(k, trust);
-    }
-    inner.trusts.retain(|key, t| {
-        let keep = t.parent.is_none() || derived.get(key).is_some_and(|d| Arc::ptr_eq(d, t));
-        if !keep {
-            changed.push(key.1.clone());
-        }
-        keep
-    });
-    inner.trusts.extend(derived);
-    changed
-}
-
-fn trust_status(inner: &Inner, seq: u64) -> Vec<TrustStatus> {
-    let mut out: Vec<TrustStatus> = inner
-        .trusts
-        .iter()
-        .filter(|((s, _), _)| *s == seq)
-        .map(|(_, t)| {
-            let st = t.state();
-            let (state, reason, keys, signed_by, verified_at, next_check) = match &*st {
-                TrustState::Pending => ("verifying", None, vec![], vec![], None, None),
-                TrustState::Verified { keys, verified_at, recheck_unix, via, .. } => (
-                    "verified",
-                    via.clone(),
-                    crate::trust::anchors::key_summary(&keys.keys),
-                    keys.matched_tags.clone(),
-                    Some(*verified_at),
-                    Some(*recheck_unix),
-                ),
-                TrustState::Failed { reason, at } => ("failed", Some(reason.clone()), vec![], vec![], Some(*at), None),
-                TrustState::Insecure { reason, at } => {
-                    ("insecure", Some(reason.clone()), vec![], vec![], Some(*at), None)
-                }
-            };
-            let c = &t.counters;
-            let (signature_cache_hits, signature_checks) = match &*st {
-                TrustState::Verified { sigs, .. } => (sigs.hits(), sigs.misses()),
-                _ => (0, 0),
-            };
-            TrustStatus {
-                zone: t.domain.to_string(),
-                ds: t.anchors.iter().map(ToString::to_string).collect(),
-                state: state.into(),
-                reason,
-                keys,
-                signed_by,
-                verified_at,
-                next_check,
-                secure: c.secure.load(Ordering::Relaxed),
-                fast_secure: c.fast_secure.load(Ordering::Relaxed),
-                signature_cache_hits,
-                signature_checks,
-                insecure: c.insecure.load(Ordering::Relaxed),
-                bogus: c.bogus.load(Ordering::Relaxed),
-            }
-        })
-        .collect();
-    out.sort_by(|a, b| a.zone.cmp(&b.zone));
-    out
-}
-
-fn servers_status(route: &Route) -> Vec<ServerStatus> {
-    let epoch = route.upstream.epoch();
-    route
-        .upstream
-        .servers()
-        .iter()
-        .map(|s| ServerStatus {
-            addr: s.addr.to_string(),
-            transport: if s.prefers_tcp(epoch) { "tcp (udp unanswered)".into() } else { "udp".into() },
-            answers_udp: s.answers_udp.load(Ordering::Relaxed),
-            answers_tcp: s.answers_tcp.load(Ordering::Relaxed),
-            failures: s.failures.load(Ordering::Relaxed),
-        })
-        .collect()
-}
-
-fn counters(route: &Route) -> RouteCounters {
-    let s = &route.stats;
-    RouteCounters {
-        queries: s.queries.load(Ordering::Relaxed),
-        cache_hits: s.cache_hits.load(Ordering::Relaxed),
-        forwards: s.forwards.load(Ordering::Relaxed),
-        failures: s.failures.load(Ordering::Relaxed),
-        abandoned: s.abandoned.load(Ordering::Relaxed),
-        in_flight: s.in_flight.load(Ordering::Relaxed),
-        shed: s.shed.load(Ordering::Relaxed),
-    }
 }
 
 /// The index of the interface named `name`, if it exists.
@@ -1034,100 +588,4 @@ pub fn interface_index(name: &str) -> Option<u32> {
 fn interface_name(index: u32) -> Option<String> {
     let all = nix::net::if_::if_nameindex().ok()?;
     all.iter().find(|i| i.index() == index).map(|i| i.name().to_string_lossy().into_owned())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::state::link::tests::spec;
-
-    fn ds(owner: &str) -> DsAnchor {
-        format!("{owner}. IN DS 1 13 2 {}", "AB".repeat(32)).parse().unwrap()
-    }
-
-    fn d(s: &str) -> DomainName {
-        s.parse().unwrap()
-    }
-
-    /// A table of links (id, domains, anchors), resolved.
-    fn resolved(links: &[(&str, &[&str], &[&str])]) -> Vec<crate::state::Resolved> {
-        let mut t = LinkTable::default();
-        for (i, (id, domains, anchors)) in links.iter().enumerate() {
-            let mut s = spec(id, Some(id), domains);
-            s.anchors = anchors.iter().map(|a| ds(a)).collect();
-            t.upsert(s, i as u64, None).unwrap();
-        }
-        t.resolve()
-    }
-
-    fn all_permitted(_: &crate::state::Resolved, _: &DsAnchor, _: &[(u64, DomainName)]) -> Result<(), String> {
-        Ok(())
-    }
-
-    #[test]
-    fn nested_split_domains_chain_through_the_enclosing_island() {
-        let r = resolved(&[
-            ("corp", &["corp.example"], &["corp.example"]),
-            ("eng", &["eng.corp.example"], &[]),
-            ("lab", &["lab.eng.corp.example"], &[]),
-            ("other", &["other.example"], &[]),
-        ]);
-        let seq = |id: &str| r.iter().find(|x| x.link.spec.id == id).unwrap().link.seq;
-        let plan = plan_trusts(&r, all_permitted);
-        assert_eq!(plan.anchored, vec![((seq("corp"), d("corp.example")), vec![ds("corp.example")])]);
-        assert_eq!(
-            plan.derived,
-            vec![
-                ((seq("eng"), d("eng.corp.example")), (seq("corp"), d("corp.example"))),
-                ((seq("lab"), d("lab.eng.corp.example")), (seq("eng"), d("eng.corp.example"))),
-            ],
-            "eng chains through corp's island, lab through eng's; other.example is outside any island"
-        );
-        assert!(plan.pending.is_empty());
-    }
-
-    #[test]
-    fn a_nested_domain_of_the_same_link_or_with_its_own_anchor_needs_no_chain() {
-        let r = resolved(&[
-            ("corp", &["corp.example", "eng.corp.example"], &["corp.example"]),
-            ("lab", &["lab.corp.example"], &["lab.corp.example"]),
-        ]);
-        let plan = plan_trusts(&r, all_permitted);
-        assert!(plan.derived.is_empty(), "{:?}", plan.derived);
-        assert_eq!(plan.anchored.len(), 2);
-    }
-
-    #[test]
-    fn an_anchor_never_speaks_for_another_links_names_and_refusals_are_pending() {
-        // corp offers a DS for eng.corp.example, which the eng link routes: not corp's to give.
-        let r = resolved(&[
-            ("corp", &["corp.example"], &["corp.example", "eng.corp.example"]),
-            ("eng", &["eng.corp.example"], &[]),
-        ]);
-        let plan = plan_trusts(&r, all_permitted);
-        assert_eq!(plan.anchored.len(), 1, "{:?}", plan.anchored);
-        assert_eq!(plan.anchored[0].0.1, d("corp.example"));
-        // The whitelist's refusal makes an anchor pending, with the reason, and no island.
-        let plan = plan_trusts(&r, |_, a, _| Err(format!("{} not approved", a.owner)));
-        assert!(plan.anchored.is_empty() && plan.derived.is_empty());
-        assert_eq!(plan.pending.len(), 1);
-        assert_eq!(plan.pending[0].2, "corp.example not approved");
-    }
-
-    #[test]
-    fn the_permit_sees_the_zones_accepted_before_in_claim_order() {
-        let r = resolved(&[
-            ("corp", &["corp.example"], &["corp.example"]),
-            ("eng", &["eng.corp.example"], &["eng.corp.example"]),
-        ]);
-        let corp = r[0].link.seq;
-        let plan = plan_trusts(&r, |link, _, accepted| match accepted.iter().any(|(s, _)| *s != link.link.seq) {
-            true => Err("inside another profile's island".into()),
-            false => Ok(()),
-        });
-        assert_eq!(plan.anchored.len(), 1);
-        assert_eq!(plan.anchored[0].0, (corp, d("corp.example")));
-        assert_eq!(plan.pending.len(), 1);
-        assert_eq!(plan.derived.len(), 1, "the refused link chains through the island instead");
-    }
 }

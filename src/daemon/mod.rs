@@ -2,8 +2,12 @@
 //! owns the process lifecycle (SIGHUP reloads the config, SIGTERM/SIGINT shut down cleanly).
 
 pub mod agent;
+pub mod api;
 pub mod default_upstream;
 pub mod interfaces;
+mod reconcile;
+mod status;
+mod whitelist_state;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -165,7 +169,8 @@ pub async fn run(config_path: Option<std::path::PathBuf>, overrides: Overrides) 
     // The default upstream follows the system's servers as networks change; no signal needed.
     let mut following = shutdown.child_token();
     follow_system(agent.clone(), follow.clone(), root.clone(), listen.clone(), settings.timing, following.clone());
-    let control_task = tokio::spawn(control.serve(agent.clone(), handler, policy, shutdown.clone()));
+    let api = std::sync::Arc::new(api::DaemonApi::new(agent.clone(), handler));
+    let control_task = tokio::spawn(control.serve(api, policy, shutdown.clone()));
 
     let mut hup = signal(SignalKind::hangup()).context("cannot install the SIGHUP handler")?;
     let mut term = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;

@@ -38,12 +38,38 @@ use crate::clock::{SharedClock, Stamp};
 /// Daemon-wide query counters.
 #[derive(Debug, Default)]
 pub struct Stats {
-    pub queries: AtomicU64,
-    pub cache_hits: AtomicU64,
-    pub cache_misses: AtomicU64,
-    pub servfail: AtomicU64,
-    pub refused: AtomicU64,
-    pub formerr: AtomicU64,
+    queries: AtomicU64,
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
+    servfail: AtomicU64,
+    refused: AtomicU64,
+    formerr: AtomicU64,
+}
+
+/// The daemon-wide counters at one moment (what `status` shows).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatsReport {
+    pub queries: u64,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub servfail: u64,
+    pub refused: u64,
+    pub formerr: u64,
+}
+
+impl Stats {
+    /// The counters, read once.
+    pub fn report(&self) -> StatsReport {
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        StatsReport {
+            queries: n(&self.queries),
+            cache_hits: n(&self.cache_hits),
+            cache_misses: n(&self.cache_misses),
+            servfail: n(&self.servfail),
+            refused: n(&self.refused),
+            formerr: n(&self.formerr),
+        }
+    }
 }
 
 /// What a query produced, before it is put on the wire.
@@ -216,8 +242,7 @@ impl Handler {
                 _ => {
                     let flags =
                         if trust.is_some() { QueryFlags { dnssec_ok: true, checking_disabled: true } } else { flags };
-                    let why = || format!("{} went down (RFC 8598 §5)", route.describe());
-                    route.upstream.query(&query, flags, &route.cancel, why).await.map_err(Into::into).map(|mut m| {
+                    route.ask(&query, flags).await.map_err(Into::into).map(|mut m| {
                         scrub(&mut m);
                         (m, false)
                     })

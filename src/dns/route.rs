@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use super::upstream::Upstream;
+use hickory_proto::op::{Message, Query};
+
+use super::upstream::{QueryFlags, Upstream, UpstreamError};
 
 /// Route id of the system (public) upstream.
 pub const SYSTEM_ROUTE: u64 = 0;
@@ -37,6 +39,18 @@ pub struct RouteStats {
     /// Queries refused at once because the route (or all links together) had their budget of
     /// queries in flight.
     pub shed: AtomicU64,
+}
+
+/// A route's counters at one moment (what `status` shows).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RouteReport {
+    pub queries: u64,
+    pub cache_hits: u64,
+    pub forwards: u64,
+    pub failures: u64,
+    pub abandoned: u64,
+    pub in_flight: u64,
+    pub shed: u64,
 }
 
 /// How many queries may wait on upstream servers at once.
@@ -135,6 +149,27 @@ impl Route {
             },
         };
         Ok(Admission { _route: own, _links: links })
+    }
+
+    /// Asks this route's servers `query`; gives up at once, saying why, when the route is torn
+    /// down (its in-flight queries are abandoned, RFC 8598 §5).
+    pub async fn ask(&self, query: &Query, flags: QueryFlags) -> Result<Message, UpstreamError> {
+        self.upstream.query(query, flags, &self.cancel, || format!("{} went down (RFC 8598 §5)", self.describe())).await
+    }
+
+    /// This route's counters, read once.
+    pub fn report(&self) -> RouteReport {
+        let s = &self.stats;
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        RouteReport {
+            queries: n(&s.queries),
+            cache_hits: n(&s.cache_hits),
+            forwards: n(&s.forwards),
+            failures: n(&s.failures),
+            abandoned: n(&s.abandoned),
+            in_flight: n(&s.in_flight),
+            shed: n(&s.shed),
+        }
     }
 
     /// A human description for logs and error texts.

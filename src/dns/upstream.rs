@@ -101,12 +101,23 @@ fn bind_interface(_sock: socket2::SockRef<'_>, bind: &Bind, server: SocketAddr) 
 /// What one server has shown; read by `status`.
 #[derive(Debug)]
 pub struct ServerState {
-    pub addr: SocketAddr,
+    addr: SocketAddr,
     prefer_tcp_until_ms: AtomicU64,
-    pub answers_udp: AtomicU64,
-    pub answers_tcp: AtomicU64,
-    pub failures: AtomicU64,
+    answers_udp: AtomicU64,
+    answers_tcp: AtomicU64,
+    failures: AtomicU64,
     last_failure_ms: AtomicU64,
+}
+
+/// One server at one moment (what `status` shows).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerReport {
+    pub addr: SocketAddr,
+    /// Answered only over TCP lately: asked over TCP first for a while.
+    pub tcp_first: bool,
+    pub answers_udp: u64,
+    pub answers_tcp: u64,
+    pub failures: u64,
 }
 
 impl ServerState {
@@ -190,8 +201,23 @@ impl Upstream {
         Self { servers: servers.iter().map(|a| ServerState::new(*a)).collect(), bind, timing, epoch: Stamp::now() }
     }
 
-    pub fn servers(&self) -> &[ServerState] {
-        &self.servers
+    /// Each server's state, read once.
+    pub fn report(&self) -> Vec<ServerReport> {
+        self.servers
+            .iter()
+            .map(|s| ServerReport {
+                addr: s.addr,
+                tcp_first: s.prefers_tcp(self.epoch),
+                answers_udp: s.answers_udp.load(Ordering::Relaxed),
+                answers_tcp: s.answers_tcp.load(Ordering::Relaxed),
+                failures: s.failures.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
+    /// The servers' addresses, in order.
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        self.servers.iter().map(|s| s.addr).collect()
     }
 
     pub fn bind(&self) -> &Bind {

@@ -92,13 +92,46 @@ enum Derived {
 
 /// Validation counters of one zone.
 #[derive(Debug, Default)]
-pub struct TrustCounters {
-    pub secure: AtomicU64,
-    pub insecure: AtomicU64,
-    pub bogus: AtomicU64,
-    pub verifications: AtomicU64,
+struct TrustCounters {
+    secure: AtomicU64,
+    insecure: AtomicU64,
+    bogus: AtomicU64,
+    verifications: AtomicU64,
     /// Answers proven secure by the fast path ([`fastval`]); also counted in `secure`.
-    pub fast_secure: AtomicU64,
+    fast_secure: AtomicU64,
+}
+
+/// Where an anchored zone stands, in short (what `status` shows).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrustPhase {
+    Verifying,
+    Verified,
+    Failed,
+    Insecure,
+}
+
+/// One anchored zone at one moment: its state, keys and counters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrustReport {
+    pub zone: DomainName,
+    pub ds: Vec<DsAnchor>,
+    pub phase: TrustPhase,
+    /// Why it failed or is insecure, or (a nested domain) how its keys were reached.
+    pub reason: Option<String>,
+    /// The trusted DNSKEYs, e.g. `KSK 5051 alg 13`.
+    pub keys: Vec<String>,
+    /// Key tags whose signature over the DNSKEY set matched a DS.
+    pub signed_by: Vec<u16>,
+    /// When verified, failed or found insecure (Unix time).
+    pub since: Option<u64>,
+    /// When the key set is fetched and verified again (Unix time).
+    pub next_check: Option<u64>,
+    pub secure: u64,
+    pub fast_secure: u64,
+    pub signature_cache_hits: u64,
+    pub signature_checks: u64,
+    pub insecure: u64,
+    pub bogus: u64,
 }
 
 /// The result of a validated lookup.
@@ -132,7 +165,7 @@ pub struct ZoneTrust {
     state: ArcSwap<TrustState>,
     refresh: Mutex<Option<Shared<BoxFuture<'static, ()>>>>,
     last_forced: Mutex<Option<Stamp>>,
-    pub counters: TrustCounters,
+    counters: TrustCounters,
 }
 
 impl std::fmt::Debug for ZoneTrust {
@@ -184,6 +217,50 @@ impl ZoneTrust {
 
     pub fn route_id(&self) -> u64 {
         self.route.id
+    }
+
+    /// The zone's state, keys and counters, read once.
+    pub fn report(&self) -> TrustReport {
+        let st = self.state();
+        let (phase, reason, keys, signed_by, since, next_check) = match &*st {
+            TrustState::Pending => (TrustPhase::Verifying, None, vec![], vec![], None, None),
+            TrustState::Verified { keys, verified_at, recheck_unix, via, .. } => (
+                TrustPhase::Verified,
+                via.clone(),
+                anchors::key_summary(&keys.keys),
+                keys.matched_tags.clone(),
+                Some(*verified_at),
+                Some(*recheck_unix),
+            ),
+            TrustState::Failed { reason, at } => {
+                (TrustPhase::Failed, Some(reason.clone()), vec![], vec![], Some(*at), None)
+            }
+            TrustState::Insecure { reason, at } => {
+                (TrustPhase::Insecure, Some(reason.clone()), vec![], vec![], Some(*at), None)
+            }
+        };
+        let (signature_cache_hits, signature_checks) = match &*st {
+            TrustState::Verified { sigs, .. } => (sigs.hits(), sigs.misses()),
+            _ => (0, 0),
+        };
+        let c = &self.counters;
+        let n = |x: &AtomicU64| x.load(Ordering::Relaxed);
+        TrustReport {
+            zone: self.domain.clone(),
+            ds: self.anchors.clone(),
+            phase,
+            reason,
+            keys,
+            signed_by,
+            since,
+            next_check,
+            secure: n(&c.secure),
+            fast_secure: n(&c.fast_secure),
+            signature_cache_hits,
+            signature_checks,
+            insecure: n(&c.insecure),
+            bogus: n(&c.bogus),
+        }
     }
 
     /// The current state (never waits).
@@ -305,9 +382,7 @@ impl ZoneTrust {
             }
         }
         let query = Query::query(self.zone.clone(), RecordType::DNSKEY);
-        let flags = QueryFlags { dnssec_ok: true, checking_disabled: true };
-        let why = || format!("{} went down", self.route.describe());
-        let fetched = self.route.upstream.query(&query, flags, &self.route.cancel, why).await;
+        let fetched = self.route.ask(&query, QueryFlags { dnssec_ok: true, checking_disabled: true }).await;
         let now = unix_now();
         let result = match fetched {
             Ok(msg) => anchors::verify(&self.zone, &anchors, &msg, now as u32).map_err(|e| (e.to_string(), false)),
@@ -441,13 +516,7 @@ impl ZoneTrust {
         scrub: &(dyn Fn(&mut Message) + Send + Sync),
     ) -> Result<Message, ValidationError> {
         let flags = QueryFlags { dnssec_ok: true, checking_disabled: true };
-        let why = || format!("{} went down (RFC 8598 §5)", self.route.describe());
-        let mut raw = self
-            .route
-            .upstream
-            .query(query, flags, &self.route.cancel, why)
-            .await
-            .map_err(ValidationError::Upstream)?;
+        let mut raw = self.route.ask(query, flags).await.map_err(ValidationError::Upstream)?;
         scrub(&mut raw);
         Ok(raw)
     }
@@ -627,12 +696,7 @@ impl LinkHandle {
             }
             None => {
                 let flags = QueryFlags { dnssec_ok: true, checking_disabled: true };
-                let why = || format!("{} went down", self.route.describe());
-                self.route
-                    .upstream
-                    .query(&query, flags, &self.route.cancel, why)
-                    .await
-                    .map_err(|e| NetError::Msg(format!("upstream: {e}")))?
+                self.route.ask(&query, flags).await.map_err(|e| NetError::Msg(format!("upstream: {e}")))?
             }
         };
         let response = DnsResponse::from_message(message).map_err(NetError::from)?;

@@ -6,4 +6,4 @@ pub mod persist;
 pub mod table;
 
 pub use link::{LinkSpec, ServerAddr, SpecError};
-pub use table::{Link, LinkTable, Refusal, RefusalKind, Resolved};
+pub use table::{AnchorState, AnchorView, Link, LinkTable, Refusal, RefusalKind, Resolved};

@@ -85,14 +85,54 @@ pub enum RefusalKind {
     FullTunnel,
 }
 
-/// The state of one offered trust anchor.
+/// The state of one offered trust anchor, with the reason in words.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AnchorView {
     pub anchor: DsAnchor,
-    /// `offered` (at or under a split domain accepted for the link: the agent decides whether it is
-    /// used) or `ignored` (never used).
-    pub state: String,
+    pub state: AnchorState,
     pub reason: String,
+}
+
+/// Where an offered trust anchor stands. The link table decides between [`AnchorState::Offered`]
+/// and [`AnchorState::Ignored`]; the daemon turns an offered one into one of the others. Serialised
+/// as the words `status` has always shown (`"pending review"`, `"in use"`, …).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum AnchorState {
+    /// At or under a split domain accepted for the link: the whitelist decides whether it is used.
+    #[serde(rename = "offered")]
+    Offered,
+    /// Never used (a full tunnel, or outside the link's accepted split domains).
+    #[serde(rename = "ignored")]
+    Ignored,
+    /// Waits for a person to approve it (`splitdns whitelist review`).
+    #[serde(rename = "pending review")]
+    PendingReview,
+    /// Approved; the DNSKEY set is being fetched and verified.
+    #[serde(rename = "verifying")]
+    Verifying,
+    /// Approved and verified: answers under the zone are validated with it.
+    #[serde(rename = "in use")]
+    InUse,
+    /// Approved, but the DNSKEY set could not be verified: the zone fails closed.
+    #[serde(rename = "failed")]
+    Failed,
+    /// Neither pending nor in force (e.g. the zone is an insecure delegation of another island).
+    #[serde(rename = "not used")]
+    NotUsed,
+}
+
+impl std::fmt::Display for AnchorState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AnchorState::Offered => "offered",
+            AnchorState::Ignored => "ignored",
+            AnchorState::PendingReview => "pending review",
+            AnchorState::Verifying => "verifying",
+            AnchorState::InUse => "in use",
+            AnchorState::Failed => "failed",
+            AnchorState::NotUsed => "not used",
+        })
+    }
 }
 
 /// One link as resolved against all others.
@@ -239,13 +279,16 @@ impl LinkTable {
 
 fn anchor_view(link: &Link, anchor: &DsAnchor, accepted: &[DomainName]) -> AnchorView {
     let (state, reason) = if link.spec.full_tunnel {
-        ("ignored", "full-tunnel link: trust anchors are ignored (RFC 8598 §2)".to_string())
+        (AnchorState::Ignored, "full-tunnel link: trust anchors are ignored (RFC 8598 §2)".to_string())
     } else if !accepted.iter().any(|d| anchor.owner.is_at_or_under(d)) {
-        ("ignored", format!("{} is not at or under a split domain accepted for this link (RFC 8598 §6)", anchor.owner))
+        (
+            AnchorState::Ignored,
+            format!("{} is not at or under a split domain accepted for this link (RFC 8598 §6)", anchor.owner),
+        )
     } else {
-        ("offered", format!("{} is at or under an accepted split domain", anchor.owner))
+        (AnchorState::Offered, format!("{} is at or under an accepted split domain", anchor.owner))
     };
-    AnchorView { anchor: anchor.clone(), state: state.into(), reason }
+    AnchorView { anchor: anchor.clone(), state, reason }
 }
 
 #[cfg(test)]
@@ -309,7 +352,7 @@ mod tests {
         t.upsert(s, 1, None).unwrap();
         let r = t.resolve();
         assert!(r[0].accepted.is_empty());
-        assert_eq!(r[0].anchors[0].state, "ignored");
+        assert_eq!(r[0].anchors[0].state, AnchorState::Ignored);
         assert!(r[0].is_default_route);
     }
 
@@ -323,8 +366,26 @@ mod tests {
         ];
         t.upsert(s, 1, None).unwrap();
         let r = t.resolve();
-        assert_eq!(r[0].anchors[0].state, "offered");
-        assert_eq!(r[0].anchors[1].state, "ignored");
+        assert_eq!(r[0].anchors[0].state, AnchorState::Offered);
+        assert_eq!(r[0].anchors[1].state, AnchorState::Ignored);
+    }
+
+    #[test]
+    fn anchor_states_serialise_as_the_words_status_always_showed() {
+        let words = [
+            (AnchorState::Offered, "offered"),
+            (AnchorState::Ignored, "ignored"),
+            (AnchorState::PendingReview, "pending review"),
+            (AnchorState::Verifying, "verifying"),
+            (AnchorState::InUse, "in use"),
+            (AnchorState::Failed, "failed"),
+            (AnchorState::NotUsed, "not used"),
+        ];
+        for (state, word) in words {
+            assert_eq!(serde_json::to_value(state).unwrap(), word);
+            assert_eq!(serde_json::from_value::<AnchorState>(word.into()).unwrap(), state);
+            assert_eq!(state.to_string(), word);
+        }
     }
 
     #[test]
