@@ -23,7 +23,7 @@ use clap::{Args, Subcommand};
 
 use crate::control::client::call;
 use crate::control::protocol::{LinkDownResult, LinkUpResult, Request};
-use crate::hooks::{self, Env, HookEvent, LinkUp};
+use crate::hooks::{self, Env, HookEvent};
 use crate::state::LinkSpec;
 
 /// Upper bound for a hook call, connection and reply included.
@@ -129,21 +129,6 @@ fn ikev2_event(
     Ok(Some(HookEvent::Up(up)))
 }
 
-fn spec_from(up: LinkUp) -> LinkSpec {
-    LinkSpec {
-        id: up.id,
-        profile: up.profile,
-        servers: up.servers,
-        domains: up.routing_domains,
-        search_domains: up.search_domains,
-        anchors: up.anchors,
-        interface: up.interface,
-        source: None,
-        full_tunnel: up.full_tunnel,
-        default_route: false,
-    }
-}
-
 /// True when the daemon took the link but refused every split domain it had (after the profile's
 /// settings), so the tunnel would run with DNS that does not split. A link without split domains
 /// and a full-tunnel link (whose domains are ignored by design) are not such a failure.
@@ -176,7 +161,7 @@ async fn undo_refused_link(kind: &str, r: &LinkUpResult, socket: &Path) -> anyho
 async fn send(kind: &str, event: HookEvent, socket: &Path) -> anyhow::Result<()> {
     match event {
         HookEvent::Up(up) => {
-            let spec = spec_from(up);
+            let spec = LinkSpec::from(up);
             spec.validate()?;
             let id = spec.id.clone();
             let full_tunnel = spec.full_tunnel;

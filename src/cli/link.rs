@@ -8,21 +8,11 @@ use crate::control::protocol::{LinkDownResult, LinkUpResult, Request};
 use crate::state::LinkSpec;
 
 pub(super) async fn up(socket: &Path, args: LinkUpArgs) -> anyhow::Result<()> {
-    let spec = LinkSpec {
-        id: args.id,
-        profile: args.profile,
-        servers: args.servers,
-        domains: args.domains,
-        search_domains: vec![],
-        anchors: args.anchors,
-        interface: args.interface,
-        source: args.source,
-        full_tunnel: args.full_tunnel,
-        default_route: args.default_route,
-    };
+    let json = args.json;
+    let spec = LinkSpec::from(args);
     spec.validate()?;
     let r: LinkUpResult = call(socket, &Request::LinkUp { link: spec }, DEFAULT_TIMEOUT).await?;
-    if args.json {
+    if json {
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(());
     }
@@ -66,4 +56,22 @@ pub(super) async fn down(socket: &Path, id: String) -> anyhow::Result<()> {
         eprintln!("warning: {w}");
     }
     Ok(())
+}
+
+impl From<LinkUpArgs> for LinkSpec {
+    /// `splitdns link up`'s flags, as the link the daemon is told about.
+    fn from(args: LinkUpArgs) -> Self {
+        LinkSpec {
+            id: args.id,
+            profile: args.profile,
+            servers: args.servers,
+            domains: args.domains,
+            search_domains: vec![],
+            anchors: args.anchors,
+            interface: args.interface,
+            source: args.source,
+            full_tunnel: args.full_tunnel,
+            default_route: args.default_route,
+        }
+    }
 }

@@ -16,7 +16,7 @@ pub mod wireguard;
 use std::collections::HashMap;
 
 use crate::domain::DomainName;
-use crate::state::ServerAddr;
+use crate::state::{LinkSpec, ServerAddr};
 use crate::trust::DsAnchor;
 
 /// The environment a hook was started with (a snapshot, so tests can hand one in).
@@ -47,6 +47,25 @@ pub struct LinkUp {
     pub interface: Option<String>,
     /// The tunnel carries all traffic (RFC 8598 §2: split domains and anchors are then ignored).
     pub full_tunnel: bool,
+}
+
+impl From<LinkUp> for LinkSpec {
+    /// The link a hook reports, as `link up` carries it: the VPN's routing domains become the
+    /// split domains, its search domains stay apart for the profile's settings to decide.
+    fn from(up: LinkUp) -> Self {
+        LinkSpec {
+            id: up.id,
+            profile: up.profile,
+            servers: up.servers,
+            domains: up.routing_domains,
+            search_domains: up.search_domains,
+            anchors: up.anchors,
+            interface: up.interface,
+            source: None,
+            full_tunnel: up.full_tunnel,
+            default_route: false,
+        }
+    }
 }
 
 /// A hook environment or payload that cannot be used. Nothing is sent to the daemon.
