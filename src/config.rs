@@ -6,7 +6,8 @@
 //! upstream = ["192.0.2.53"]          # default: follow the system's servers as they change
 //! resolv_conf = "/etc/resolv.conf"   # default: NetworkManager's, resolved's, or /etc/resolv.conf
 //! control_socket = "/run/splitdns/control.sock"
-//! control_group = "netdev"           # members may use the control socket (besides root and the daemon's user)
+//! control_group = "netdev"           # members may do everything on the control socket, like root
+//! watch_group = "splitdns"           # members may only read: status, query, watch (a desktop notifier)
 //! state_dir = "/var/lib/splitdns"
 //! whitelist = "/etc/splitdns/whitelist"  # domains whose VPN trust anchors may be used; edited by people only
 //! query_timeout_ms = 4000            # per client query, across all servers and retries
@@ -50,6 +51,9 @@ pub struct FileConfig {
     pub resolv_conf: Option<PathBuf>,
     pub control_socket: Option<PathBuf>,
     pub control_group: Option<String>,
+    /// Members of this group may read through the control socket (`status`, `query`, `watch`),
+    /// not change links or flush the cache.
+    pub watch_group: Option<String>,
     pub state_dir: Option<PathBuf>,
     /// The trust-anchor whitelist file: domains whose VPN-supplied DS anchors may be used.
     pub whitelist: Option<PathBuf>,
@@ -170,6 +174,7 @@ pub struct Settings {
     pub upstream: UpstreamSource,
     pub control_socket: PathBuf,
     pub control_group: Option<String>,
+    pub watch_group: Option<String>,
     pub state_dir: PathBuf,
     pub whitelist: PathBuf,
     pub timing: Timing,
@@ -296,6 +301,7 @@ fn settings_from(
             .or(file.control_socket)
             .unwrap_or_else(|| paths.control_socket.clone()),
         control_group: file.control_group,
+        watch_group: file.watch_group,
         state_dir: o.state_dir.clone().or(file.state_dir).unwrap_or_else(|| paths.state_dir.clone()),
         whitelist: o.whitelist.clone().or(file.whitelist).unwrap_or_else(|| paths.whitelist.clone()),
         timing: Timing::from_total(Duration::from_millis(timeout)),

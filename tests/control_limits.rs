@@ -16,18 +16,18 @@ use std::net::SocketAddr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::daemon::{Daemon, bin, run};
+use common::daemon::Daemon;
+use common::users::{NOBODY, can_switch_users, cli_as, open_to_others};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
 /// The daemon's deadline for a complete request line (src/control/server.rs).
 const LINE_DEADLINE: Duration = Duration::from_secs(5);
-const NOBODY: u32 = 65534;
 
 fn upstream() -> Vec<SocketAddr> {
     vec!["127.0.0.1:9".parse().unwrap()]
@@ -184,43 +184,6 @@ async fn two_thousand_idle_connections_do_not_block_link_up() {
     eprintln!("{told} of the 100 oldest idle connections were closed with an error line");
     drop(idle);
     assert_eq!(d.status().await["links"][0]["id"], "vpn");
-}
-
-/// Whether this test process can act as other users; prints why not.
-fn can_switch_users(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    eprintln!("SKIPPED: {test} runs processes as other users, which needs root");
-    false
-}
-
-/// Lets other users reach the daemon's socket: its directory becomes 0711 (the socket file keeps
-/// its own mode). Returns a copy of the binary that they may run, if the build's is not.
-fn open_to_others(d: &Daemon) -> PathBuf {
-    std::fs::set_permissions(d.dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
-    let built = PathBuf::from(bin());
-    if world_executable(&built) {
-        return built;
-    }
-    let copy = d.dir.path().join("splitdns-for-others");
-    std::fs::copy(&built, &copy).expect("copy the binary for other users");
-    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
-    copy
-}
-
-/// Whether a user who is neither owner nor in the group may run `path`.
-fn world_executable(path: &Path) -> bool {
-    path.ancestors()
-        .all(|p| p.as_os_str().is_empty() || std::fs::metadata(p).is_ok_and(|m| m.permissions().mode() & 0o001 != 0))
-}
-
-/// Runs the CLI against `d` as `uid`/`gid` (no supplementary groups); returns (success, stderr).
-fn cli_as(binary: &Path, d: &Daemon, uid: u32, gid: u32, args: &[&str]) -> (bool, String) {
-    let mut cmd = Command::new(binary);
-    cmd.arg("--control-socket").arg(&d.socket).args(args).uid(uid).gid(gid).current_dir("/");
-    let (ok, _, err) = run(cmd);
-    (ok, err)
 }
 
 /// A process of another user holding `n` connections to a socket, never sending a byte: `sleep`,

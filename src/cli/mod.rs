@@ -8,6 +8,7 @@ mod link;
 mod query;
 mod status;
 mod system_dns;
+mod watch;
 mod whitelist;
 
 use std::net::{IpAddr, SocketAddr};
@@ -79,6 +80,14 @@ enum Command {
         #[arg(default_value = "A")]
         qtype: String,
         /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Follow the daemon's events as they happen: links, refused domains, trust anchors (pending
+    /// review, in use, failed), whitelist reloads, default-upstream changes. What needs a person is
+    /// shown first. Needs read access (watch_group, control_group or root).
+    Watch {
+        /// One JSON object per line instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -205,6 +214,7 @@ pub fn main() -> ExitCode {
             Command::SystemDns(args) => system_dns::run(args, &socket).await,
             Command::Query { name, qtype, json } => query::query(&socket, name, qtype, json).await,
             Command::Flush { domain } => query::flush(&socket, domain).await,
+            Command::Watch { json } => watch::run(&socket, json).await,
         }
     });
     match result {

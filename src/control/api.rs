@@ -6,6 +6,7 @@
 use crate::domain::DomainName;
 use crate::state::LinkSpec;
 
+use super::events::Event;
 use super::protocol::{FlushResult, LinkDownResult, LinkUpResult, QueryResult, Status};
 
 /// The daemon's operations, as the control socket's commands call them.
@@ -28,4 +29,14 @@ pub trait ControlApi: Send + Sync + 'static {
 
     /// Drops cached answers for `domain` and below, or all of them.
     fn flush(&self, domain: Option<&DomainName>) -> FlushResult;
+
+    /// Subscribes to the event stream: the lines to replay first, then the live events (see
+    /// [`super::events`]). A receiver that lags is cut off with an `overflow` line.
+    fn subscribe(&self) -> Subscription;
+}
+
+/// What a `watch` subscriber gets: the replay, then the live stream.
+pub struct Subscription {
+    pub replay: Vec<Event>,
+    pub live: tokio::sync::broadcast::Receiver<Event>,
 }

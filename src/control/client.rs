@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
+use super::events::Event;
 use super::protocol::{Reply, Request};
 
 /// Default deadline for one request.
@@ -47,6 +48,7 @@ async fn connect(socket: &Path) -> anyhow::Result<UnixStream> {
             // The daemon has not yet accepted the connections before ours (a non-blocking connect
             // to a full backlog): try again; `call`'s deadline bounds this.
             Err(e) if e.kind() == ErrorKind::WouldBlock => tokio::time::sleep(BACKLOG_RETRY).await,
+            Err(e) if e.kind() == ErrorKind::PermissionDenied => bail!("{}", permission_hint(socket)),
             Err(e) => {
                 return Err(e).with_context(|| {
                     format!(
@@ -58,6 +60,24 @@ async fn connect(socket: &Path) -> anyhow::Result<UnixStream> {
             }
         }
     }
+}
+
+/// Why this user may not reach the socket, and whom to ask: the file's group is the daemon's
+/// `watch_group` (or `control_group`).
+fn permission_hint(socket: &Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let group = std::fs::metadata(socket)
+        .ok()
+        .map(|m| m.gid())
+        .and_then(|gid| nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid)).ok().flatten())
+        .map(|g| format!("members of group {:?}", g.name))
+        .unwrap_or_else(|| "members of the daemon's watch_group or control_group".into());
+    format!(
+        "permission denied: this user may not reach the splitdns control socket {} (only root, the daemon's user \
+         and {group} may); ask an administrator to add you to the daemon's watch_group (to read: status, query, \
+         watch) or control_group (everything), or run the command as root",
+        socket.display()
+    )
 }
 
 async fn exchange(socket: &Path, request: &Request) -> anyhow::Result<Reply> {
@@ -82,6 +102,41 @@ async fn exchange(socket: &Path, request: &Request) -> anyhow::Result<Reply> {
         };
     }
     serde_json::from_slice(&answer).context("the daemon's reply is not valid JSON")
+}
+
+/// The event stream (`watch`): connects, asks for it, and calls `on_event` with each event until
+/// the daemon closes the stream (it stops, or this subscriber fell behind: the last event is then
+/// an `overflow`). `Err` when the daemon refuses or cannot be reached.
+pub async fn watch(socket: &Path, mut on_event: impl FnMut(Event)) -> anyhow::Result<()> {
+    let mut stream = connect(socket).await?;
+    let mut line = serde_json::to_vec(&Request::Watch {})?;
+    line.push(b'\n');
+    let sent = stream.write_all(&line).await;
+    let mut reader = BufReader::new(stream);
+    let mut first = Vec::new();
+    tokio::time::timeout(DEFAULT_TIMEOUT, reader.read_until(b'\n', &mut first))
+        .await
+        .context("the splitdns daemon did not answer the watch request")?
+        .context("cannot read the splitdns daemon's reply")?;
+    if first.is_empty() {
+        sent.context("cannot send the watch request to the splitdns daemon")?;
+        bail!("the splitdns daemon closed the connection without answering");
+    }
+    let reply: Reply = serde_json::from_slice(&first).context("the daemon's reply is not valid JSON")?;
+    if !reply.ok {
+        bail!("{}", reply.error.unwrap_or_else(|| "the daemon refused the watch request".into()));
+    }
+    loop {
+        let mut line = Vec::new();
+        if reader.read_until(b'\n', &mut line).await? == 0 {
+            return Ok(());
+        }
+        match serde_json::from_slice::<Event>(&line) {
+            Ok(event) => on_event(event),
+            // A newer daemon may send kinds this CLI does not know: skip them.
+            Err(_) => continue,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod client;
+pub mod events;
 pub mod limits;
 pub mod protocol;
 pub mod server;

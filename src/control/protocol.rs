@@ -9,6 +9,10 @@
 //! | `{"cmd":"link-down","id":"…"}` | [`LinkDownResult`] |
 //! | `{"cmd":"query","name":"…","qtype":"A"}` | [`QueryResult`]: the answer and the path it took |
 //! | `{"cmd":"flush"}` or `{"cmd":"flush","domain":"…"}` | [`FlushResult`] |
+//! | `{"cmd":"watch"}` | `"watching"`, then one [`super::events::Event`] per line until closed |
+//!
+//! `status`, `query` and `watch` only read; `link-up`, `link-down` and `flush` change state and
+//! need full access (root, the daemon's user, `control_group`), not just `watch_group`'s.
 //!
 //! Replies are `{"ok":true,"result":…}` or `{"ok":false,"error":"…"}`. Unknown commands and unknown
 //! fields are errors. There is deliberately no command that touches the trust-anchor whitelist:
@@ -47,6 +51,17 @@ pub enum Request {
         #[serde(default)]
         domain: Option<crate::domain::DomainName>,
     },
+    /// Keep the connection open and stream events, one JSON object per line (see
+    /// [`super::events`]): first `{"ok":true,"result":"watching"}`, then the replay, then live.
+    Watch {},
+}
+
+impl Request {
+    /// True for requests that change something (links, the cache): they need full access, not
+    /// just `watch_group`'s read access.
+    pub fn changes_state(&self) -> bool {
+        matches!(self, Request::LinkUp { .. } | Request::LinkDown { .. } | Request::Flush { .. })
+    }
 }
 
 /// What `splitdns query` shows.

@@ -49,6 +49,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::api::ControlApi;
+use super::events::{Event, EventKind};
 use super::limits::{Admission, Class, Closing, Limits, Refusal, Slot};
 use super::protocol::{MAX_REQUEST, Reply, Request};
 
@@ -64,65 +65,111 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// At most one refusal, and one take-over, is logged per this period; the rest are counted.
 const LOG_EVERY: Duration = Duration::from_secs(10);
 
-/// Who may use the socket.
+/// Who may use the socket, and for what.
 #[derive(Debug, Clone)]
 pub struct PeerPolicy {
     pub daemon_uid: u32,
+    /// `control_group`: full access, like root.
     pub group: Option<ControlGroup>,
+    /// `watch_group`: `status`, `query` and `watch` only (a desktop notifier needs no more).
+    pub watch_group: Option<ControlGroup>,
 }
 
-/// The control group as read when the daemon started.
+/// What a permitted peer may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Every request: root, the daemon's user, `control_group` members.
+    Full,
+    /// Requests that only read (`status`, `query`, `watch`): `watch_group` members.
+    ReadOnly,
+}
+
+/// Watch streams one uid may hold open at once.
+pub const MAX_WATCHERS_PER_UID: usize = 4;
+/// A watch stream's socket send buffer: what a subscriber may leave unread before it lags.
+const WATCH_SNDBUF: usize = 16 * 1024;
+
+/// A group (control or watch) as read when the daemon started.
 #[derive(Debug, Clone)]
 pub struct ControlGroup {
+    pub name: String,
     pub gid: u32,
     /// The uids of the users the group lists as members.
     pub member_uids: Vec<u32>,
 }
 
 impl PeerPolicy {
-    /// Builds the policy for this process, resolving `group` and its members by name.
-    pub fn for_this_process(group: Option<&str>) -> anyhow::Result<Self> {
-        let group = match group {
-            None => None,
-            Some(name) => {
-                let g = nix::unistd::Group::from_name(name)
-                    .with_context(|| format!("cannot look up control_group {name:?}"))?
-                    .with_context(|| {
-                        format!("control_group {name:?} does not exist: create it (groupadd) or remove the setting")
-                    })?;
-                let mut member_uids = Vec::new();
-                for member in &g.mem {
-                    match nix::unistd::User::from_name(member) {
-                        Ok(Some(user)) => member_uids.push(user.uid.as_raw()),
-                        _ => warn!(group = name, member, "control_group lists a user that does not exist; ignored"),
-                    }
-                }
-                Some(ControlGroup { gid: g.gid.as_raw(), member_uids })
-            }
-        };
-        Ok(Self { daemon_uid: nix::unistd::geteuid().as_raw(), group })
+    /// Builds the policy for this process, resolving the groups and their members by name.
+    pub fn for_this_process(group: Option<&str>, watch_group: Option<&str>) -> anyhow::Result<Self> {
+        Ok(Self {
+            daemon_uid: nix::unistd::geteuid().as_raw(),
+            group: group.map(|name| ControlGroup::resolve(name, "control_group")).transpose()?,
+            watch_group: watch_group.map(|name| ControlGroup::resolve(name, "watch_group")).transpose()?,
+        })
     }
 
-    /// The control group's gid, if one is configured.
+    /// The group the socket file belongs to, so that its members can reach it: `watch_group` if
+    /// set (its members are the widest set), else `control_group`.
     pub fn group_gid(&self) -> Option<u32> {
-        self.group.as_ref().map(|g| g.gid)
+        self.watch_group.as_ref().or(self.group.as_ref()).map(|g| g.gid)
     }
 
     /// What a peer with these credentials is, or `None` if it may not send requests.
     pub fn class(&self, uid: u32, gid: u32) -> Option<Class> {
+        self.access(uid, gid).map(|(class, _)| class)
+    }
+
+    /// What a peer is and may do, or `None` if it may not send requests.
+    pub fn access(&self, uid: u32, gid: u32) -> Option<(Class, Access)> {
         if uid == 0 {
-            return Some(Class::Root);
+            return Some((Class::Root, Access::Full));
         }
         if uid == self.daemon_uid {
-            return Some(Class::DaemonUser);
+            return Some((Class::DaemonUser, Access::Full));
         }
-        let group = self.group.as_ref()?;
-        (gid == group.gid || group.member_uids.contains(&uid)).then_some(Class::Member)
+        let member =
+            |g: &Option<ControlGroup>| g.as_ref().is_some_and(|g| gid == g.gid || g.member_uids.contains(&uid));
+        if member(&self.group) {
+            return Some((Class::Member, Access::Full));
+        }
+        member(&self.watch_group).then_some((Class::Member, Access::ReadOnly))
     }
 
     /// True when a peer with these credentials may send requests.
     pub fn allows(&self, uid: u32, gid: u32) -> bool {
         self.class(uid, gid).is_some()
+    }
+
+    /// Why a read-only peer may not run a request that changes state, naming the missing group.
+    fn read_only_refusal(&self, uid: u32) -> Reply {
+        let how = match &self.group {
+            Some(g) => format!("a member of control_group {:?}", g.name),
+            None => "a control_group (none is configured)".to_string(),
+        };
+        let watch = self.watch_group.as_ref().map(|g| g.name.clone()).unwrap_or_default();
+        Reply::err(format!(
+            "permission denied: uid {uid} is in watch_group {watch:?}, which may only read (status, query, watch); \
+             bringing links up or down and flushing the cache needs root, the daemon's user or {how}"
+        ))
+    }
+}
+
+impl ControlGroup {
+    /// Looks the group `name` up, with its listed members' uids. `setting` names the config key.
+    fn resolve(name: &str, setting: &str) -> anyhow::Result<Self> {
+        let g = nix::unistd::Group::from_name(name)
+            .with_context(|| format!("cannot look up {setting} {name:?}"))?
+            .with_context(|| {
+                format!("{setting} {name:?} does not exist: create it (groupadd) or remove the setting")
+            })?;
+        let mut member_uids = Vec::new();
+        for member in &g.mem {
+            match nix::unistd::User::from_name(member) {
+                Ok(Some(user)) => member_uids.push(user.uid.as_raw()),
+                _ => warn!(group = name, member, "{setting} lists a user that does not exist; ignored"),
+            }
+        }
+        Ok(ControlGroup { name: name.to_string(), gid: g.gid.as_raw(), member_uids })
     }
 }
 
@@ -166,9 +213,12 @@ impl ControlServer {
     /// Serves connections until `shutdown` fires, then removes the socket file.
     pub async fn serve(self, api: Arc<dyn ControlApi>, policy: PeerPolicy, shutdown: CancellationToken) {
         let mut door = Door {
-            api,
-            policy,
-            admission: Admission::new(Limits::default()),
+            shared: Arc::new(Shared {
+                api,
+                policy,
+                admission: Admission::new(Limits::default()),
+                watchers: std::sync::Mutex::new(std::collections::HashMap::new()),
+            }),
             refusals: Throttle::default(),
             take_overs: Throttle::default(),
             tasks: tokio::task::JoinSet::new(),
@@ -201,9 +251,7 @@ async fn pause_after(e: &std::io::Error) {
 
 /// What the accept loop decides with: who may come in, and the slots.
 struct Door {
-    api: Arc<dyn ControlApi>,
-    policy: PeerPolicy,
-    admission: Arc<Admission>,
+    shared: Arc<Shared>,
     refusals: Throttle,
     take_overs: Throttle,
     tasks: tokio::task::JoinSet<()>,
@@ -221,9 +269,10 @@ impl Door {
             }
         };
         let (uid, gid) = (cred.uid(), cred.gid());
-        let admitted = match self.policy.class(uid, gid) {
-            None => Err(permission_denied(uid)),
-            Some(class) => self.admission.admit(uid, class).map_err(|r| refusal_reply(&r)),
+        let access = self.shared.policy.access(uid, gid);
+        let admitted = match access {
+            None => Err(self.shared.policy.permission_denied(uid)),
+            Some((class, _)) => self.shared.admission.admit(uid, class).map_err(|r| refusal_reply(&r)),
         };
         match admitted {
             Ok(admitted) => {
@@ -239,15 +288,16 @@ impl Door {
                     );
                 }
                 let conn = Connection::new(stream, admitted.slot, uid, accepted_at);
-                let (api, admission) = (self.api.clone(), self.admission.clone());
-                self.tasks.spawn(async move { serve_connection(conn, api.as_ref(), &admission).await });
+                let access = access.map(|(_, a)| a).unwrap_or(Access::ReadOnly);
+                let shared = self.shared.clone();
+                self.tasks.spawn(async move { serve_connection(conn, access, &shared).await });
             }
             Err(reply) => {
                 if let Some(held_back) = self.refusals.note() {
                     let reason = reply.error.as_deref().unwrap_or_default();
                     warn!(uid, gid, pid = ?cred.pid(), held_back, reason, "control socket: connection refused");
                 }
-                match self.admission.closing() {
+                match self.shared.admission.closing() {
                     Some(closing) => {
                         self.tasks.spawn(farewell(stream, reply, closing));
                     }
@@ -283,12 +333,34 @@ fn secs(d: Duration) -> String {
     format!("{} s", d.as_secs_f64())
 }
 
-fn permission_denied(uid: u32) -> Reply {
-    Reply::err(format!(
-        "permission denied: uid {uid} may not control splitdns; only root, the daemon's own user and members \
-         of its control_group may. Run the command as root, or have an administrator add this user to the \
-         control_group in the daemon's config.toml and restart the daemon"
-    ))
+/// What every connection's task shares: the daemon, who may do what, the slots, the watchers.
+struct Shared {
+    api: Arc<dyn ControlApi>,
+    policy: PeerPolicy,
+    admission: Arc<Admission>,
+    /// Watch streams open per uid.
+    watchers: std::sync::Mutex<std::collections::HashMap<u32, usize>>,
+}
+
+impl PeerPolicy {
+    /// Why a peer may not use the socket at all, naming the groups that would let it.
+    fn permission_denied(&self, uid: u32) -> Reply {
+        let groups: Vec<String> = [("control_group", &self.group), ("watch_group", &self.watch_group)]
+            .iter()
+            .filter_map(|(key, g)| g.as_ref().map(|g| format!("{key} {:?}", g.name)))
+            .collect();
+        let groups = if groups.is_empty() {
+            "no control_group or watch_group is configured".into()
+        } else {
+            groups.join(" or ")
+        };
+        Reply::err(format!(
+            "permission denied: uid {uid} may not use splitdns's control socket; only root, the daemon's own user \
+             and members of its groups may ({groups}). Run the command as root, or have an administrator add this \
+             user to watch_group (read: status, query, watch) or control_group (everything) in the daemon's \
+             config.toml and restart the daemon"
+        ))
+    }
 }
 
 fn refusal_reply(refusal: &Refusal) -> Reply {
@@ -445,7 +517,8 @@ impl Connection {
 }
 
 /// Answers the requests of one admitted connection until it closes or must be closed.
-async fn serve_connection(mut conn: Connection, api: &dyn ControlApi, admission: &Arc<Admission>) {
+async fn serve_connection(mut conn: Connection, access: Access, shared: &Arc<Shared>) {
+    let admission = &shared.admission;
     loop {
         let line = match conn.next_line().await {
             Next::Line(line) => line,
@@ -459,15 +532,85 @@ async fn serve_connection(mut conn: Connection, api: &dyn ControlApi, admission:
         }
         let reply = match parse(&line) {
             Err(reply) => reply,
-            // A long-lived request (a future `watch`) is matched here, before the others, and takes
-            // the connection by value: `Ok(Request::Watch { .. }) => return watch(conn, ..).await`.
-            // It leaves this loop, so no line deadline applies to it any more.
-            Ok(request) => execute(request, api, conn.uid).await,
+            Ok(request) if request.changes_state() && access == Access::ReadOnly => {
+                shared.policy.read_only_refusal(conn.uid)
+            }
+            // The long-lived request takes the connection by value and leaves this loop, so no line
+            // deadline applies to it any more.
+            Ok(Request::Watch {}) => return watch(conn, shared).await,
+            Ok(request) => execute(request, shared.api.as_ref(), conn.uid).await,
         };
         if !conn.reply(&reply).await {
             return;
         }
     }
+}
+
+/// Streams events to a `watch` subscriber until it closes, falls behind, or the daemon stops: the
+/// replay first, then live events. A subscriber that does not read fills its (small) socket buffer,
+/// falls behind the broadcast buffer and is cut off with an `overflow` line; nothing the daemon does
+/// ever waits for it.
+async fn watch(mut conn: Connection, shared: &Arc<Shared>) {
+    let uid = conn.uid;
+    let admitted = {
+        let mut watchers = shared.watchers.lock().unwrap_or_else(|e| e.into_inner());
+        let n = watchers.entry(uid).or_default();
+        let room = *n < MAX_WATCHERS_PER_UID;
+        if room {
+            *n += 1;
+        }
+        room
+    };
+    if !admitted {
+        let reply = Reply::err(format!(
+            "too many watch streams for uid {uid} (at most {MAX_WATCHERS_PER_UID}): close one first"
+        ));
+        return conn.close_with(reply, &shared.admission).await;
+    }
+    let _ = socket2::SockRef::from(&conn.stream).set_send_buffer_size(WATCH_SNDBUF);
+    let sub = shared.api.subscribe();
+    let mut live = sub.live;
+    let mut ok = send_line(&mut conn.stream, encode(&Reply::ok("watching"))).await;
+    for event in sub.replay {
+        if !ok {
+            break;
+        }
+        ok = send_line(&mut conn.stream, event_line(&event)).await;
+    }
+    let mut eof = [0u8; 64];
+    while ok {
+        tokio::select! {
+            got = live.recv() => match got {
+                Ok(event) => ok = send_line(&mut conn.stream, event_line(&event)).await,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    let message = format!(
+                        "this watcher fell behind by {missed} events (it did not read fast enough) and is \
+                         disconnected; connect again to start over with a fresh replay"
+                    );
+                    let _ = send_line(&mut conn.stream, event_line(&EventKind::Overflow { message }.now())).await;
+                    break;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            },
+            // The subscriber closed (or sent something: a watch connection takes no more requests).
+            read = conn.stream.read(&mut eof) => if !matches!(read, Ok(n) if n > 0) { break },
+        }
+    }
+    let mut watchers = shared.watchers.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(n) = watchers.get_mut(&uid) {
+        *n = n.saturating_sub(1);
+    }
+}
+
+/// Writes one line within [`WRITE_DEADLINE`]; false when it could not.
+async fn send_line(stream: &mut UnixStream, line: Vec<u8>) -> bool {
+    matches!(tokio::time::timeout(WRITE_DEADLINE, stream.write_all(&line)).await, Ok(Ok(())))
+}
+
+fn event_line(event: &Event) -> Vec<u8> {
+    let mut line = serde_json::to_vec(event).unwrap_or_default();
+    line.push(b'\n');
+    line
 }
 
 /// Sends a last error line and closes so that the client reads it, not EPIPE or ECONNRESET: after
@@ -521,6 +664,8 @@ fn parse(line: &[u8]) -> Result<Request, Reply> {
 async fn execute(request: Request, api: &dyn ControlApi, uid: u32) -> Reply {
     match request {
         Request::Status {} => Reply::ok(api.status()),
+        // Served as a stream by `watch`; never reaches here.
+        Request::Watch {} => Reply::err("watch is served as a stream"),
         Request::LinkUp { link } => {
             let id = link.id.clone();
             match api.link_up(link).await {

@@ -24,9 +24,11 @@ use hickory_proto::rr::LowerName;
 use tokio::sync::Semaphore;
 use tracing::{error, info, warn};
 
+use super::events::Events;
 use super::reconcile::{build_snapshot, sync_trusts};
 use super::whitelist_state::WhitelistState;
 use crate::clock::Stamp;
+use crate::control::events::EventKind;
 use crate::control::protocol::{LinkDownResult, LinkUpResult, RemovalReason, RemovedLink, SystemDnsStatus};
 use crate::dns::cache::Cache;
 use crate::dns::handler::Stats;
@@ -120,6 +122,8 @@ pub struct Agent {
     pub(super) store: Store,
     pub(super) started: Stamp,
     budgets: Budgets,
+    /// Where the `watch` stream's events go out.
+    pub(super) events: Arc<Events>,
     pub(super) listen: Mutex<Vec<SocketAddr>>,
     /// Held across a whole whitelist reload, so two reloads (an edit, SIGHUP) never finish out of
     /// order and swap in the older read.
@@ -231,7 +235,8 @@ impl Agent {
             system_dns: None,
             state_problem: StateProblem { refused_at_start: state_refused, save: None },
         };
-        sync_trusts(&mut inner);
+        let events = Arc::new(Events::default());
+        sync_trusts(&mut inner, &events);
         let snapshot = Arc::new(ArcSwap::from_pointee(build_snapshot(&inner)));
         let agent = Self {
             inner: Mutex::new(inner),
@@ -242,6 +247,7 @@ impl Agent {
             store,
             started: Stamp::now(),
             budgets,
+            events,
             listen: Mutex::new(vec![]),
             reloading: tokio::sync::Mutex::new(()),
         };
@@ -303,7 +309,7 @@ impl Agent {
         for old in &up.replaced {
             let (flushed, in_flight) = self.retire(&mut inner, old.seq);
             abandoned += in_flight;
-            inner.remember_removed(RemovedLink {
+            let removed = RemovedLink {
                 id: old.spec.id.clone(),
                 profile: old.spec.profile.clone(),
                 at: now_unix(),
@@ -313,13 +319,44 @@ impl Agent {
                 cache_entries_flushed: flushed,
                 anchors_dropped: old.spec.anchors.len(),
                 queries_abandoned: in_flight,
-            });
+            };
+            self.events.emit(link_down_event(&removed));
+            inner.remember_removed(removed);
         }
         let route = link_route(&link, inner.timing, &self.budgets);
         inner.routes.insert(link.seq, route);
-        let warnings = self.publish(&mut inner, &before);
         let resolved = inner.table.resolve();
         let me = resolved.iter().find(|r| r.link.seq == link.seq);
+        // The link's own events come first; what its anchors become follows from `publish`.
+        if let Some(r) = me {
+            let (id, profile) = (link.spec.id.clone(), link.spec.profile.clone());
+            self.events.emit(EventKind::LinkUp {
+                link: id.clone(),
+                profile: profile.clone(),
+                domains: r.accepted.iter().map(ToString::to_string).collect(),
+                servers: link.spec.servers.iter().map(ToString::to_string).collect(),
+                interface: link.spec.interface.clone(),
+                replaced: up.replaced.iter().map(|l| l.spec.id.clone()).collect(),
+            });
+            for refusal in &r.refused {
+                self.events.emit(EventKind::DomainRefused {
+                    link: id.clone(),
+                    profile: profile.clone(),
+                    domain: refusal.domain.to_string(),
+                    refusal: refusal.kind,
+                    reason: refusal.reason.clone(),
+                });
+            }
+            for a in &r.anchors {
+                self.events.emit(EventKind::AnchorOffered {
+                    link: id.clone(),
+                    profile: profile.clone(),
+                    domain: a.anchor.owner.to_string(),
+                    ds: a.anchor.to_string(),
+                });
+            }
+        }
+        let warnings = self.publish(&mut inner, &before);
         let result = LinkUpResult {
             id: link.spec.id.clone(),
             accepted: me.map(|r| r.accepted.iter().map(ToString::to_string).collect()).unwrap_or_default(),
@@ -383,6 +420,14 @@ impl Agent {
         };
         let mut inner = self.lock();
         let unchanged = read.list == inner.whitelist.list;
+        let path = read.path.display().to_string();
+        self.events.emit(match &read.rejected {
+            Some((error, line)) => EventKind::WhitelistRejected { path, error: error.clone(), line: *line },
+            None => EventKind::WhitelistReloaded {
+                path,
+                entries: read.list.entries().iter().map(|e| e.domain.to_string()).collect(),
+            },
+        });
         inner.whitelist = read;
         if unchanged {
             // Same domains: nothing to re-evaluate (and nothing to save).
@@ -451,7 +496,7 @@ impl Agent {
             }
             _ => warn!(link = %id, domains = ?domains_removed, flushed, abandoned, why = %detail, "link removed"),
         }
-        inner.remember_removed(RemovedLink {
+        let removed = RemovedLink {
             id: id.to_string(),
             profile: link.spec.profile.clone(),
             at: now_unix(),
@@ -461,7 +506,9 @@ impl Agent {
             cache_entries_flushed: flushed,
             anchors_dropped: link.spec.anchors.len(),
             queries_abandoned: abandoned,
-        });
+        };
+        self.events.emit(link_down_event(&removed));
+        inner.remember_removed(removed);
         Some(LinkDownResult {
             id: id.to_string(),
             found: true,
@@ -499,6 +546,11 @@ impl Agent {
             Some(note) => warn!(%source, "default upstream: {note}"),
             None => info!(servers = ?servers, %source, "default upstream"),
         }
+        self.events.emit(EventKind::UpstreamChanged {
+            source: source.clone(),
+            servers: servers.iter().map(ToString::to_string).collect(),
+            note: inner.upstream_note.clone(),
+        });
         let old = std::mem::replace(&mut inner.system, system_route(servers, source, timing, &self.budgets));
         old.cancel.cancel();
         inner.timing = timing;
@@ -531,6 +583,14 @@ impl Agent {
         {
             info!("the system points at splitdns again");
         }
+        let changed = state.as_ref().map(|s| s.points_at_agent) != was;
+        if changed && let Some(s) = &state {
+            self.events.emit(EventKind::SystemDns {
+                mode: s.mode.clone(),
+                points_at_agent: s.points_at_agent,
+                warnings: s.warnings.clone(),
+            });
+        }
         inner.system_dns = state;
     }
 
@@ -548,7 +608,7 @@ impl Agent {
     /// Swaps in a snapshot for the current table, flushes the cache for every domain whose route
     /// changed, and saves the table. Returns warnings.
     fn publish(&self, inner: &mut Inner, before: &HashMap<crate::domain::DomainName, u64>) -> Vec<String> {
-        for zone in sync_trusts(inner) {
+        for zone in sync_trusts(inner, &self.events) {
             self.cache.flush_domain(&zone);
         }
         let snapshot = build_snapshot(inner);
@@ -576,6 +636,17 @@ impl Agent {
                 vec![msg]
             }
         }
+    }
+}
+
+/// The `link-down` event for a removed link.
+fn link_down_event(r: &RemovedLink) -> EventKind {
+    EventKind::LinkDown {
+        link: r.id.clone(),
+        profile: r.profile.clone(),
+        reason: r.reason,
+        detail: r.detail.clone(),
+        domains: r.domains.clone(),
     }
 }
 

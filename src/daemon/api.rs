@@ -10,7 +10,8 @@ use hickory_proto::op::{Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
 
 use super::agent::Agent;
-use crate::control::api::ControlApi;
+use crate::control::api::{ControlApi, Subscription};
+use crate::control::events::EventKind;
 use crate::control::protocol::{Dnssec, FlushResult, LinkDownResult, LinkUpResult, QueryResult, Status};
 use crate::dns::handler::Handler;
 use crate::dns::upstream::QueryFlags;
@@ -84,6 +85,13 @@ impl ControlApi for DaemonApi {
 
     fn flush(&self, domain: Option<&DomainName>) -> FlushResult {
         let flushed = self.handler.flush(domain);
-        FlushResult { domain: domain.map(ToString::to_string), flushed }
+        let domain = domain.map(ToString::to_string);
+        self.agent.events.emit(EventKind::CacheFlushed { domain: domain.clone(), flushed });
+        FlushResult { domain, flushed }
+    }
+
+    fn subscribe(&self) -> Subscription {
+        let (replay, live) = self.agent.subscribe();
+        Subscription { replay, live }
     }
 }

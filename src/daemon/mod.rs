@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod api;
 pub mod default_upstream;
+pub mod events;
 pub mod interfaces;
 mod reconcile;
 mod status;
@@ -129,7 +130,7 @@ pub async fn run(config_path: Option<std::path::PathBuf>, overrides: Overrides) 
     agent.set_profiles(settings.profiles.clone());
     let agent = Arc::new(agent);
 
-    let policy = PeerPolicy::for_this_process(settings.control_group.as_deref())?;
+    let policy = PeerPolicy::for_this_process(settings.control_group.as_deref(), settings.watch_group.as_deref())?;
     // DNS first: a busy port is the likeliest start-up failure, and it should leave no socket behind.
     let handler = Handler::new(agent.snapshot(), cache, stats);
     let listener = Listener::bind(&settings.listen, handler.clone()).await?;

@@ -13,6 +13,9 @@ use hickory_proto::rr::LowerName;
 use tracing::{info, warn};
 
 use super::agent::{Inner, now_unix};
+use super::events::Events;
+use crate::control::events::EventKind;
+use crate::control::protocol::PendingReview;
 use crate::dns::snapshot::Snapshot;
 use crate::dns::validate::ZoneTrust;
 use crate::domain::DomainName;
@@ -118,8 +121,9 @@ pub(super) fn plan_trusts(
 /// keeps unchanged ones (and their verified keys), drops the rest. Anchors that are not
 /// whitelisted are remembered as pending review. Returns the zones whose validation changed (their
 /// cached answers must go).
-pub(super) fn sync_trusts(inner: &mut Inner) -> Vec<LowerName> {
+pub(super) fn sync_trusts(inner: &mut Inner, events: &Events) -> Vec<LowerName> {
     let resolved = inner.table.resolve();
+    let link_of = |seq: u64| resolved.iter().find(|r| r.link.seq == seq).map(|r| &r.link.spec);
     let whitelist = &inner.whitelist.list;
     let path = inner.whitelist.path.clone();
     let identity = |seq: u64| resolved.iter().find(|r| r.link.seq == seq).map(|r| r.link.spec.owner_identity());
@@ -151,11 +155,21 @@ pub(super) fn sync_trusts(inner: &mut Inner) -> Vec<LowerName> {
     for (seq, anchor, why) in &plan.pending {
         let key = (*seq, anchor.to_string());
         let since = inner.pending.get(&key).map(|(since, _)| *since).unwrap_or_else(|| {
-            let link = resolved.iter().find(|r| r.link.seq == *seq).map(|r| &r.link.spec);
+            let link = link_of(*seq);
             warn!(
                 link = ?link.map(|l| &l.id), profile = ?link.and_then(|l| l.profile.as_ref()), domain = %anchor.owner,
                 ds = %anchor, %why, "trust anchor NOT used; pending review"
             );
+            if let Some(l) = link {
+                events.emit(EventKind::AnchorPendingReview(PendingReview {
+                    link: l.id.clone(),
+                    profile: l.profile.clone(),
+                    domain: anchor.owner.to_string(),
+                    ds: anchor.to_string(),
+                    since: now,
+                    reason: why.clone(),
+                }));
+            }
             now
         });
         pending.insert(key, (since, why.clone()));
@@ -171,6 +185,15 @@ pub(super) fn sync_trusts(inner: &mut Inner) -> Vec<LowerName> {
         if !keep && t.parent.is_none() {
             info!(zone = %t.zone, "trust anchor withdrawn: its answers are no longer validated");
             changed.push(key.1.clone());
+            // Revoked while its link stays up (the whitelist changed); a link going away says so itself.
+            if let Some(l) = link_of(key.0) {
+                events.emit(EventKind::AnchorRevoked {
+                    link: l.id.clone(),
+                    profile: l.profile.clone(),
+                    domain: t.domain.to_string(),
+                    reason: "no longer approved by the whitelist: its answers are not validated".into(),
+                });
+            }
         }
         keep || t.parent.is_some()
     });
@@ -183,7 +206,8 @@ pub(super) fn sync_trusts(inner: &mut Inner) -> Vec<LowerName> {
         let Some(route) = inner.routes.get(&key.0) else { continue };
         info!(zone = %key.1, by = ?inner.whitelist.list.covers(&key.1), "trust anchor accepted: domain is whitelisted");
         changed.push(k.1.clone());
-        inner.trusts.insert(k, ZoneTrust::start(key.1.clone(), anchors.clone(), route.clone()));
+        let observer = link_of(key.0).map(|l| events.trust_observer(l.id.clone(), l.profile.clone()));
+        inner.trusts.insert(k, ZoneTrust::start(key.1.clone(), anchors.clone(), route.clone(), observer));
     }
     // Derived trusts: kept while their enclosing trust is the very same one.
     let mut derived: HashMap<(u64, LowerName), Arc<ZoneTrust>> = HashMap::new();
@@ -197,7 +221,8 @@ pub(super) fn sync_trusts(inner: &mut Inner) -> Vec<LowerName> {
                 let Some(route) = inner.routes.get(&key.0) else { continue };
                 info!(zone = %key.1, island = %parent.domain, "nested split domain inside another link's island: its chain of trust runs through it");
                 changed.push(k.1.clone());
-                ZoneTrust::derive(key.1.clone(), route.clone(), parent)
+                let observer = link_of(key.0).map(|l| events.trust_observer(l.id.clone(), l.profile.clone()));
+                ZoneTrust::derive(key.1.clone(), route.clone(), parent, observer)
             }
         };
         derived.insert(k, trust);

@@ -9,7 +9,10 @@ use crate::dns::route::{Owner, Route};
 use crate::dns::validate::{TrustPhase, TrustState};
 use crate::state::{AnchorState, AnchorView};
 
+use tokio::sync::broadcast;
+
 use super::agent::{Agent, Inner};
+use crate::control::events::{Event, EventKind};
 
 impl Agent {
     /// The agent's word on each offered anchor: used (and how its verification stands) or not.
@@ -43,6 +46,49 @@ impl Agent {
                 AnchorView { anchor: v.anchor.clone(), state, reason }
             })
             .collect()
+    }
+
+    /// A new `watch` subscriber: the lines to replay (what still needs a person: pending reviews,
+    /// anchors that failed, refused domains, a system that stopped pointing at the agent) and the
+    /// live stream, taken under the lock so that no event falls between the two or into both.
+    pub fn subscribe(&self) -> (Vec<Event>, broadcast::Receiver<Event>) {
+        let inner = self.lock();
+        let live = self.events.subscribe();
+        let mut replay: Vec<EventKind> =
+            pending_reviews(&inner).into_iter().map(EventKind::AnchorPendingReview).collect();
+        for r in inner.table.resolve() {
+            let (link, profile) = (&r.link.spec.id, &r.link.spec.profile);
+            for refusal in &r.refused {
+                replay.push(EventKind::DomainRefused {
+                    link: link.clone(),
+                    profile: profile.clone(),
+                    domain: refusal.domain.to_string(),
+                    refusal: refusal.kind,
+                    reason: refusal.reason.clone(),
+                });
+            }
+            for ((_, _), t) in inner.trusts.iter().filter(|((seq, _), _)| *seq == r.link.seq) {
+                let report = t.report();
+                if report.phase == TrustPhase::Failed {
+                    replay.push(EventKind::AnchorFailed {
+                        link: link.clone(),
+                        profile: profile.clone(),
+                        domain: report.zone.to_string(),
+                        reason: report.reason.unwrap_or_default(),
+                    });
+                }
+            }
+        }
+        if let Some(sd) = inner.system_dns.as_ref().filter(|s| !s.points_at_agent) {
+            replay.push(EventKind::SystemDns {
+                mode: sd.mode.clone(),
+                points_at_agent: false,
+                warnings: sd.warnings.clone(),
+            });
+        }
+        let mut lines: Vec<Event> = replay.into_iter().map(|k| Event { replay: true, ..k.now() }).collect();
+        lines.push(EventKind::ReplayDone.now());
+        (lines, live)
     }
 
     /// Everything `splitdns status` shows.
@@ -120,7 +166,7 @@ impl Agent {
     }
 }
 
-fn pending_reviews(inner: &Inner) -> Vec<PendingReview> {
+pub(super) fn pending_reviews(inner: &Inner) -> Vec<PendingReview> {
     let mut out = Vec::new();
     for link in inner.table.links() {
         for a in &link.spec.anchors {

@@ -18,6 +18,9 @@ pub(super) struct WhitelistState {
     pub(super) list: Arc<Whitelist>,
     pub(super) state: String,
     pub(super) problems: Vec<String>,
+    /// Why the last read was refused (and at which line, for a syntax error); `None` when it is
+    /// the file's own list that is in force.
+    pub(super) rejected: Option<(String, Option<usize>)>,
 }
 
 impl WhitelistState {
@@ -25,16 +28,22 @@ impl WhitelistState {
     /// file system and parses up to [`whitelist::MAX_BYTES`]: call it off the runtime's workers.
     pub(super) fn read(path: &Path, last: Option<&Arc<Whitelist>>) -> Self {
         let euid = nix::unistd::geteuid().as_raw();
-        let keep = |what: String| {
+        let keep = |what: String, line: Option<usize>| {
             let (list, note) = match last {
                 Some(l) => (l.clone(), "the last good whitelist stays in force"),
                 None => (Arc::new(Whitelist::empty()), "no trust anchor is used until it is fixed"),
             };
             error!("whitelist {}: {what}; {note}", path.display());
-            Self { path: path.to_path_buf(), list, state: format!("error: {what}; {note}"), problems: vec![] }
+            Self {
+                path: path.to_path_buf(),
+                list,
+                state: format!("error: {what}; {note}"),
+                problems: vec![],
+                rejected: Some((what, line)),
+            }
         };
         if let Err(e) = whitelist::check_permissions(path, euid) {
-            return keep(format!("refused: {e}"));
+            return keep(format!("refused: {e}"), None);
         }
         match Whitelist::load(path) {
             Ok(parsed) => {
@@ -47,9 +56,21 @@ impl WhitelistState {
                     "missing: no trust anchor is used (RFC 8598 §6)".to_string()
                 };
                 info!(path = %path.display(), entries = parsed.list.entries().len(), "whitelist loaded");
-                Self { path: path.to_path_buf(), list: Arc::new(parsed.list), state, problems: parsed.warnings }
+                Self {
+                    path: path.to_path_buf(),
+                    list: Arc::new(parsed.list),
+                    state,
+                    problems: parsed.warnings,
+                    rejected: None,
+                }
             }
-            Err(e) => keep(e.to_string()),
+            Err(e) => {
+                let line = match &e {
+                    whitelist::WhitelistError::Syntax { line, .. } => Some(*line),
+                    _ => None,
+                };
+                keep(e.to_string(), line)
+            }
         }
     }
 }

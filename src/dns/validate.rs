@@ -152,6 +152,9 @@ pub enum ValidationError {
     Untrusted(String),
 }
 
+/// Called with the zone's report when its phase changes.
+pub type Observer = Arc<dyn Fn(&TrustReport) + Send + Sync>;
+
 /// One anchored zone of one link.
 pub struct ZoneTrust {
     pub zone: Name,
@@ -162,6 +165,8 @@ pub struct ZoneTrust {
     /// trust. The chain of trust runs through it (RFC 8598 §6 islands belong to their anchor).
     pub parent: Option<Arc<ZoneTrust>>,
     route: Arc<Route>,
+    /// Told about each change of phase (verified, failed, insecure): the daemon's event stream.
+    observer: Option<Observer>,
     state: ArcSwap<TrustState>,
     refresh: Mutex<Option<Shared<BoxFuture<'static, ()>>>>,
     last_forced: Mutex<Option<Stamp>>,
@@ -176,8 +181,13 @@ impl std::fmt::Debug for ZoneTrust {
 
 impl ZoneTrust {
     /// Creates the zone's trust and starts verifying its key set in the background.
-    pub fn start(domain: DomainName, anchors: Vec<DsAnchor>, route: Arc<Route>) -> Arc<Self> {
-        Self::create(domain, anchors, None, route)
+    pub fn start(
+        domain: DomainName,
+        anchors: Vec<DsAnchor>,
+        route: Arc<Route>,
+        observer: Option<Observer>,
+    ) -> Arc<Self> {
+        Self::create(domain, anchors, None, route, observer)
     }
 
     /// The trust of a nested split domain `domain`, served by `route`, that lies inside the island
@@ -186,8 +196,13 @@ impl ZoneTrust {
     /// there. A DS makes a secure delegation (the child's keys, verified through it); a proof of a
     /// delegation without DS makes the domain insecure; anything else means the names belong to
     /// `parent`'s zone and are validated with its keys, so an unsigned forgery is bogus.
-    pub fn derive(domain: DomainName, route: Arc<Route>, parent: Arc<ZoneTrust>) -> Arc<Self> {
-        Self::create(domain, vec![], Some(parent), route)
+    pub fn derive(
+        domain: DomainName,
+        route: Arc<Route>,
+        parent: Arc<ZoneTrust>,
+        observer: Option<Observer>,
+    ) -> Arc<Self> {
+        Self::create(domain, vec![], Some(parent), route, observer)
     }
 
     fn create(
@@ -195,6 +210,7 @@ impl ZoneTrust {
         anchors: Vec<DsAnchor>,
         parent: Option<Arc<ZoneTrust>>,
         route: Arc<Route>,
+        observer: Option<Observer>,
     ) -> Arc<Self> {
         let zone = Name::from(domain.to_lower_name());
         let trust = Arc::new(Self {
@@ -204,6 +220,7 @@ impl ZoneTrust {
             anchors,
             parent,
             route,
+            observer,
             state: ArcSwap::from_pointee(TrustState::Pending),
             refresh: Mutex::new(None),
             last_forced: Mutex::new(None),
@@ -260,6 +277,24 @@ impl ZoneTrust {
             signature_checks,
             insecure: n(&c.insecure),
             bogus: n(&c.bogus),
+        }
+    }
+
+    /// Stores a new state; tells the observer when the phase changed (verified, failed, …).
+    fn set_state(&self, state: TrustState) {
+        let phase = |s: &TrustState| match s {
+            TrustState::Pending => TrustPhase::Verifying,
+            TrustState::Verified { .. } => TrustPhase::Verified,
+            TrustState::Failed { .. } => TrustPhase::Failed,
+            TrustState::Insecure { .. } => TrustPhase::Insecure,
+        };
+        let before = phase(&self.state.load());
+        let after = phase(&state);
+        self.state.store(Arc::new(state));
+        if before != after
+            && let Some(observe) = &self.observer
+        {
+            observe(&self.report());
         }
     }
 
@@ -359,7 +394,7 @@ impl ZoneTrust {
                         return self.fail(format!("the trust anchor of {} is not verified", parent.domain), false, now);
                     };
                     info!(zone = %self.zone, parent = %parent.domain, link = %self.route.describe(), "nested split domain: validated with its island's keys");
-                    self.state.store(Arc::new(TrustState::Verified {
+                    self.set_state(TrustState::Verified {
                         keys: keys.clone(),
                         anchors: anchors.clone(),
                         verified_at: now,
@@ -370,12 +405,12 @@ impl ZoneTrust {
                             "not delegated in {}: its names are that zone's, validated with its keys",
                             parent.domain
                         )),
-                    }));
+                    });
                     return;
                 }
                 Derived::Insecure(reason) => {
                     info!(zone = %self.zone, link = %self.route.describe(), %reason, "nested split domain is insecure");
-                    self.state.store(Arc::new(TrustState::Insecure { reason, at: now }));
+                    self.set_state(TrustState::Insecure { reason, at: now });
                     return;
                 }
                 Derived::Failed(reason, transient) => return self.fail(reason, transient, now),
@@ -408,7 +443,7 @@ impl ZoneTrust {
                         "trust anchor verified: DNSKEY set in force"
                     );
                 }
-                self.state.store(Arc::new(TrustState::Verified {
+                self.set_state(TrustState::Verified {
                     recheck_at: Stamp::now() + keys.recheck_after,
                     recheck_unix: now + keys.recheck_after.as_secs(),
                     keys: Arc::new(keys),
@@ -416,7 +451,7 @@ impl ZoneTrust {
                     verified_at: now,
                     sigs,
                     via,
-                }));
+                });
             }
             Err((reason, transient)) => self.fail(reason, transient, now),
         }
@@ -430,7 +465,7 @@ impl ZoneTrust {
             return;
         }
         warn!(zone = %self.zone, link = %self.route.describe(), %reason, "trust anchor NOT verified: the zone fails closed");
-        self.state.store(Arc::new(TrustState::Failed { reason, at: now }));
+        self.set_state(TrustState::Failed { reason, at: now });
     }
 
     /// Forces a re-verification after a failed validation, at most once per [`REVERIFY_INTERVAL`].

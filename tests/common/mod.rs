@@ -7,3 +7,4 @@ pub mod client;
 pub mod daemon;
 pub mod fake;
 pub mod signed;
+pub mod users;

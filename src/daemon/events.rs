@@ -1,0 +1,54 @@
+//! The daemon's event broadcast: every change worth a line on the `watch` stream goes out here.
+//!
+//! One bounded broadcast channel: sending never waits, and a subscriber that falls behind by more
+//! than [`CAPACITY`] events finds out (tokio's `Lagged`) and is cut off by the control socket with
+//! an `overflow` line. Events are sent while the agent holds its lock, and subscribers join under
+//! that lock too, so a subscriber's replay and its live events neither overlap nor leave a gap.
+
+use tokio::sync::broadcast;
+
+use crate::control::events::{Event, EventKind};
+use crate::dns::validate::{Observer, TrustPhase};
+
+/// Events a subscriber may fall behind by before it is cut off.
+pub const CAPACITY: usize = 256;
+
+/// The sending end of the event stream.
+pub struct Events {
+    tx: broadcast::Sender<Event>,
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Self { tx: broadcast::channel(CAPACITY).0 }
+    }
+}
+
+impl Events {
+    /// Sends one event to every subscriber (none is fine).
+    pub fn emit(&self, kind: EventKind) {
+        let _ = self.tx.send(kind.now());
+    }
+
+    /// A new subscriber's receiving end.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.tx.subscribe()
+    }
+
+    /// An observer for the validator of `domain` on link `link`: its verified and failed phases
+    /// become `anchor-in-use` and `anchor-failed` events.
+    pub fn trust_observer(&self, link: String, profile: Option<String>) -> Observer {
+        let tx = self.tx.clone();
+        std::sync::Arc::new(move |report| {
+            let (link, profile, domain) = (link.clone(), profile.clone(), report.zone.to_string());
+            let kind = match report.phase {
+                TrustPhase::Verified => EventKind::AnchorInUse { link, profile, domain, keys: report.keys.clone() },
+                TrustPhase::Failed => {
+                    EventKind::AnchorFailed { link, profile, domain, reason: report.reason.clone().unwrap_or_default() }
+                }
+                TrustPhase::Verifying | TrustPhase::Insecure => return,
+            };
+            let _ = tx.send(kind.now());
+        })
+    }
+}
