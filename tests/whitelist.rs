@@ -238,16 +238,42 @@ async fn review_prompt_approves_on_yes_through_a_terminal() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a terminal"));
     assert_eq!(std::fs::read_to_string(d.whitelist_path()).unwrap(), "# approved\n");
 
-    // On a terminal: the question explains who asks for what; `y` approves.
+    // Someone watches the event stream meanwhile (the desktop notifier would).
+    let watch = tokio::net::UnixStream::connect(&d.socket).await.unwrap();
+    let (r, mut w) = watch.into_split();
+    tokio::io::AsyncWriteExt::write_all(&mut w, b"{\"cmd\":\"watch\"}\n").await.unwrap();
+    let mut events = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(r));
+
+    // On a terminal: the question explains who asks for what, since when, what approving means,
+    // and whether the domain is a public suffix; `y` approves.
     let mut cmd = Command::new(common::daemon::bin());
     cmd.arg("--control-socket").arg(&d.socket).args(["whitelist", "review"]);
     let mut p = rexpect::session::spawn_command(cmd, Some(10_000)).unwrap();
     let shown = p.exp_string("[y/N] ").unwrap();
-    for word in ["\"vpn\"", "corp.example", &z.ds(2), "enterprise certificate authority"] {
+    for word in [
+        "\"vpn\"",
+        "corp.example",
+        &z.ds(2),
+        "enterprise certificate",
+        "since 20",
+        "not a public suffix",
+        "not on the whitelist",
+        "every name under corp.example",
+    ] {
         assert!(shown.contains(word), "the question should mention {word}: {shown}");
     }
     p.send_line("y").unwrap();
     p.exp_eof().unwrap();
+    // The stream shows the anchor pending (replayed), then in use once approved.
+    let mut kinds = vec![];
+    while !kinds.iter().any(|k: &String| k == "anchor-in-use") {
+        let line = tokio::time::timeout(Duration::from_secs(10), events.next_line()).await.unwrap().unwrap().unwrap();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if let Some(k) = v["kind"].as_str() {
+            kinds.push(k.to_string());
+        }
+    }
+    assert_eq!(kinds.first().map(String::as_str), Some("anchor-pending-review"), "{kinds:?}");
     assert!(std::fs::read_to_string(d.whitelist_path()).unwrap().contains("corp.example"));
     assert!(std::fs::read_to_string(d.whitelist_path()).unwrap().starts_with("# approved\n"));
     eventually("the approval taking effect", || async { ad(&d, "www.corp.example").await }).await;

@@ -271,22 +271,35 @@ async fn review(path: Option<PathBuf>, socket: &Path) -> anyhow::Result<()> {
             Some(x) => format!("this VPN profile ({x:?}) — and no other —"),
             None => "this VPN (and any other that offers an anchor for it)".to_string(),
         };
+        let suffix = match p.domain.parse::<DomainName>().map(|d| whitelist::is_public_suffix(&d)) {
+            Ok(true) => format!(
+                "{} IS A PUBLIC SUFFIX or top-level domain: names under it belong to many unrelated owners. Review \
+                 does not approve it; if this VPN really owns it, run `splitdns whitelist add {} \
+                 --override-public-suffix`.",
+                p.domain, p.domain
+            ),
+            _ => format!("{} is not a public suffix.", p.domain),
+        };
         let question = format!(
-            "The VPN link {:?}{profile} offers a DNSSEC trust anchor for {}:\n    {}\n\
-             Why it waits: {}\n\
-             Approving puts {} on the whitelist {}. From then on, {who} can vouch for {} and every name under \
-             it — addresses, TLSA, SSHFP and all other DNSSEC-protected data — like trusting an enterprise \
-             certificate authority for that domain.\n\
+            "The VPN link {:?}{profile} offers a DNSSEC trust anchor for {} (since {}):\n    {}\n\
+             Why it waits: {}\n{suffix}\n\
+             What approving means: every name under {} — addresses, TLSA, SSHFP and all other DNSSEC-protected \
+             data — will be validated with {who}'s key, like installing an enterprise certificate authority for \
+             that domain: a secure answer then means \"as this VPN says\". The line goes into the whitelist {}.\n\
              Approve {}?",
             p.link,
             p.domain,
+            super::watch::utc(p.since),
             p.ds,
             p.reason,
             p.domain,
             path.display(),
-            p.domain,
             p.domain
         );
+        if suffix.contains("IS A PUBLIC SUFFIX") {
+            eprintln!("{question}\n(skipped: public suffix)");
+            continue;
+        }
         if !confirm(&question) {
             println!("skipped {} (still pending)", p.domain);
             continue;
