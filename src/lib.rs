@@ -14,6 +14,6 @@ pub mod domain;
 pub mod hooks;
 pub mod perms;
 pub mod state;
-pub mod sysdns;
+pub mod system_dns;
 pub mod trust;
 pub mod watch;

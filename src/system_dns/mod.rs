@@ -8,7 +8,7 @@
 //!   sends every name to the agent; `/etc/resolv.conf` is left alone. Also when NetworkManager feeds
 //!   resolved (`dns=systemd-resolved`).
 //! - **NetworkManager** (it rewrites a regular-file `/etc/resolv.conf` at every connection change,
-//!   see [`nm`]): a drop-in [`NM_CONF_DROPIN`] with `[main] rc-manager=unmanaged`, so NetworkManager
+//!   see [`network_manager`]): a drop-in [`NM_CONF_DROPIN`] with `[main] rc-manager=unmanaged`, so NetworkManager
 //!   stops writing `/etc/resolv.conf` (it keeps writing its own copies under `/run/NetworkManager/`,
 //!   which the daemon follows for the real servers), then `/etc/resolv.conf` is rewritten as in plain
 //!   mode. Without the drop-in the next Wi-Fi change would undo the rewrite and split names would
@@ -45,9 +45,9 @@ use serde::{Deserialize, Serialize};
 use crate::domain::DomainName;
 use crate::state::ServerAddr;
 
-pub mod nm;
+pub mod network_manager;
 
-pub use nm::{
+pub use network_manager::{
     NM_CONF, NM_CONF_DROPIN, NM_NO_STUB_RESOLV_CONF, NM_RUN_DIR, NetworkManager, NmSetting, network_manager,
     nm_manages_resolv_conf,
 };
@@ -417,7 +417,7 @@ fn check_manifest(m: &Manifest) -> anyhow::Result<()> {
     let dirs = [
         "/etc/systemd/resolved.conf.d",
         "/etc/systemd",
-        nm::ETC_CONF_D,
+        network_manager::ETC_CONF_D,
         "/etc/NetworkManager",
         MACOS_RESOLVER_DIR,
         "/etc",
