@@ -21,7 +21,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use crate::config::{self, Settings, UpstreamSource};
+use crate::config::{Settings, UpstreamSource};
 use crate::system_dns::{self, Root};
 
 use crate::system_dns::{NM_CONF_DROPIN, NM_NO_STUB_RESOLV_CONF};
@@ -94,7 +94,7 @@ fn system_sources() -> [(&'static str, &'static str); 4] {
 }
 
 fn read(host: &Path, source: String, own: &[SocketAddr]) -> Pick {
-    let (servers, notes) = config::read_resolv_conf(host, own);
+    let (servers, notes) = system_dns::read_resolv_conf(host, own);
     Pick { servers, source, notes }
 }
 

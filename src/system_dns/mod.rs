@@ -74,8 +74,8 @@ pub use network_manager::{
     nm_manages_resolv_conf,
 };
 pub use plan::{EnableRequest, Plan, plan_enable};
-pub use resolv_conf::{RESOLV_CONF, nameservers};
-pub use resolved::{RESOLVED_DROPIN, RESOLVED_RESOLV_CONF, RESOLVED_RUN_DIR};
+pub use resolv_conf::{RESOLV_CONF, nameservers, read_resolv_conf};
+pub use resolved::{RESOLVED_DROPIN, RESOLVED_RESOLV_CONF, RESOLVED_RUN_DIR, RESOLVED_STUB};
 pub use restore::{Disabled, Outcome, disable};
 pub use status::{FileReport, Report, status};
 
