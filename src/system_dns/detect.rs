@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::files::{Current, inspect};
 use super::network_manager::{NetworkManager, network_manager};
 use super::resolv_conf::{RESOLV_CONF, nameservers, resolv_text};
-use super::resolved::{RESOLVED_RUN_DIR, RESOLVED_STUB};
+use super::resolved::{RESOLVED_RUN_DIR, RESOLVED_STUB, is_stub_link};
 use super::{Mode, Root};
 
 /// Who writes `/etc/resolv.conf` (or would rewrite the regular file `enable` writes there).
@@ -87,13 +87,7 @@ pub fn detect(root: &Root) -> Detection {
     let nm = network_manager(root);
     let running = root.path(RESOLVED_RUN_DIR).is_dir();
     let current = inspect(&root.path(RESOLV_CONF)).unwrap_or(Current::Other);
-    let stub_link = match &current {
-        Current::Symlink(t) => {
-            let t = t.to_string_lossy();
-            t.ends_with("systemd/resolve/stub-resolv.conf") || t.ends_with("lib/systemd/resolv.conf")
-        }
-        _ => false,
-    };
+    let stub_link = matches!(&current, Current::Symlink(t) if is_stub_link(t));
     let servers = resolv_text(root, Path::new(RESOLV_CONF)).map(|t| nameservers(&t)).unwrap_or_default();
     let stub_servers = !servers.is_empty() && servers.iter().all(|s| *s == RESOLVED_STUB);
     let what = match &current {
@@ -102,7 +96,7 @@ pub fn detect(root: &Root) -> Detection {
         _ => RESOLV_CONF.to_string(),
     };
     let (mode, manager, why) = if (stub_link || stub_servers) && running {
-        let why = format!("{what} is systemd-resolved's stub (127.0.0.53) and {RESOLVED_RUN_DIR} exists");
+        let why = format!("{what} is systemd-resolved's stub ({RESOLVED_STUB}) and {RESOLVED_RUN_DIR} exists");
         (Mode::Resolved, Manager::SystemdResolved, why)
     } else if let Some(n) = nm.as_ref().filter(|n| n.would_rewrite_a_file()) {
         let why = format!(

@@ -19,7 +19,7 @@ use super::files::write_atomic;
 use super::macos::{MACOS_RESOLVER_DIR, is_resolver_file};
 use super::network_manager::{self, NM_CONF_DROPIN};
 use super::resolv_conf::RESOLV_CONF;
-use super::resolved::RESOLVED_DROPIN;
+use super::resolved::{RESOLVED_CONF_D, RESOLVED_DROPIN};
 use super::{Mode, Root};
 
 /// What was at a path before `enable`.
@@ -109,7 +109,7 @@ fn check_manifest(m: &Manifest) -> anyhow::Result<()> {
         }
     }
     let dirs = [
-        "/etc/systemd/resolved.conf.d",
+        RESOLVED_CONF_D,
         "/etc/systemd",
         network_manager::ETC_CONF_D,
         "/etc/NetworkManager",

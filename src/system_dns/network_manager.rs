@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::{Current, MARKER, RESOLV_CONF, Root, header, inspect};
+use super::{Current, MARKER, RESOLV_CONF, Root, header, inspect, resolved};
 
 /// NetworkManager's main configuration file.
 pub const NM_CONF: &str = "/etc/NetworkManager/NetworkManager.conf";
@@ -199,15 +199,7 @@ fn manages(dns_mode: &str, rc_manager: &NmSetting) -> bool {
 /// Whether `/etc/resolv.conf` is a symbolic link to systemd-resolved's files, which is when an unset
 /// `dns=` means `systemd-resolved` to NetworkManager.
 fn links_to_resolved(root: &Root) -> bool {
-    match inspect(&root.path(RESOLV_CONF)) {
-        Ok(Current::Symlink(t)) => {
-            let t = t.to_string_lossy();
-            ["systemd/resolve/stub-resolv.conf", "systemd/resolve/resolv.conf", "lib/systemd/resolv.conf"]
-                .iter()
-                .any(|s| t.ends_with(s))
-        }
-        _ => false,
-    }
+    matches!(inspect(&root.path(RESOLV_CONF)), Ok(Current::Symlink(t)) if resolved::links_to_resolved(&t))
 }
 
 /// Reads NetworkManager's configuration under `root`; None when NetworkManager is not present
