@@ -4,6 +4,7 @@
 //! [`daemon`] applies them to the link table in [`state`] and publishes an immutable routing snapshot;
 //! the [`dns`] listener reads snapshots to route, cache and forward queries.
 
+pub mod atomic_file;
 pub mod cli;
 pub mod clock;
 pub mod config;

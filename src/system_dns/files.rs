@@ -3,12 +3,14 @@
 //! crash can leave behind (a fixed-name temporary file next to the file being written) is known to
 //! `status` and removed by `disable`.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write as _};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+
+use crate::atomic_file;
 
 const TMP_SUFFIX: &str = ".splitdns-new";
 
@@ -47,34 +49,22 @@ pub fn inspect(path: &Path) -> io::Result<Current> {
 /// (removed by `disable` if a crash leaves it), `mode` and `owner`, fsync, rename, fsync the directory.
 pub(super) fn write_atomic(path: &Path, bytes: &[u8], mode: u32, owner: Option<(u32, u32)>) -> anyhow::Result<()> {
     let tmp = tmp_path(path);
-    let result = (|| -> io::Result<()> {
-        let _ = fs::remove_file(&tmp);
-        let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-        f.write_all(bytes)?;
-        if let Some((uid, gid)) = owner {
-            let m = f.metadata()?;
-            if (m.uid(), m.gid()) != (uid, gid) {
-                std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
-            }
-        }
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        sync_dir(path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("cannot write {}", path.display()))
+    let options = atomic_file::Options { temp: atomic_file::Temp::Fixed(&tmp), mode: Some(mode), owner };
+    atomic_file::replace(path, bytes, &options)
+        .map_err(|e| e.source)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// The temporary file [`write_atomic`] writes first: hidden, with a fixed name, so that `status`
+/// can report one a crash left and `disable` removes it.
 pub(super) fn tmp_path(path: &Path) -> PathBuf {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     path.with_file_name(format!(".{name}{TMP_SUFFIX}"))
 }
 
+/// Makes a rename or removal of `path` durable.
 fn sync_dir(path: &Path) -> io::Result<()> {
-    File::open(path.parent().unwrap_or(Path::new("/")))?.sync_all()
+    atomic_file::sync_dir(path.parent().unwrap_or(Path::new("/")))
 }
 
 pub(super) fn replace_with_symlink(path: &Path, target: &Path) -> anyhow::Result<()> {
