@@ -26,7 +26,7 @@
 //! allow_public_suffix = false        # true: may claim a public suffix such as `com` (a VPN that owns one)
 //! ```
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -332,53 +332,6 @@ fn check_upstream(servers: &[SocketAddr], listen: &[SocketAddr]) -> anyhow::Resu
     Ok(())
 }
 
-/// systemd-resolved's stub listener.
-pub const RESOLVED_STUB: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 53));
-
-/// The nameservers of a resolv.conf, minus the agent's own listen addresses and systemd-resolved's
-/// stub (so it never forwards to itself, directly or through resolved). Returns the servers and
-/// notes worth logging.
-pub fn read_resolv_conf(path: &Path, own: &[SocketAddr]) -> (Vec<SocketAddr>, Vec<String>) {
-    let mut notes = Vec::new();
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) => {
-            notes.push(format!("cannot read {}: {e}; no default upstream until it appears", path.display()));
-            return (vec![], notes);
-        }
-    };
-    let mut servers = Vec::new();
-    for line in text.lines() {
-        let mut words = line.split_whitespace();
-        if words.next() != Some("nameserver") {
-            continue;
-        }
-        let Some(word) = words.next() else { continue };
-        // Drop an IPv6 zone (fe80::1%eth0): a zone name cannot be represented in SocketAddr here.
-        let Ok(ip) = word.split('%').next().unwrap_or(word).parse::<IpAddr>() else {
-            notes.push(format!("{}: ignoring nameserver {word:?}", path.display()));
-            continue;
-        };
-        let addr = SocketAddr::new(ip, 53);
-        if own.iter().any(|l| *l == addr || (l.port() == 53 && l.ip().is_unspecified())) {
-            notes.push(format!("{}: skipping nameserver {ip}: that is splitdns itself", path.display()));
-            continue;
-        }
-        if ip == RESOLVED_STUB {
-            // systemd-resolved's stub forwards to whatever resolved is told, which may be us.
-            notes.push(format!(
-                "{}: skipping nameserver {ip}: systemd-resolved's stub, never an upstream",
-                path.display()
-            ));
-            continue;
-        }
-        if !servers.contains(&addr) {
-            servers.push(addr);
-        }
-    }
-    (servers, notes)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -469,23 +422,5 @@ mod tests {
         assert!(settings_from(FileConfig::default(), None, &o, &system_paths()).is_err());
         // Fine: another port of the same address, another address.
         load("listen = [\"127.0.0.1:5353\"]\nupstream = [\"127.0.0.1\", \"192.0.2.1\"]").unwrap();
-    }
-
-    #[test]
-    fn resolv_conf_skips_self() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("resolv.conf");
-        std::fs::write(
-            &p,
-            "# x\nnameserver 127.0.0.1\nnameserver 192.0.2.1\nnameserver fe80::1%eth0\nnameserver bogus\n\
-             nameserver 127.0.0.53\nsearch a\n",
-        )
-        .unwrap();
-        let (s, notes) = read_resolv_conf(&p, &["127.0.0.1:53".parse().unwrap()]);
-        assert_eq!(s, vec!["192.0.2.1:53".parse().unwrap(), "[fe80::1]:53".parse().unwrap()]);
-        assert_eq!(notes.len(), 3, "self, bogus and the resolved stub: {notes:?}");
-        // A listener on another port is not "us" for port 53.
-        let (s, _) = read_resolv_conf(&p, &["127.0.0.1:5353".parse().unwrap()]);
-        assert_eq!(s.len(), 3);
     }
 }

@@ -4,6 +4,7 @@
 //! [`daemon`] applies them to the link table in [`state`] and publishes an immutable routing snapshot;
 //! the [`dns`] listener reads snapshots to route, cache and forward queries.
 
+pub mod atomic_file;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -14,6 +15,6 @@ pub mod domain;
 pub mod hooks;
 pub mod perms;
 pub mod state;
-pub mod sysdns;
+pub mod system_dns;
 pub mod trust;
 pub mod watch;

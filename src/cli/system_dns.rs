@@ -1,5 +1,5 @@
 //! `splitdns system-dns enable|disable|status`: point the system's resolver at the agent and back.
-//! The work is in [`crate::sysdns`]; this is arguments, the daemon's address and domains, root
+//! The work is in [`crate::system_dns`]; this is arguments, the daemon's address and domains, root
 //! checks, reloading systemd-resolved or NetworkManager, and printing.
 
 use std::io::Read as _;
@@ -15,7 +15,7 @@ use crate::control::client::{DEFAULT_TIMEOUT, call};
 use crate::control::protocol::{Request, Status};
 use crate::domain::DomainName;
 use crate::state::ServerAddr;
-use crate::sysdns::{self, EnableRequest, Mode, Outcome, Root};
+use crate::system_dns::{self, EnableRequest, Mode, Outcome, Root};
 
 /// The address the packaged daemon listens on.
 const PACKAGED_ADDRESS: &str = "127.0.0.1:53";
@@ -142,7 +142,7 @@ async fn enable(root: &Root, args: EnableArgs, socket: &Path) -> anyhow::Result<
     } else {
         vec![]
     };
-    let done = sysdns::enable(root, &EnableRequest { mode, address, domains })?;
+    let done = system_dns::enable(root, &EnableRequest { mode, address, domains })?;
     println!(
         "system DNS {} the splitdns agent at {address} ({})",
         if done.refresh { "still points at" } else { "now points at" },
@@ -155,15 +155,15 @@ async fn enable(root: &Root, args: EnableArgs, socket: &Path) -> anyhow::Result<
         let list: Vec<String> = servers.iter().map(ToString::to_string).collect();
         println!(
             "  saved   {} (the daemon's fallback upstream): {}",
-            root.path(sysdns::UPSTREAM_FILE).display(),
+            root.path(system_dns::UPSTREAM_FILE).display(),
             if list.is_empty() { "(none)".into() } else { list.join(", ") }
         );
         match done.mode {
             Mode::NetworkManager => {
-                println!("          the daemon follows {} and falls back on these", sysdns::NM_NO_STUB_RESOLV_CONF)
+                println!("          the daemon follows {} and falls back on these", system_dns::NM_NO_STUB_RESOLV_CONF)
             }
             Mode::Resolved => {
-                println!("          the daemon follows {} and falls back on these", sysdns::RESOLVED_RESOLV_CONF)
+                println!("          the daemon follows {} and falls back on these", system_dns::RESOLVED_RESOLV_CONF)
             }
             _ => println!(
                 "          reload the daemon (SIGHUP) to use them; after a network change run `splitdns system-dns enable` again"
@@ -184,7 +184,7 @@ async fn enable(root: &Root, args: EnableArgs, socket: &Path) -> anyhow::Result<
 
 fn disable(root: &Root, force: bool) -> anyhow::Result<()> {
     require_root(root, "disable")?;
-    let done = sysdns::disable(root, force)?;
+    let done = system_dns::disable(root, force)?;
     for n in &done.notes {
         eprintln!("warning: {n}");
     }
@@ -298,7 +298,7 @@ fn reload_network_manager(root: &Root) {
 }
 
 fn status(root: &Root, json: bool) -> anyhow::Result<()> {
-    let r = sysdns::status(root)?;
+    let r = system_dns::status(root)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(());
@@ -326,7 +326,7 @@ fn status(root: &Root, json: bool) -> anyhow::Result<()> {
         println!("system DNS: not pointed at splitdns");
         println!("`enable` would use a {}: {}", r.detected.mode, r.detected.why);
     }
-    println!("{} is managed by: {}", sysdns::RESOLV_CONF, r.detected.manager);
+    println!("{} is managed by: {}", system_dns::RESOLV_CONF, r.detected.manager);
     if let Some(nm) = &r.detected.network_manager {
         println!("NetworkManager: {}", nm.summary());
     }

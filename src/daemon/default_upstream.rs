@@ -21,10 +21,10 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use crate::config::{self, Settings, UpstreamSource};
-use crate::sysdns::{self, Root};
+use crate::config::{Settings, UpstreamSource};
+use crate::system_dns::{self, Root};
 
-use crate::sysdns::{NM_CONF_DROPIN, NM_NO_STUB_RESOLV_CONF};
+use crate::system_dns::{NM_CONF_DROPIN, NM_NO_STUB_RESOLV_CONF};
 
 /// What the default upstream follows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,7 +65,7 @@ impl Follow {
         };
         // Every `system-dns enable` or `disable` rewrites one of these, so the manifest itself (in
         // /var/lib, where other programs write all day) need not be watched.
-        for p in [sysdns::RESOLV_CONF, sysdns::RESOLVED_DROPIN, NM_CONF_DROPIN] {
+        for p in [system_dns::RESOLV_CONF, system_dns::RESOLVED_DROPIN, NM_CONF_DROPIN] {
             files.push(root.path(p));
         }
         files.sort();
@@ -87,14 +87,14 @@ impl Follow {
 fn system_sources() -> [(&'static str, &'static str); 4] {
     [
         (NM_NO_STUB_RESOLV_CONF, "NetworkManager"),
-        (sysdns::RESOLVED_RESOLV_CONF, "systemd-resolved"),
-        (sysdns::RESOLV_CONF, "the system resolver configuration"),
-        (sysdns::UPSTREAM_FILE, "saved by `splitdns system-dns enable`; no live source exists"),
+        (system_dns::RESOLVED_RESOLV_CONF, "systemd-resolved"),
+        (system_dns::RESOLV_CONF, "the system resolver configuration"),
+        (system_dns::UPSTREAM_FILE, "saved by `splitdns system-dns enable`; no live source exists"),
     ]
 }
 
 fn read(host: &Path, source: String, own: &[SocketAddr]) -> Pick {
-    let (servers, notes) = config::read_resolv_conf(host, own);
+    let (servers, notes) = system_dns::read_resolv_conf(host, own);
     Pick { servers, source, notes }
 }
 
@@ -107,7 +107,7 @@ fn pick_system(root: &Root, own: &[SocketAddr]) -> Pick {
             continue;
         }
         let pick = read(&host, format!("{path} ({whose})"), own);
-        if path == sysdns::RESOLV_CONF && pick.servers.is_empty() {
+        if path == system_dns::RESOLV_CONF && pick.servers.is_empty() {
             // It names the agent (system-dns is enabled) or resolved's stub, or nothing at all.
             passed_over.push(format!("{path} names no server but the agent or a local stub"));
             continue;
@@ -141,18 +141,18 @@ mod tests {
         assert!(follow.pick(&own).servers.is_empty(), "nothing exists yet");
 
         // system-dns enabled on a plain system: resolv.conf names the agent, the saved copy applies.
-        write(&root, sysdns::RESOLV_CONF, "nameserver 127.0.0.1\n");
-        write(&root, sysdns::UPSTREAM_FILE, "nameserver 192.0.2.9\n");
+        write(&root, system_dns::RESOLV_CONF, "nameserver 127.0.0.1\n");
+        write(&root, system_dns::UPSTREAM_FILE, "nameserver 192.0.2.9\n");
         let p = follow.pick(&own);
         assert_eq!(ips(&p), ["192.0.2.9"]);
         assert!(p.source.contains("saved by"), "{}", p.source);
 
         // A resolv.conf rewritten by someone else (DHCP) is live: it wins over the saved copy.
-        write(&root, sysdns::RESOLV_CONF, "nameserver 192.0.2.1\n");
+        write(&root, system_dns::RESOLV_CONF, "nameserver 192.0.2.1\n");
         assert_eq!(ips(&follow.pick(&own)), ["192.0.2.1"]);
         // Behind resolved's stub, resolved's own file.
-        write(&root, sysdns::RESOLV_CONF, "nameserver 127.0.0.53\n");
-        write(&root, sysdns::RESOLVED_RESOLV_CONF, "nameserver 192.0.2.2\nnameserver 127.0.0.1\n");
+        write(&root, system_dns::RESOLV_CONF, "nameserver 127.0.0.53\n");
+        write(&root, system_dns::RESOLVED_RESOLV_CONF, "nameserver 192.0.2.2\nnameserver 127.0.0.1\n");
         let p = follow.pick(&own);
         assert_eq!(ips(&p), ["192.0.2.2"], "the agent's own address is never an upstream");
         assert!(p.source.contains("systemd-resolved"), "{}", p.source);

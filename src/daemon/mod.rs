@@ -25,7 +25,7 @@ use crate::dns::cache::Cache;
 use crate::dns::handler::{Handler, Stats};
 use crate::dns::listener::Listener;
 use crate::state::persist::Store;
-use crate::sysdns::Root;
+use crate::system_dns::Root;
 use agent::Agent;
 use default_upstream::Follow;
 
@@ -40,7 +40,7 @@ fn pick_upstream(follow: &Follow, listen: &[SocketAddr]) -> default_upstream::Pi
 
 /// Whether the system still points at the agent, while `system-dns` is enabled.
 fn system_dns_state(root: &Root) -> Option<SystemDnsStatus> {
-    match crate::sysdns::status(root) {
+    match crate::system_dns::status(root) {
         Ok(r) if r.enabled => {
             Some(SystemDnsStatus { mode: r.mode.to_string(), points_at_agent: r.points_at_agent, warnings: r.warnings })
         }

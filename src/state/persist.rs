@@ -1,8 +1,9 @@
 //! The link table on disk, so a crash or upgrade of the agent does not drop a VPN's split DNS.
 //!
-//! One JSON file, `links.json`, in the state directory, written atomically (temporary file in the same
-//! directory, fsync, rename). A file that does not parse is renamed aside (`links.json.corrupt-<time>`)
-//! and reported; the daemon starts with no links rather than refusing to start.
+//! One JSON file, `links.json`, in the state directory, written atomically ([`crate::atomic_file`]:
+//! temporary file in the same directory, fsync, rename). A file that does not parse is renamed
+//! aside (`links.json.corrupt-<time>`) and reported; the daemon starts with no links rather than
+//! refusing to start.
 //!
 //! The file says where split names go, so it gets the whitelist's check ([`crate::perms::check`]):
 //! the file and the state directory must be owned by root or the daemon's user and not be writable
@@ -18,13 +19,13 @@
 //! directory the daemon creates itself (0755, less the umask).
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use super::table::Link;
+use crate::atomic_file::{self, Options, Step, Temp};
 use crate::perms::{self, PermError};
 
 const FILE_NAME: &str = "links.json";
@@ -169,18 +170,17 @@ impl Store {
         let io = |source| SaveError::Io { path: path.clone(), source };
         fs::DirBuilder::new().recursive(true).mode(NEW_DIR_MODE).create(&self.dir).map_err(io)?;
         self.check().map_err(|e| SaveError::Unsafe { path: path.clone(), source: Box::new(e) })?;
-        let body = serde_json::to_vec_pretty(&OnDisk { version: VERSION, links: links.to_vec() })
+        let mut body = serde_json::to_vec_pretty(&OnDisk { version: VERSION, links: links.to_vec() })
             .map_err(|e| io(std::io::Error::other(e)))?;
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir).map_err(io)?;
-        tmp.write_all(&body).map_err(io)?;
-        tmp.write_all(b"\n").map_err(io)?;
-        tmp.as_file().sync_all().map_err(io)?;
-        tmp.persist(&path).map_err(|e| io(e.error))?;
-        // Make the rename itself durable.
-        if let Ok(d) = fs::File::open(&self.dir) {
-            let _ = d.sync_all();
+        body.push(b'\n');
+        // The file keeps the temporary file's 0600 and the daemon's user as owner.
+        let options = Options { temp: Temp::Unique { prefix: ".tmp", suffix: "" }, mode: None, owner: None };
+        match atomic_file::replace(&path, &body, &options) {
+            // The new file is in place; a directory that cannot be fsynced does not undo the save.
+            Err(e) if e.step == Step::SyncDir => Ok(()),
+            Err(e) => Err(io(e.source)),
+            Ok(()) => Ok(()),
         }
-        Ok(())
     }
 }
 

@@ -42,10 +42,11 @@
 
 use std::collections::HashSet;
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::io::{self, Read};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::atomic_file::{self, Options, Temp};
 use crate::domain::{DomainError, DomainName};
 use crate::perms::{self, PermError, parent_dir};
 
@@ -403,31 +404,13 @@ fn write_atomic(path: &Path, contents: &str) -> Result<(), WhitelistError> {
             .create(dir)
             .map_err(|e| WhitelistError::io("create the directory", dir, e))?;
     }
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".whitelist.")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(|e| WhitelistError::io("create a temporary file in", dir, e))?;
-    tmp.write_all(contents.as_bytes()).map_err(|e| WhitelistError::io("write", tmp.path(), e))?;
-    let mode = match &old {
-        Some(m) => {
-            let mine = tmp.as_file().metadata().map_err(|e| WhitelistError::io("inspect", tmp.path(), e))?;
-            if (mine.uid(), mine.gid()) != (m.uid(), m.gid()) {
-                std::os::unix::fs::fchown(tmp.as_file(), Some(m.uid()), Some(m.gid())).map_err(|e| {
-                    WhitelistError::io(format!("keep the owner (uid {}, gid {}) of", m.uid(), m.gid()), &target, e)
-                })?;
-            }
-            m.mode() & 0o7777
-        }
-        None => NEW_FILE_MODE,
+    let options = Options {
+        temp: Temp::Unique { prefix: ".whitelist.", suffix: ".tmp" },
+        mode: Some(old.as_ref().map_or(NEW_FILE_MODE, |m| m.mode() & 0o7777)),
+        owner: old.as_ref().map(|m| (m.uid(), m.gid())),
     };
-    tmp.as_file()
-        .set_permissions(fs::Permissions::from_mode(mode))
-        .map_err(|e| WhitelistError::io("set the mode of", tmp.path(), e))?;
-    tmp.as_file().sync_all().map_err(|e| WhitelistError::io("sync", tmp.path(), e))?;
-    tmp.persist(&target).map_err(|e| WhitelistError::io("replace", &target, e.error))?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| WhitelistError::io("sync the directory", dir, e))?;
-    Ok(())
+    atomic_file::replace(&target, contents.as_bytes(), &options)
+        .map_err(|e| WhitelistError::io(e.step.to_string(), &e.path, e.source))
 }
 
 /// Adds `domain` to the whitelist file at `path` (for the interactive prompt only: the daemon never
@@ -517,7 +500,7 @@ pub fn remove(path: &Path, domain: &str) -> Result<bool, WhitelistError> {
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::symlink;
+    use std::os::unix::fs::{PermissionsExt, symlink};
 
     use super::*;
 

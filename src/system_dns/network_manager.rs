@@ -1,3 +1,10 @@
+//! NetworkManager mode: when NetworkManager rewrites a regular-file `/etc/resolv.conf` at every
+//! connection change, a drop-in [`NM_CONF_DROPIN`] with `[main] rc-manager=unmanaged` stops that
+//! (it keeps writing its own copies under `/run/NetworkManager/`, which the daemon follows for the
+//! real servers), then `/etc/resolv.conf` is rewritten as in plain mode. Without the drop-in the
+//! next Wi-Fi change would undo the rewrite and split names would leak to the network's DNS. The
+//! command-line side reloads NetworkManager after `enable` and `disable`.
+//!
 //! NetworkManager's say over `/etc/resolv.conf`: its `[main] dns=` and `rc-manager=`, read the way
 //! NetworkManager reads them (NetworkManager.conf(5)), for [`super::detect`], `system-dns status` and
 //! the daemon (which follows [`NM_NO_STUB_RESOLV_CONF`] when NetworkManager is the system's source).
@@ -24,7 +31,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::{Current, MARKER, RESOLV_CONF, Root, inspect};
+use super::{Current, MARKER, RESOLV_CONF, Root, header, inspect, resolved};
 
 /// NetworkManager's main configuration file.
 pub const NM_CONF: &str = "/etc/NetworkManager/NetworkManager.conf";
@@ -192,15 +199,7 @@ fn manages(dns_mode: &str, rc_manager: &NmSetting) -> bool {
 /// Whether `/etc/resolv.conf` is a symbolic link to systemd-resolved's files, which is when an unset
 /// `dns=` means `systemd-resolved` to NetworkManager.
 fn links_to_resolved(root: &Root) -> bool {
-    match inspect(&root.path(RESOLV_CONF)) {
-        Ok(Current::Symlink(t)) => {
-            let t = t.to_string_lossy();
-            ["systemd/resolve/stub-resolv.conf", "systemd/resolve/resolv.conf", "lib/systemd/resolv.conf"]
-                .iter()
-                .any(|s| t.ends_with(s))
-        }
-        _ => false,
-    }
+    matches!(inspect(&root.path(RESOLV_CONF)), Ok(Current::Symlink(t)) if resolved::links_to_resolved(&t))
 }
 
 /// Reads NetworkManager's configuration under `root`; None when NetworkManager is not present
@@ -244,6 +243,16 @@ pub fn network_manager(root: &Root) -> Option<NetworkManager> {
 /// [`NM_NO_STUB_RESOLV_CONF`], whether or not `system-dns enable` stopped it from writing resolv.conf.
 pub fn nm_manages_resolv_conf(root: &Root) -> bool {
     network_manager(root).is_some_and(|n| n.manages_resolv_conf)
+}
+
+/// NetworkManager's drop-in: it stops writing `/etc/resolv.conf`, and still writes its own copies
+/// under `/run/NetworkManager/`.
+pub(super) fn nm_dropin_text() -> String {
+    format!(
+        "{}# NetworkManager keeps writing {NM_NO_STUB_RESOLV_CONF}, which the splitdns daemon follows.\n\
+         [main]\nrc-manager=unmanaged\n",
+        header("NetworkManager leaves /etc/resolv.conf, which points at the splitdns agent, alone")
+    )
 }
 
 #[cfg(test)]
