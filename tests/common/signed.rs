@@ -193,7 +193,7 @@ impl SignedZone {
 
     /// Trust anchors holding **every** key of the DNSKEY set, bound to the zone name
     /// (`insert_with_name`). Anchoring only the KSK makes hickory's validator look for a DS and
-    /// fail; see the notes, section 1.
+    /// fail (`tests/signed_selftest.rs`, `ksk_only_anchor_is_bogus`).
     pub fn trust_anchors(&self) -> TrustAnchors {
         anchors_for(&self.origin, &self.dnskeys())
     }
