@@ -3,12 +3,12 @@
 //! event. Also: what an up event that routes none of its domains does, and the packaged hook
 //! scripts run the way their clients run them (no PATH).
 //!
-//! The environments follow each client's own documentation and source: strongSwan's updown plugin
-//! (`src/libcharon/plugins/updown/updown_listener.c`), libreswan's `programs/pluto/updown.c` and
-//! `_updown.xfrm(8)`, openvpn(8) "Environmental Variables" with OpenVPN's `src/openvpn/dns.c` and
-//! `options.c` (`--dns` variables and their `foreign_option_<n>` translation), NetworkManager-
-//! dispatcher(8), and wg-quick(8). The OpenVPN 2.6 environment is also exercised with the real
-//! client in tests/openvpn_client.rs.
+//! The environments follow each client's own documentation and source code (not part of this
+//! repository): strongSwan's updown plugin (`updown_listener.c` in strongSwan's libcharon),
+//! libreswan's pluto (`updown.c`) and `_updown.xfrm(8)`, openvpn(8) "Environmental Variables" with
+//! OpenVPN's `dns.c` and `options.c` (`--dns` variables and their `foreign_option_<n>`
+//! translation), NetworkManager-dispatcher(8), and wg-quick(8). The OpenVPN 2.6 environment is also
+//! exercised with the real client in tests/openvpn_client.rs.
 
 mod common;
 

@@ -1,5 +1,8 @@
-//! Issue 2 end to end: routing by longest suffix, no leaks, teardown's four effects (RFC 8598 §5),
-//! ownership conflicts (RFC 8598 §8), full tunnels (§2) and restart.
+//! Split-DNS routing through the real daemon: longest-suffix routing across nested links with no
+//! leak to the public upstream, teardown's four effects (RFC 8598 §5), ownership conflicts between
+//! profiles (RFC 8598 §8), full tunnels and the default route (§2), links kept across restart and
+//! crash, the state file (corrupt, unsafe), SIGHUP, shared in-flight queries, public suffixes, and
+//! servers that name no DNS server.
 //!
 //! Every test runs the real daemon binary against real authoritative servers on loopback: an
 //! "internal" one per VPN and a "public" one that serves a *different* `corp.example` as a leak canary.

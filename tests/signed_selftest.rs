@@ -590,7 +590,9 @@ async fn zsk_rollover_changes_the_key_set_not_the_ds() {
     assert_secure_denial(&r, ResponseCode::NXDomain, "new anchors, NXDOMAIN");
 }
 
-/// Notes §1: anchoring only the DS-covered KSK is not enough for hickory; the whole set is.
+/// Anchoring only the DS-covered KSK is not enough for hickory's validator (it then looks for a DS
+/// above the zone); anchoring the whole DNSKEY set is, which is why `SignedZone::trust_anchors`
+/// holds every key.
 #[tokio::test]
 async fn ksk_only_anchor_is_bogus() {
     let zone = SignedZone::corp();

@@ -1,4 +1,6 @@
-//! Proves that the test-support helpers in `tests/common` behave as documented.
+//! Proves that the test-support helpers in `tests/common` behave as documented: the authoritative
+//! server's UDP/TCP answers, query log and knobs (blackhole, no TCP, REFUSED, truncation, delay,
+//! whole-label counting, stopping), and the raw client's EDE helpers and reply-id check.
 
 mod common;
 

@@ -1,5 +1,7 @@
-//! Issue 4 end to end: the human-approved whitelist decides which VPN-supplied trust anchors are
-//! used (RFC 8598 §6, §8), through the real daemon, with the file watched for edits.
+//! The trust-anchor whitelist through the real daemon: only anchors for domains a person approved
+//! are used (RFC 8598 §6, §8); the file is watched, so approving, removing and breaking an entry
+//! take effect without a reconnect (a broken or oversized file keeps the last good list); unsafe
+//! files are refused; the control socket cannot change it; the review prompt needs a terminal.
 
 mod common;
 

@@ -544,7 +544,7 @@ pub(crate) fn base32hex_decode(label: &[u8]) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dns::fastval_fixture::*;
+    use crate::dns::signing_fixture::*;
     use hickory_proto::dnssec::rdata::NSEC;
     use hickory_proto::rr::rdata::{A, NS};
     use std::net::Ipv4Addr;

@@ -4,12 +4,15 @@
 pub mod cache;
 pub mod ede;
 pub mod fastval;
-#[doc(hidden)]
-pub mod fastval_fixture;
 pub mod handler;
 pub mod listener;
 pub mod route;
 pub mod scrub;
+// Test support (unit tests, and the `test-support` feature for integration tests and benches):
+// not in a release build.
+#[cfg(any(test, feature = "test-support"))]
+#[doc(hidden)]
+pub mod signing_fixture;
 pub mod snapshot;
 pub mod udp;
 pub mod upstream;

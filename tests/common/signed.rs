@@ -11,28 +11,29 @@
 //! like [`AuthServer`](super::auth::AuthServer) and can swap its data in place
 //! ([`SignedServer::replace`]) for key-rollover tests.
 //!
-//! Everything is signed by hand with hickory-proto primitives (`SigInput` + `TBS` +
-//! `SigningKey::sign` + `RRSIG::from_sig`) rather than with `InMemoryZoneHandler::secure_zone`:
-//! hickory's zone signer signs every RRset with every key (no KSK/ZSK split), cannot produce the
-//! broken signatures, and its answers (wildcard proofs, NSEC placement) are whatever the catalog
-//! does; here every byte that goes out is decided by this file.
+//! Keys, RRSIGs, NSEC3 hashes and NSEC3 records come from the crate's one signing fixture
+//! ([`splitdns::dns::signing_fixture`]: [`Signer`], which signs by hand with hickory-proto
+//! primitives, `SigInput` + `TBS` + `SigningKey::sign` + `RRSIG::from_sig`), the same one the unit
+//! tests and benches sign with. Not with `InMemoryZoneHandler::secure_zone`: hickory's zone signer
+//! signs every RRset with every key (no KSK/ZSK split), cannot produce the broken signatures, and
+//! its answers (wildcard proofs, NSEC placement) are whatever the catalog does; here every byte
+//! that goes out is decided by this file.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hickory_proto::dnssec::crypto::{EcdsaSigningKey, Ed25519SigningKey};
-use hickory_proto::dnssec::rdata::{DNSKEY, DNSSECRData, DS, NSEC, NSEC3, NSEC3PARAM, RRSIG, SigInput};
-use hickory_proto::dnssec::{Algorithm, DigestType, Nsec3HashAlgorithm, PublicKey, SigningKey, TBS, TrustAnchors};
+use hickory_proto::dnssec::rdata::{DNSKEY, DNSSECRData, DS, NSEC, NSEC3, NSEC3PARAM, RRSIG};
+use hickory_proto::dnssec::{Algorithm, DigestType, Nsec3HashAlgorithm, PublicKey, TrustAnchors};
 use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, NS, SOA};
-use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType, SerialNumber};
+use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType};
 use hickory_server::Server;
 use hickory_server::net::runtime::Time;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
-use splitdns::dns::fastval_fixture::base32hex;
+use splitdns::dns::signing_fixture::{self as fx, DAY, SigOpts, Signer};
 use tokio::net::{TcpListener, UdpSocket};
 
 pub use super::auth::LoggedQuery;
@@ -93,48 +94,15 @@ pub struct Nsec3Options {
 const TTL: u32 = 60;
 /// TTL of SOA, NS, DNSKEY and NSEC3PARAM.
 const APEX_TTL: u32 = 3600;
-const DAY: u32 = 86_400;
-
-/// One DNSSEC key with its private half.
-#[derive(Clone)]
-struct Key {
-    dnskey: DNSKEY,
-    signer: Arc<dyn SigningKey>,
-    tag: u16,
-}
-
-impl Key {
-    fn generate(algorithm: Algorithm, flags: u16, avoid_tags: &[u16]) -> Key {
-        loop {
-            let signer: Arc<dyn SigningKey> = match algorithm {
-                Algorithm::ECDSAP256SHA256 | Algorithm::ECDSAP384SHA384 => {
-                    let der = EcdsaSigningKey::generate_pkcs8(algorithm).expect("generate ECDSA");
-                    Arc::new(EcdsaSigningKey::from_pkcs8(&der, algorithm).expect("load ECDSA"))
-                }
-                Algorithm::ED25519 => {
-                    let der = Ed25519SigningKey::generate_pkcs8().expect("generate Ed25519");
-                    Arc::new(Ed25519SigningKey::from_pkcs8(&der).expect("load Ed25519"))
-                }
-                other => panic!("SignedZone does not support algorithm {other:?}"),
-            };
-            let dnskey = DNSKEY::with_flags(flags, signer.to_public_key().expect("public key"));
-            let tag = dnskey.calculate_key_tag().expect("key tag");
-            // Distinct tags keep "which key signed this" unambiguous in tests.
-            if !avoid_tags.contains(&tag) {
-                return Key { dnskey, signer, tag };
-            }
-        }
-    }
-}
 
 /// A signed zone: keys plus the precomputed, signed record map a [`SignedServer`] serves.
 pub struct SignedZone {
     origin: Name,
     opts: SignOptions,
-    ksk: Key,
-    zsk: Key,
+    ksk: Signer,
+    zsk: Signer,
     /// Signs `wrongkey`; never published.
-    rogue: Key,
+    rogue: Signer,
     serial: u32,
     data: Arc<ZoneData>,
 }
@@ -163,9 +131,10 @@ impl SignedZone {
         let mut origin = Name::from_ascii(origin).expect("zone origin is a valid name");
         origin.set_fqdn(true);
         let origin = origin.to_lowercase();
-        let ksk = Key::generate(opts.algorithm, 257, &[]);
-        let zsk = Key::generate(opts.algorithm, 256, &[ksk.tag]);
-        let rogue = Key::generate(opts.algorithm, 256, &[ksk.tag, zsk.tag]);
+        // Distinct tags keep "which key signed this" unambiguous in tests.
+        let ksk = Signer::generate(opts.algorithm, 257, &[]);
+        let zsk = Signer::generate(opts.algorithm, 256, &[ksk.tag]);
+        let rogue = Signer::generate(opts.algorithm, 256, &[ksk.tag, zsk.tag]);
         let mut zone =
             SignedZone { origin, opts: opts.clone(), ksk, zsk, rogue, serial: 1, data: Arc::new(ZoneData::default()) };
         zone.sign();
@@ -224,7 +193,7 @@ impl SignedZone {
 
     /// Trust anchors holding **every** key of the DNSKEY set, bound to the zone name
     /// (`insert_with_name`). Anchoring only the KSK makes hickory's validator look for a DS and
-    /// fail; see the notes, section 1.
+    /// fail (`tests/signed_selftest.rs`, `ksk_only_anchor_is_bogus`).
     pub fn trust_anchors(&self) -> TrustAnchors {
         anchors_for(&self.origin, &self.dnskeys())
     }
@@ -259,7 +228,7 @@ impl SignedZone {
     /// after the "remove old key" step of a pre-publish rollover).
     pub fn roll_zsk(&mut self) {
         let old = [self.ksk.tag, self.zsk.tag, self.rogue.tag];
-        self.zsk = Key::generate(self.opts.algorithm, 256, &old);
+        self.zsk = Signer::generate(self.opts.algorithm, 256, &old);
         self.serial += 1;
         self.sign();
     }
@@ -432,17 +401,9 @@ impl SignedZone {
         let mut out = BTreeMap::new();
         for (i, hash) in hashes.iter().enumerate() {
             let next = hashes.get(i + 1).unwrap_or(&hashes[0]).clone();
-            let owner =
-                Name::from_ascii(base32hex(hash)).expect("hash label").append_domain(&self.origin).expect("owner fits");
-            let rdata = NSEC3::new(
-                Nsec3HashAlgorithm::SHA1,
-                false,
-                p.iterations,
-                p.salt.clone(),
-                next,
-                hashed[hash].iter().copied(),
-            );
-            let record = Record::from_rdata(owner, TTL, RData::DNSSEC(DNSSECRData::NSEC3(rdata)));
+            // TTL 60 (= TTL), as every NSEC3 of the fixture.
+            let record =
+                fx::nsec3_record(&self.origin, hash, &next, false, p.iterations, &p.salt, hashed[hash].iter().copied());
             out.insert(hash.clone(), RrSet { records: vec![record], rrsigs: Vec::new() });
         }
         out
@@ -475,22 +436,8 @@ fn unix_now() -> u32 {
 }
 
 /// RRSIG over `records` (one RRset) by `key` for zone `origin`, valid `(inception, expiration)`.
-fn sign_rrset(key: &Key, origin: &Name, records: &[Record], window: (u32, u32)) -> Record {
-    let first = records.first().expect("non-empty RRset");
-    let input = SigInput {
-        type_covered: first.record_type(),
-        algorithm: key.dnskey.public_key().algorithm(),
-        // Name::num_labels does not count a leading `*`, as RFC 4034 §3.1.3 wants.
-        num_labels: first.name.num_labels(),
-        original_ttl: first.ttl,
-        sig_expiration: SerialNumber::new(window.1),
-        sig_inception: SerialNumber::new(window.0),
-        key_tag: key.tag,
-        signer_name: origin.clone(),
-    };
-    let tbs = TBS::from_input(&first.name, DNSClass::IN, &input, records.iter()).expect("TBS");
-    let sig = key.signer.sign(&tbs).expect("sign");
-    Record::from_rdata(first.name.clone(), first.ttl, RData::DNSSEC(DNSSECRData::RRSIG(RRSIG::from_sig(input, sig))))
+fn sign_rrset(key: &Signer, origin: &Name, records: &[Record], window: (u32, u32)) -> Record {
+    key.sign(records, SigOpts { labels: None, window, signer: Some(origin.clone()) })
 }
 
 /// Flips every bit of one byte in the middle of the signature.
@@ -526,7 +473,7 @@ fn tamper(mut record: Record) -> Record {
 }
 
 fn nsec3_hash(name: &Name, p: &Nsec3Options) -> Vec<u8> {
-    Nsec3HashAlgorithm::SHA1.hash(&p.salt, name, p.iterations).expect("NSEC3 hash").as_ref().to_vec()
+    fx::hash_with(name, &p.salt, p.iterations)
 }
 
 /// An RRset and the RRSIGs over it.

@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """How long a change of the followed resolv.conf takes to reach the default upstream.
 
-Usage: bench/upstream_follow.py [BINARY] [ROUNDS]  (default: target/release/splitdns, 20)
+Usage: scripts/bench/upstream_follow.py [BINARY] [ROUNDS]  (default: target/release/splitdns, 20)
 Starts a daemon following a temporary resolv.conf, replaces the file by rename ROUNDS times (as
 network managers do) and times each rename until `status` shows the new server.
 """
 import json, os, socket, subprocess, sys, tempfile, time
 here = os.path.dirname(os.path.abspath(__file__))
-bin_ = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "target", "release", "splitdns")
+bin_ = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "..", "target", "release", "splitdns")
 rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 20
 d = tempfile.mkdtemp(); resolv = os.path.join(d, "resolv.conf"); sock = os.path.join(d, "control.sock")
 open(os.path.join(d, "config.toml"), "w").write(f'resolv_conf = "{resolv}"\n')

@@ -1,15 +1,24 @@
-//! Signed DNSSEC material for the tests and benchmarks of [`super::fastval`]: a zone key that
-//! signs like a zone would (ECDSA P-256), and the records, signatures and NSEC3 proofs of the
-//! shapes the fast path proves.
+//! Signed DNSSEC material for tests and benchmarks: keys that sign as a zone's keys would
+//! (ECDSA P-256 or P-384, Ed25519; zone or key signing flags), RRSIGs with any Labels field,
+//! validity window and signer, NSEC3 hashes and records, and the records, signatures and proofs of
+//! the shapes [`super::fastval`] proves.
 //!
-//! Not part of the daemon: `#[doc(hidden)]` and only called from `fastval`'s unit tests and
-//! `benches/hot_path.rs` (a bench links the library as built without `cfg(test)`, hence a public
-//! module). Everything here panics on failure, as test code does.
+//! One fixture for every test that signs: `fastval`'s unit tests, `benches/hot_path.rs`, and the
+//! signed authoritative server of the integration tests (`tests/common/signed.rs` builds whole
+//! zones, with a KSK/ZSK split, broken names and NSEC/NSEC3 chains, from [`Signer`],
+//! [`hash_with`] and [`nsec3_record`]).
+//!
+//! Not part of the daemon: the module exists only in the crate's own unit tests (`cfg(test)`) and
+//! with the `test-support` feature. The package turns that feature on for its integration tests and
+//! benches by depending on itself in `[dev-dependencies]` (a bench or an integration test links
+//! the library as built without `cfg(test)`); `cargo build --release` does not build it.
+//! Everything here panics on failure, as test code does.
 
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_proto::dnssec::crypto::EcdsaSigningKey;
+use hickory_proto::dnssec::crypto::{EcdsaSigningKey, Ed25519SigningKey};
 use hickory_proto::dnssec::rdata::{DNSKEY, DNSSECRData, NSEC3, RRSIG, SigInput};
 use hickory_proto::dnssec::{Algorithm, Nsec3HashAlgorithm, SigningKey, TBS};
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
@@ -22,9 +31,10 @@ use crate::trust::anchors::VerifiedKeys;
 pub const NOW: u32 = 1_750_000_000;
 pub const DAY: u32 = 86_400;
 
-/// A zone signing key of [`zone`].
+/// A DNSSEC key with its private half; by default a zone signing key of [`zone`].
+#[derive(Clone)]
 pub struct Signer {
-    pub key: EcdsaSigningKey,
+    pub key: Arc<dyn SigningKey>,
     pub dnskey: DNSKEY,
     pub tag: u16,
     /// The time [`Signer::opts`] makes signatures valid at.
@@ -46,11 +56,37 @@ impl Signer {
     /// A fresh key whose signatures are valid at `now` (Unix seconds): for material that must be
     /// valid at the wall clock, as the answer cache checks.
     pub fn at(now: u32) -> Self {
-        let der = EcdsaSigningKey::generate_pkcs8(Algorithm::ECDSAP256SHA256).unwrap();
-        let key = EcdsaSigningKey::from_pkcs8(&der, Algorithm::ECDSAP256SHA256).unwrap();
-        let dnskey = DNSKEY::with_flags(256, key.to_public_key().unwrap());
-        let tag = dnskey.calculate_key_tag().unwrap();
-        Self { key, dnskey, tag, now }
+        Self { now, ..Self::generate(Algorithm::ECDSAP256SHA256, 256, &[]) }
+    }
+
+    /// A fresh key of `algorithm` (`ECDSAP256SHA256`, `ECDSAP384SHA384` or `ED25519`) published
+    /// with DNSKEY `flags` (256: zone signing key, 257: key signing key), whose key tag is none of
+    /// `avoid_tags` (distinct tags keep "which key signed this" unambiguous). Its [`Signer::opts`]
+    /// are valid at [`NOW`].
+    pub fn generate(algorithm: Algorithm, flags: u16, avoid_tags: &[u16]) -> Self {
+        loop {
+            let key: Arc<dyn SigningKey> = match algorithm {
+                Algorithm::ECDSAP256SHA256 | Algorithm::ECDSAP384SHA384 => {
+                    let der = EcdsaSigningKey::generate_pkcs8(algorithm).expect("generate ECDSA");
+                    Arc::new(EcdsaSigningKey::from_pkcs8(&der, algorithm).expect("load ECDSA"))
+                }
+                Algorithm::ED25519 => {
+                    let der = Ed25519SigningKey::generate_pkcs8().expect("generate Ed25519");
+                    Arc::new(Ed25519SigningKey::from_pkcs8(&der).expect("load Ed25519"))
+                }
+                other => panic!("the signing fixture does not support algorithm {other:?}"),
+            };
+            let dnskey = DNSKEY::with_flags(flags, key.to_public_key().expect("public key"));
+            let tag = dnskey.calculate_key_tag().expect("key tag");
+            if !avoid_tags.contains(&tag) {
+                return Self { key, dnskey, tag, now: NOW };
+            }
+        }
+    }
+
+    /// The key's DNSSEC algorithm.
+    pub fn algorithm(&self) -> Algorithm {
+        self.key.algorithm()
     }
 
     /// The usual signature options: by the zone, valid from a day before `now` to 30 days after.
@@ -58,12 +94,14 @@ impl Signer {
         SigOpts::at(self.now)
     }
 
-    /// RRSIG over `records` (owner = first record's owner, Labels = `labels` or the owner's).
+    /// RRSIG over `records`, one RRset (owner = first record's owner, Labels = `labels` or the
+    /// owner's).
     pub fn sign(&self, records: &[Record], opts: SigOpts) -> Record {
-        let first = &records[0];
+        let first = records.first().expect("an RRset has at least one record");
         let input = SigInput {
             type_covered: first.record_type(),
-            algorithm: Algorithm::ECDSAP256SHA256,
+            algorithm: self.algorithm(),
+            // Name::num_labels does not count a leading `*`, as RFC 4034 §3.1.3 wants.
             num_labels: opts.labels.unwrap_or(first.name.num_labels()),
             original_ttl: first.ttl,
             sig_expiration: SerialNumber::new(opts.window.1),
@@ -147,7 +185,12 @@ pub fn response(qname: &str, qtype: RecordType, answers: Vec<Record>, authoritie
 
 /// The NSEC3 hash (SHA-1, no salt, no extra iterations) of `n`.
 pub fn hash(n: &Name) -> Vec<u8> {
-    Nsec3HashAlgorithm::SHA1.hash(&[], n, 0).unwrap().as_ref().to_vec()
+    hash_with(n, &[], 0)
+}
+
+/// The NSEC3 hash (SHA-1) of `n` with `salt` and `iterations` extra iterations.
+pub fn hash_with(n: &Name, salt: &[u8], iterations: u16) -> Vec<u8> {
+    Nsec3HashAlgorithm::SHA1.hash(salt, n, iterations).expect("NSEC3 hash").as_ref().to_vec()
 }
 
 /// RFC 4648 base32hex, lower case, no padding.
@@ -169,18 +212,26 @@ pub fn base32hex(bytes: &[u8]) -> String {
     out
 }
 
-/// An NSEC3 record (SHA-1, no salt) owned by `owner_hash` pointing to `next`, signed.
+/// An unsigned NSEC3 record (SHA-1, TTL 60) of the zone `origin`, owned by `owner_hash` (raw,
+/// base32hex-encoded into the owner's first label), pointing to `next` and listing `types`.
+pub fn nsec3_record(
+    origin: &Name,
+    owner_hash: &[u8],
+    next: &[u8],
+    opt_out: bool,
+    iterations: u16,
+    salt: &[u8],
+    types: impl IntoIterator<Item = RecordType>,
+) -> Record {
+    let owner = Name::from_ascii(base32hex(owner_hash)).expect("hash label").append_domain(origin).expect("owner fits");
+    let rdata = NSEC3::new(Nsec3HashAlgorithm::SHA1, opt_out, iterations, salt.to_vec(), next.to_vec(), types);
+    Record::from_rdata(owner, 60, RData::DNSSEC(DNSSECRData::NSEC3(rdata)))
+}
+
+/// An NSEC3 record of [`zone`] (SHA-1, no salt, types A and RRSIG) owned by `owner_hash` pointing
+/// to `next`, signed.
 pub fn nsec3(s: &Signer, owner_hash: &[u8], next: &[u8], opt_out: bool, iterations: u16) -> Vec<Record> {
-    let owner = Name::from_ascii(base32hex(owner_hash)).unwrap().append_domain(&zone()).unwrap();
-    let rdata = NSEC3::new(
-        Nsec3HashAlgorithm::SHA1,
-        opt_out,
-        iterations,
-        vec![],
-        next.to_vec(),
-        [RecordType::A, RecordType::RRSIG],
-    );
-    let record = Record::from_rdata(owner, 60, RData::DNSSEC(DNSSECRData::NSEC3(rdata)));
+    let record = nsec3_record(&zone(), owner_hash, next, opt_out, iterations, &[], [RecordType::A, RecordType::RRSIG]);
     let sig = s.sign(std::slice::from_ref(&record), s.opts());
     vec![record, sig]
 }

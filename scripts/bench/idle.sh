@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # idle.sh — what a laptop user would notice: cold start to first answer, idle RSS, idle wake-ups.
 #
-#   bench/idle.sh [SECONDS]      # default: watch the idle daemon for 60 s
+#   scripts/bench/idle.sh [SECONDS]      # default: watch the idle daemon for 60 s
 #
 # Starts the release binary on a spare loopback address with a tiny upstream (python3, loopback
 # only), measures the time from exec to the first answer, brings a link up, then counts context
 # switches (voluntary + involuntary, all threads) while nothing queries it.
 set -euo pipefail
-repo=$(cd "$(dirname "$0")/.." && pwd)
+repo=$(cd "$(dirname "$0")/../.." && pwd)
 secs=${1:-60}
 bin=$repo/target/release/splitdns
 cargo build --release --quiet --manifest-path "$repo/Cargo.toml"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # control.sh — how fast control-plane changes take effect.
 #
-#   bench/control.sh [N]     # N rounds (default 20); needs the shared bench's servers running
-#                            # (bench/compare.sh starts them)
+#   scripts/bench/control.sh [N]   # N rounds (default 20); needs the shared bench's servers
+#                                  # running (scripts/bench/compare.sh starts them)
 #
 # Starts the release daemon on a spare loopback address with the bench's upstreams and drives it
 # from one python3 process (so no process start-up is counted; a hook adds its own exec time):
@@ -15,7 +15,7 @@
 #                     rename it over) until queries for the zone are no longer validated
 # Prints min/median/max for each.
 set -euo pipefail
-repo=$(cd "$(dirname "$0")/.." && pwd)
+repo=$(cd "$(dirname "$0")/../.." && pwd)
 n=${1:-20}
 bin=$repo/target/release/splitdns
 STATE=${BENCH_STATE:-/tmp/dnsbench}

@@ -6,13 +6,13 @@
 # it, runs the bench's compare.sh (its settings pass through: ROUNDS, DURATION, MIXES, LOADS, ...)
 # and stops splitdns.
 #
-#   bench/compare.sh                     # all mixes, the bench's default rounds
-#   MIXES="hit split" ROUNDS=3 bench/compare.sh
-#   KEEP_TARGET=1 bench/compare.sh       # leave splitdns running afterwards
-#   DAEMON_FLAGS="..." bench/compare.sh  # extra daemon flags
+#   scripts/bench/compare.sh                     # all mixes, the bench's default rounds
+#   MIXES="hit split" ROUNDS=3 scripts/bench/compare.sh
+#   KEEP_TARGET=1 scripts/bench/compare.sh       # leave splitdns running afterwards
+#   DAEMON_FLAGS="..." scripts/bench/compare.sh  # extra daemon flags
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-repo=$(dirname "$here")
+repo=$(cd "$here/../.." && pwd)
 BENCH=${BENCH:-$(cd "$repo/../shared/bench" 2>/dev/null && pwd || true)}
 [ -n "$BENCH" ] && [ -x "$BENCH/compare.sh" ] || { echo "compare.sh: set BENCH to the shared bench directory" >&2; exit 2; }
 ADDR=${SPLITDNS_BENCH_ADDR:-127.0.0.20:5301}
