@@ -72,6 +72,12 @@ fn main() -> ExitCode {
             println!("  routing domains: {}", list(&link.routing_domains));
             println!("  anchors:         {}", list(&link.anchors));
             println!("  full tunnel:     {}", link.full_tunnel);
+            // The same conversion `splitdns hook ikev2` makes before it sends `link-up`.
+            let spec = splitdns::state::LinkSpec::from(link);
+            match serde_json::to_string(&spec) {
+                Ok(json) => println!("\nas the link-up request carries it:\n  {json}"),
+                Err(e) => eprintln!("error: cannot encode the link: {e}"),
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
