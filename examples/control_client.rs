@@ -30,7 +30,8 @@ use anyhow::{Context, bail};
 use splitdns::control::client::{DEFAULT_TIMEOUT, call};
 use splitdns::control::protocol::{LinkDownResult, LinkUpResult, Request, Status};
 use splitdns::domain::DomainName;
-use splitdns::state::{LinkSpec, ServerAddr};
+use splitdns::server_addr::ServerAddr;
+use splitdns::state::LinkSpec;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
@@ -71,7 +72,7 @@ async fn run() -> anyhow::Result<()> {
     let link = LinkSpec {
         id: id.clone(),
         profile: None,
-        servers: vec![server],
+        servers: vec![server.clone()],
         domains,
         search_domains: vec![],
         anchors: vec![],

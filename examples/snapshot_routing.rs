@@ -19,7 +19,6 @@
 //! cargo run --example snapshot_routing -- build.eng.corp.example notcorp.example
 //! ```
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -30,10 +29,11 @@ use splitdns::dns::snapshot::Snapshot;
 use splitdns::dns::upstream::{Bind, Timing, Upstream};
 use splitdns::dns::validate::TrustMap;
 use splitdns::domain::DomainName;
+use splitdns::server_addr::ServerAddr;
 
 /// A route to `servers` (never contacted here).
 fn route(id: u64, owner: Owner, servers: &[&str]) -> Arc<Route> {
-    let servers: Vec<SocketAddr> = servers.iter().map(|s| s.parse().expect("sample address")).collect();
+    let servers: Vec<ServerAddr> = servers.iter().map(|s| s.parse().expect("sample address")).collect();
     Arc::new(Route::new(id, owner, Upstream::new(&servers, Bind::default(), Timing::default())))
 }
 

@@ -3,7 +3,11 @@
 //! ```toml
 //! # /etc/splitdns/config.toml (system) or ~/.config/splitdns/config.toml (user)
 //! listen = ["127.0.0.1:5353"]        # loopback only; port 53 needs CAP_NET_BIND_SERVICE
-//! upstream = ["192.0.2.53"]          # default: follow the system's servers as they change
+//! upstream = ["192.0.2.53"]          # default: follow the system's servers as they change;
+//!                                    # also tcp://ADDR[:PORT] and tls://ADDR[:PORT]#NAME (DNS over TLS)
+//! default_upstream_tls = "off"       # "opportunistic": TLS on 853 when the system's servers speak it;
+//!                                    # "strict": TLS only, certificate for the server's IP address
+//! tls_ca_file = "/etc/splitdns/ca.pem"  # default: the system trust store; set: only these CAs
 //! resolv_conf = "/etc/resolv.conf"   # default: NetworkManager's, resolved's, or /etc/resolv.conf
 //! control_socket = "/run/splitdns/control.sock"
 //! control_group = "netdev"           # members may do everything on the control socket, like root
@@ -24,6 +28,8 @@
 //! search_domains = true              # false: the VPN's search domains (OpenVPN DOMAIN, …) are not routed
 //! default_route = false              # true: a full tunnel of this profile takes the default route
 //! allow_public_suffix = false        # true: may claim a public suffix such as `com` (a VPN that owns one)
+//! servers = ["tls://10.1.0.53#dns.corp.example"]  # instead of the servers the VPN pushes
+//! tls_name = "dns.corp.example"      # ask the VPN's pushed servers over TLS (port 853), certificate for this name
 //! ```
 
 use std::net::SocketAddr;
@@ -31,7 +37,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use std::collections::HashMap;
 
@@ -39,7 +45,7 @@ use crate::dns::cache::Limits;
 use crate::dns::route::Budget;
 use crate::dns::upstream::Timing;
 use crate::domain::DomainName;
-use crate::state::ServerAddr;
+use crate::server_addr::{ServerAddr, Transport};
 use crate::trust::DsAnchor;
 
 /// The config file as written. Unknown keys are errors, so a typo is never silently ignored.
@@ -65,9 +71,39 @@ pub struct FileConfig {
     pub max_in_flight_per_route: Option<usize>,
     /// Queries that may wait on all links' servers together.
     pub max_in_flight: Option<usize>,
+    /// CA certificates (PEM) trusted for `tls://` servers instead of the system trust store.
+    pub tls_ca_file: Option<PathBuf>,
+    /// DNS over TLS for the default upstream's plain servers (those followed from the system).
+    pub default_upstream_tls: Option<DefaultUpstreamTls>,
     /// Per-VPN-profile settings, keyed by profile name (`[profiles."corp"]`).
     #[serde(default)]
     pub profiles: HashMap<String, Profile>,
+}
+
+/// DNS over TLS for the default upstream's plain servers (`default_upstream_tls`), as
+/// systemd-resolved's `DNSOverTLS=`. Servers written `tls://…` are TLS whatever this says.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DefaultUpstreamTls {
+    /// Clear text (UDP, then TCP).
+    #[default]
+    Off,
+    /// Port 853 with TLS first, certificate not checked (against passive eavesdroppers only);
+    /// clear text when a server does not speak TLS there.
+    Opportunistic,
+    /// TLS on port 853 only, certificate checked against the server's IP address; never clear
+    /// text. Needs servers with such certificates (e.g. 1.1.1.1, 9.9.9.9).
+    Strict,
+}
+
+impl std::fmt::Display for DefaultUpstreamTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Off => "off",
+            Self::Opportunistic => "opportunistic",
+            Self::Strict => "strict",
+        })
+    }
 }
 
 /// Settings for the links of one VPN profile (the name a hook reports, e.g. strongSwan's
@@ -97,6 +133,11 @@ pub struct Profile {
     /// the rare VPN that owns one. Off: such a claim is refused like a conflict.
     #[serde(default)]
     pub allow_public_suffix: bool,
+    /// Servers used instead of the ones the VPN pushes (any spelling: `tls://ADDR#NAME`, …).
+    #[serde(default)]
+    pub servers: Vec<ServerAddr>,
+    /// Ask the VPN's plain servers over DNS over TLS (port 853) with certificates for this name.
+    pub tls_name: Option<String>,
 }
 
 fn yes() -> bool {
@@ -113,6 +154,8 @@ impl Default for Profile {
             search_domains: true,
             default_route: false,
             allow_public_suffix: false,
+            servers: vec![],
+            tls_name: None,
         }
     }
 }
@@ -139,6 +182,16 @@ impl Profile {
         if self.default_route && spec.full_tunnel {
             spec.default_route = true;
         }
+        if !self.servers.is_empty() {
+            spec.servers = self.servers.clone();
+        }
+        if let Some(name) = &self.tls_name {
+            for server in spec.servers.iter_mut().filter(|s| s.transport == Transport::Udp) {
+                let port = if server.addr.port() == 53 { 853 } else { server.addr.port() };
+                server.addr.set_port(port);
+                server.transport = Transport::Tls { name: Some(name.clone()) };
+            }
+        }
     }
 }
 
@@ -150,6 +203,8 @@ pub struct Overrides {
     pub control_socket: Option<PathBuf>,
     pub state_dir: Option<PathBuf>,
     pub whitelist: Option<PathBuf>,
+    pub tls_ca_file: Option<PathBuf>,
+    pub default_upstream_tls: Option<DefaultUpstreamTls>,
     /// A directory standing in for `/` when reading the system's DNS files (tests).
     pub system_root: Option<PathBuf>,
 }
@@ -158,7 +213,7 @@ pub struct Overrides {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpstreamSource {
     /// `upstream` in the config (or `--upstream`): fixed servers.
-    Configured(Vec<SocketAddr>),
+    Configured(Vec<ServerAddr>),
     /// `resolv_conf` names the one file to follow.
     File(PathBuf),
     /// Follow the system's real DNS servers as they change (NetworkManager, systemd-resolved,
@@ -181,6 +236,9 @@ pub struct Settings {
     pub budget: Budget,
     pub cache: Limits,
     pub profiles: HashMap<String, Profile>,
+    /// `tls_ca_file`: the only CAs trusted for TLS servers (else the system store).
+    pub tls_ca_file: Option<PathBuf>,
+    pub default_upstream_tls: DefaultUpstreamTls,
     /// Where the system's files are (`/`, or a test's stand-in).
     pub system_root: PathBuf,
 }
@@ -264,9 +322,9 @@ fn settings_from(
         bail!("no listen address: give at least one with --listen or `listen` in the config file");
     }
     let upstream = if !o.upstream.is_empty() {
-        UpstreamSource::Configured(o.upstream.iter().map(|s| s.0).collect())
+        UpstreamSource::Configured(o.upstream.clone())
     } else if let Some(u) = file.upstream.filter(|u| !u.is_empty()) {
-        UpstreamSource::Configured(u.iter().map(|s| s.0).collect())
+        UpstreamSource::Configured(u)
     } else {
         match file.resolv_conf {
             Some(path) => UpstreamSource::File(path),
@@ -275,6 +333,14 @@ fn settings_from(
     };
     if let UpstreamSource::Configured(servers) = &upstream {
         check_upstream(servers, &listen)?;
+    }
+    for (name, profile) in &file.profiles {
+        check_upstream(&profile.servers, &listen).with_context(|| format!("[profiles.{name:?}] servers"))?;
+        if let Some(tls_name) = &profile.tls_name
+            && rustls_pki_types::ServerName::try_from(tls_name.as_str()).is_err()
+        {
+            bail!("[profiles.{name:?}] tls_name = {tls_name:?} is not a name a certificate can carry");
+        }
     }
     let timeout = file.query_timeout_ms.unwrap_or(4000);
     if !(100..=60_000).contains(&timeout) {
@@ -308,6 +374,8 @@ fn settings_from(
         budget: Budget { per_route, links },
         cache,
         profiles: file.profiles,
+        tls_ca_file: o.tls_ca_file.clone().or(file.tls_ca_file),
+        default_upstream_tls: o.default_upstream_tls.or(file.default_upstream_tls).unwrap_or_default(),
         system_root: o.system_root.clone().unwrap_or_else(|| "/".into()),
     })
 }
@@ -315,10 +383,10 @@ fn settings_from(
 /// Refuses configured upstream servers that name no single server (the unspecified, broadcast or
 /// a multicast address) or that are the daemon itself on one of its `listen` addresses, as
 /// `link up` refuses them for a link (see [`crate::state::link::unusable_server`]).
-fn check_upstream(servers: &[SocketAddr], listen: &[SocketAddr]) -> anyhow::Result<()> {
+fn check_upstream(servers: &[ServerAddr], listen: &[SocketAddr]) -> anyhow::Result<()> {
     use crate::state::link::{own_address, unusable_server};
-    for &server in servers {
-        let shown = ServerAddr(server);
+    for shown in servers {
+        let server = shown.addr;
         if let Some(why) = unusable_server(server) {
             bail!("upstream server {shown} is {why}: give the address of a DNS server in `upstream` (or --upstream)");
         }
@@ -377,7 +445,7 @@ mod tests {
     fn unknown_keys_are_errors() {
         assert!(toml::from_str::<FileConfig>("listne = [\"127.0.0.1:53\"]").is_err());
         let f: FileConfig = toml::from_str("listen = [\"127.0.0.1:53\"]\nupstream = [\"10.0.0.1:5300\"]").unwrap();
-        assert_eq!(f.upstream.unwrap()[0].0.port(), 5300);
+        assert_eq!(f.upstream.unwrap()[0].addr.port(), 5300);
     }
 
     #[test]
@@ -422,5 +490,49 @@ mod tests {
         assert!(settings_from(FileConfig::default(), None, &o, &system_paths()).is_err());
         // Fine: another port of the same address, another address.
         load("listen = [\"127.0.0.1:5353\"]\nupstream = [\"127.0.0.1\", \"192.0.2.1\"]").unwrap();
+    }
+
+    #[test]
+    fn tls_settings_and_profile_servers() {
+        let load = |config: &str| {
+            let f: FileConfig = toml::from_str(config).map_err(|e| e.to_string())?;
+            settings_from(f, None, &Overrides::default(), &system_paths()).map_err(|e| format!("{e:#}"))
+        };
+        let s = load("upstream = [\"tls://9.9.9.9#dns.quad9.net\", \"tcp://192.0.2.1\"]").unwrap();
+        let UpstreamSource::Configured(servers) = &s.upstream else { panic!("{:?}", s.upstream) };
+        assert_eq!(servers[0].transport, Transport::Tls { name: Some("dns.quad9.net".into()) });
+        assert_eq!(servers[1].transport, Transport::Tcp);
+        assert_eq!(s.default_upstream_tls, DefaultUpstreamTls::Off, "off unless asked");
+        assert_eq!(load("default_upstream_tls = \"strict\"").unwrap().default_upstream_tls, DefaultUpstreamTls::Strict);
+        assert!(load("default_upstream_tls = \"yes\"").unwrap_err().contains("unknown variant"));
+        // The command line wins over the file.
+        let f: FileConfig = toml::from_str("default_upstream_tls = \"strict\"\ntls_ca_file = \"/a.pem\"").unwrap();
+        let o = Overrides {
+            default_upstream_tls: Some(DefaultUpstreamTls::Opportunistic),
+            tls_ca_file: Some("/b.pem".into()),
+            ..Default::default()
+        };
+        let s = settings_from(f, None, &o, &system_paths()).unwrap();
+        assert_eq!((s.default_upstream_tls, s.tls_ca_file), (DefaultUpstreamTls::Opportunistic, Some("/b.pem".into())));
+        // Profile servers get the upstream checks; a bad certificate name is refused.
+        let e = load("[profiles.corp]\nservers = [\"0.0.0.0\"]").unwrap_err();
+        assert!(e.contains("[profiles.\"corp\"] servers") && e.contains("unspecified"), "{e}");
+        let e = load("[profiles.corp]\ntls_name = \"not a name\"").unwrap_err();
+        assert!(e.contains("tls_name"), "{e}");
+
+        // `servers` replaces what the VPN pushed; `tls_name` upgrades plain servers to TLS.
+        let f: FileConfig = toml::from_str(
+            "[profiles.a]\nservers = [\"tls://10.9.0.53#dns.corp\"]\n[profiles.b]\ntls_name = \"dns.corp\"\n",
+        )
+        .unwrap();
+        let mut spec = crate::state::link::tests::spec("x", Some("a"), &["corp.example"]);
+        f.profiles["a"].apply(&mut spec);
+        assert_eq!(spec.servers, vec!["tls://10.9.0.53#dns.corp".parse::<ServerAddr>().unwrap()]);
+        let mut spec = crate::state::link::tests::spec("y", Some("b"), &["corp.example"]);
+        spec.servers =
+            vec!["10.0.0.1".parse().unwrap(), "10.0.0.2:5300".parse().unwrap(), "tcp://10.0.0.3".parse().unwrap()];
+        f.profiles["b"].apply(&mut spec);
+        let shown: Vec<String> = spec.servers.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["tls://10.0.0.1#dns.corp", "tls://10.0.0.2:5300#dns.corp", "tcp://10.0.0.3"]);
     }
 }

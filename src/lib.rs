@@ -14,6 +14,7 @@ pub mod dns;
 pub mod domain;
 pub mod hooks;
 pub mod perms;
+pub mod server_addr;
 pub mod state;
 pub mod system_dns;
 pub mod trust;

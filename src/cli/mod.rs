@@ -19,7 +19,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, Overrides};
 use crate::domain::DomainName;
-use crate::state::ServerAddr;
+use crate::server_addr::ServerAddr;
 use crate::trust::DsAnchor;
 
 const AFTER_HELP: &str = "\
@@ -108,9 +108,20 @@ struct DaemonArgs {
     #[arg(long, value_name = "ADDR:PORT")]
     listen: Vec<SocketAddr>,
     /// Default upstream server for names outside split domains; repeatable [default: follow the
-    /// system's servers as they change: NetworkManager's, systemd-resolved's, or /etc/resolv.conf]
-    #[arg(long, value_name = "ADDR[:PORT]")]
+    /// system's servers as they change: NetworkManager's, systemd-resolved's, or /etc/resolv.conf].
+    /// ADDR[:PORT] is UDP then TCP; tcp://ADDR[:PORT] is TCP only; tls://ADDR[:PORT]#NAME is DNS
+    /// over TLS (port 853), the certificate checked for NAME.
+    #[arg(long, value_name = "SERVER")]
     upstream: Vec<ServerAddr>,
+    /// DNS over TLS for the default upstream's plain servers: off, opportunistic (TLS on port
+    /// 853 when a server speaks it, else clear text) or strict (TLS only, certificate for the
+    /// server's IP address) [default: off, or default_upstream_tls in the config].
+    #[arg(long, value_name = "MODE")]
+    default_upstream_tls: Option<crate::config::DefaultUpstreamTls>,
+    /// CA certificates (PEM) trusted for TLS servers instead of the system trust store
+    /// [default: tls_ca_file in the config, else the system store].
+    #[arg(long, value_name = "FILE")]
+    tls_ca_file: Option<PathBuf>,
     /// Directory for the saved link table [default: /var/lib/splitdns as root, ~/.local/state/splitdns otherwise]
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
@@ -155,8 +166,9 @@ struct LinkUpArgs {
     /// VPN profile name; links of one profile replace each other and may share domains.
     #[arg(long)]
     profile: Option<String>,
-    /// Internal DNS server; repeatable.
-    #[arg(long = "server", value_name = "ADDR[:PORT]", required = true)]
+    /// Internal DNS server; repeatable. ADDR[:PORT] (UDP then TCP), tcp://ADDR[:PORT] or
+    /// tls://ADDR[:PORT]#NAME (DNS over TLS, certificate checked for NAME).
+    #[arg(long = "server", value_name = "SERVER", required = true)]
     servers: Vec<ServerAddr>,
     /// Split domain routed to the servers (covers its subdomains); repeatable.
     #[arg(long = "domain", value_name = "NAME")]
@@ -202,6 +214,8 @@ pub fn main() -> ExitCode {
                     control_socket: cli.control_socket,
                     state_dir: args.state_dir,
                     whitelist: args.whitelist,
+                    tls_ca_file: args.tls_ca_file,
+                    default_upstream_tls: args.default_upstream_tls,
                     system_root: args.root,
                 };
                 crate::daemon::run(args.config, overrides).await

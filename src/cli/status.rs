@@ -23,6 +23,15 @@ fn servers(list: &[ServerStatus]) -> String {
     list.iter()
         .map(|s| {
             let mut t = format!("{} [{}", s.addr, s.transport);
+            if let Some(name) = &s.tls_name {
+                let _ = write!(t, ", certificate for {name}");
+            }
+            if s.connections > 0 {
+                let _ = write!(t, ", {} connection(s) opened", s.connections);
+            }
+            if s.tls_resumed > 0 {
+                let _ = write!(t, ", {} resumed", s.tls_resumed);
+            }
             if s.failures > 0 {
                 let _ = write!(t, ", {} failures", s.failures);
             }
@@ -58,6 +67,9 @@ pub fn render(s: &Status) -> String {
     }
     let _ = writeln!(o);
     let _ = writeln!(o, "default upstream ({})", s.default_upstream.source);
+    if !s.default_upstream.tls.is_empty() && s.default_upstream.tls != "off" {
+        let _ = writeln!(o, "  tls       {} (default_upstream_tls)", s.default_upstream.tls);
+    }
     let _ = writeln!(o, "  servers   {}", servers(&s.default_upstream.servers));
     if let Some(at) = s.default_upstream.changed_at {
         let _ = writeln!(o, "  changed   {} ago", ago(at));

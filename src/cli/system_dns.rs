@@ -14,7 +14,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use crate::control::client::{DEFAULT_TIMEOUT, call};
 use crate::control::protocol::{Request, Status};
 use crate::domain::DomainName;
-use crate::state::ServerAddr;
+use crate::server_addr::ServerAddr;
 use crate::system_dns::{self, EnableRequest, Mode, Outcome, Root};
 
 /// The address the packaged daemon listens on.
@@ -117,7 +117,8 @@ async fn enable(root: &Root, args: EnableArgs, socket: &Path) -> anyhow::Result<
         None
     };
     let address = match (args.address, &daemon) {
-        (Some(a), _) => a.0,
+        (Some(a), _) if a.transport == crate::server_addr::Transport::Udp => a.addr,
+        (Some(a), _) => bail!("--address {a}: the agent answers plain DNS only; give ADDR[:PORT]"),
         (None, Some(Ok(s))) => {
             let listen: Vec<SocketAddr> = s.listen.iter().filter_map(|a| a.parse().ok()).collect();
             match listen.iter().find(|a| a.port() == 53).or(listen.first()) {

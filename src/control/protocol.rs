@@ -155,7 +155,7 @@ pub struct LinkDownResult {
     pub warnings: Vec<String>,
 }
 
-/// How a server is asked first (serialised as `udp`, `tcp (udp unanswered)`).
+/// How a server is asked now.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub enum Transport {
     /// UDP, TCP on truncation or when UDP stays silent.
@@ -164,6 +164,18 @@ pub enum Transport {
     /// TCP first for a while: the server answered only over TCP lately.
     #[serde(rename = "tcp (udp unanswered)")]
     TcpFirst,
+    /// TCP only (`tcp://`).
+    #[serde(rename = "tcp")]
+    Tcp,
+    /// DNS over TLS only, the certificate checked (`tls://`, or `default_upstream_tls = "strict"`).
+    #[serde(rename = "tls")]
+    Tls,
+    /// Opportunistic TLS on port 853: encrypted, certificate not checked.
+    #[serde(rename = "tls (opportunistic)")]
+    TlsOpportunistic,
+    /// Opportunistic TLS failed lately (no TLS on port 853): clear text for a while.
+    #[serde(rename = "udp (tls unavailable)")]
+    UdpTlsUnavailable,
 }
 
 /// One upstream server as `status` shows it.
@@ -171,9 +183,19 @@ pub enum Transport {
 pub struct ServerStatus {
     pub addr: String,
     pub transport: Transport,
+    /// TLS: the name the certificate is checked against (the address, when no name was given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_name: Option<String>,
     pub answers_udp: u64,
+    /// Answers over a stream: TCP or TLS.
     pub answers_tcp: u64,
     pub failures: u64,
+    /// Stream connections (TCP or TLS) opened so far; one is kept open while queries flow.
+    #[serde(default)]
+    pub connections: u64,
+    /// TLS handshakes that resumed an earlier session.
+    #[serde(default)]
+    pub tls_resumed: u64,
 }
 
 /// Counters of one route.
@@ -261,6 +283,9 @@ pub struct UpstreamStatus {
     pub source: String,
     pub servers: Vec<ServerStatus>,
     pub counters: RouteCounters,
+    /// `default_upstream_tls` in force: `off`, `opportunistic` or `strict`.
+    #[serde(default)]
+    pub tls: String,
     /// When the servers last changed (Unix time).
     #[serde(default)]
     pub changed_at: Option<u64>,
@@ -399,7 +424,14 @@ macro_rules! words {
 }
 
 words!(Dnssec { Secure => "secure", Insecure => "insecure", Bogus => "bogus or unverifiable" });
-words!(Transport { Udp => "udp", TcpFirst => "tcp (udp unanswered)" });
+words!(Transport {
+    Udp => "udp",
+    TcpFirst => "tcp (udp unanswered)",
+    Tcp => "tcp",
+    Tls => "tls",
+    TlsOpportunistic => "tls (opportunistic)",
+    UdpTlsUnavailable => "udp (tls unavailable)",
+});
 words!(ValidationState { Verifying => "verifying", Verified => "verified", Failed => "failed", Insecure => "insecure" });
 
 #[cfg(test)]
@@ -414,7 +446,14 @@ mod tests {
         for v in [Dnssec::Secure, Dnssec::Insecure, Dnssec::Bogus] {
             same(v);
         }
-        for v in [Transport::Udp, Transport::TcpFirst] {
+        for v in [
+            Transport::Udp,
+            Transport::TcpFirst,
+            Transport::Tcp,
+            Transport::Tls,
+            Transport::TlsOpportunistic,
+            Transport::UdpTlsUnavailable,
+        ] {
             same(v);
         }
         for v in

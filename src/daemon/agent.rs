@@ -28,14 +28,17 @@ use super::events::Events;
 use super::reconcile::{build_snapshot, sync_trusts};
 use super::whitelist_state::WhitelistState;
 use crate::clock::Stamp;
+use crate::config::DefaultUpstreamTls;
 use crate::control::events::EventKind;
 use crate::control::protocol::{LinkDownResult, LinkUpResult, RemovalReason, RemovedLink, SystemDnsStatus};
 use crate::dns::cache::Cache;
 use crate::dns::handler::Stats;
 use crate::dns::route::{Budget, Owner, Route, SYSTEM_ROUTE};
 use crate::dns::snapshot::Snapshot;
-use crate::dns::upstream::{Bind, Timing, Upstream};
+use crate::dns::tls::TlsContext;
+use crate::dns::upstream::{Bind, Timing, Upstream, UpstreamTls};
 use crate::dns::validate::ZoneTrust;
+use crate::server_addr::{ServerAddr, Transport};
 use crate::state::persist::Store;
 use crate::state::{Link, LinkSpec, LinkTable, SpecError};
 
@@ -97,17 +100,20 @@ impl Inner {
     }
 }
 
-/// How queries are forwarded: the retry schedule and the budgets of queries in flight.
-#[derive(Clone, Copy, Debug)]
+/// How queries are forwarded: the retry schedule, the budgets of queries in flight, the CAs
+/// trusted for TLS servers and whether the default upstream's plain servers use TLS.
+#[derive(Clone, Debug)]
 pub struct Forwarding {
     pub timing: Timing,
     pub budget: Budget,
+    pub tls: Arc<TlsContext>,
+    pub default_tls: DefaultUpstreamTls,
 }
 
 /// The default upstream's servers and where they came from (config, resolv.conf).
 #[derive(Clone, Debug, Default)]
 pub struct SystemUpstream {
-    pub servers: Vec<SocketAddr>,
+    pub servers: Vec<ServerAddr>,
     pub source: String,
 }
 
@@ -121,7 +127,7 @@ pub struct Agent {
     pub(super) stats: Arc<Stats>,
     pub(super) store: Store,
     pub(super) started: Stamp,
-    budgets: Budgets,
+    pub(super) setup: RouteSetup,
     /// Where the `watch` stream's events go out.
     pub(super) events: Arc<Events>,
     pub(super) listen: Mutex<Vec<SocketAddr>>,
@@ -134,29 +140,58 @@ pub(super) fn now_unix() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-/// What routes are built with besides their servers: the budgets of queries in flight.
-struct Budgets {
+/// What routes are built with besides their servers: the budgets of queries in flight and TLS.
+pub(super) struct RouteSetup {
     budget: Budget,
     /// Shared by every link route ([`Budget::links`]).
     links: Arc<Semaphore>,
+    tls: Arc<TlsContext>,
+    pub(super) default_tls: DefaultUpstreamTls,
 }
 
-impl Budgets {
-    fn new(budget: Budget) -> Self {
-        Self { budget, links: Arc::new(Semaphore::new(budget.links)) }
+impl RouteSetup {
+    fn new(f: &Forwarding) -> Self {
+        Self {
+            budget: f.budget,
+            links: Arc::new(Semaphore::new(f.budget.links)),
+            tls: f.tls.clone(),
+            default_tls: f.default_tls,
+        }
     }
-}
 
-fn system_route(servers: &[SocketAddr], source: String, timing: Timing, b: &Budgets) -> Arc<Route> {
-    let upstream = Upstream::new(servers, Bind::default(), timing);
-    Arc::new(Route::new(SYSTEM_ROUTE, Owner::System { source }, upstream).with_budget(b.budget.per_route, None))
-}
+    /// The default upstream's servers as `default_tls` has them asked: plain servers become
+    /// TLS servers on port 853 (`strict`), or are tried there first (`opportunistic`).
+    fn system_servers(&self, servers: &[ServerAddr]) -> Vec<ServerAddr> {
+        match self.default_tls {
+            DefaultUpstreamTls::Strict => servers
+                .iter()
+                .map(|s| match s.transport {
+                    Transport::Udp => {
+                        ServerAddr { addr: SocketAddr::new(s.addr.ip(), 853), transport: Transport::Tls { name: None } }
+                    }
+                    _ => s.clone(),
+                })
+                .collect(),
+            _ => servers.to_vec(),
+        }
+    }
 
-fn link_route(link: &Link, timing: Timing, b: &Budgets) -> Arc<Route> {
-    let servers: Vec<SocketAddr> = link.spec.servers.iter().map(|s| s.0).collect();
-    let bind = Bind { interface: link.spec.interface.clone(), ifindex: link.ifindex, source: link.spec.source };
-    let route = Route::new(link.seq, Owner::Link { id: link.spec.id.clone() }, Upstream::new(&servers, bind, timing));
-    Arc::new(route.with_budget(b.budget.per_route, Some(b.links.clone())))
+    fn system_route(&self, servers: &[ServerAddr], source: String, timing: Timing) -> Arc<Route> {
+        let tls = UpstreamTls {
+            context: self.tls.clone(),
+            opportunistic: self.default_tls == DefaultUpstreamTls::Opportunistic,
+        };
+        let upstream = Upstream::with_tls(&self.system_servers(servers), Bind::default(), timing, &tls);
+        Arc::new(Route::new(SYSTEM_ROUTE, Owner::System { source }, upstream).with_budget(self.budget.per_route, None))
+    }
+
+    fn link_route(&self, link: &Link, timing: Timing) -> Arc<Route> {
+        let bind = Bind { interface: link.spec.interface.clone(), ifindex: link.ifindex, source: link.spec.source };
+        let tls = UpstreamTls { context: self.tls.clone(), opportunistic: false };
+        let upstream = Upstream::with_tls(&link.spec.servers, bind, timing, &tls);
+        let route = Route::new(link.seq, Owner::Link { id: link.spec.id.clone() }, upstream);
+        Arc::new(route.with_budget(self.budget.per_route, Some(self.links.clone())))
+    }
 }
 
 impl Agent {
@@ -215,11 +250,11 @@ impl Agent {
             }
         }
         let table = LinkTable::from_links(kept);
-        let Forwarding { timing, budget } = forwarding;
-        let budgets = Budgets::new(budget);
+        let timing = forwarding.timing;
+        let setup = RouteSetup::new(&forwarding);
         let routes: HashMap<u64, Arc<Route>> =
-            table.links().into_iter().map(|l| (l.seq, link_route(l, timing, &budgets))).collect();
-        let system = system_route(&system.servers, system.source, timing, &budgets);
+            table.links().into_iter().map(|l| (l.seq, setup.link_route(l, timing))).collect();
+        let system = setup.system_route(&system.servers, system.source, timing);
         let whitelist = WhitelistState::read(whitelist_path, None);
         let mut inner = Inner {
             table,
@@ -246,7 +281,7 @@ impl Agent {
             stats,
             store,
             started: Stamp::now(),
-            budgets,
+            setup,
             events,
             listen: Mutex::new(vec![]),
             reloading: tokio::sync::Mutex::new(()),
@@ -288,12 +323,13 @@ impl Agent {
     /// Brings a link up (or replaces the link with the same id or profile).
     pub fn link_up(&self, mut spec: LinkSpec) -> Result<LinkUpResult, LinkError> {
         spec.validate()?;
-        // A server that is the agent itself would loop each query back in until it times out.
-        spec.check_not_own(&self.listen.lock().unwrap_or_else(|e| e.into_inner()))?;
         // Every link gets its profile's settings; a profile the config does not name gets the
         // defaults (search domains routed, as systemd-resolved does).
         let profile = spec.profile.as_ref().and_then(|p| self.profiles().get(p).cloned()).unwrap_or_default();
         profile.apply(&mut spec);
+        // The profile may have replaced the servers (`servers`, `tls_name`): check what is used.
+        // A server that is the agent itself would loop each query back in until it times out.
+        spec.check_not_own(&self.listen.lock().unwrap_or_else(|e| e.into_inner()))?;
         let ifindex = match &spec.interface {
             None => None,
             Some(name) => match interface_index(name) {
@@ -323,7 +359,7 @@ impl Agent {
             self.events.emit(link_down_event(&removed));
             inner.remember_removed(removed);
         }
-        let route = link_route(&link, inner.timing, &self.budgets);
+        let route = self.setup.link_route(&link, inner.timing);
         inner.routes.insert(link.seq, route);
         let resolved = inner.table.resolve();
         let me = resolved.iter().find(|r| r.link.seq == link.seq);
@@ -522,9 +558,9 @@ impl Agent {
 
     /// Replaces the default upstream (start, config reload, a change of the followed resolv.conf).
     /// A source that lists no usable server keeps the last good servers in force.
-    pub fn set_system_upstream(&self, servers: &[SocketAddr], source: String, timing: Timing) {
+    pub fn set_system_upstream(&self, servers: &[ServerAddr], source: String, timing: Timing) {
         let mut inner = self.lock();
-        let current = inner.system.upstream.addrs();
+        let current = inner.system.upstream.servers().to_vec();
         if servers.is_empty() && !current.is_empty() {
             let note = format!("{source} lists no usable server: the last good servers stay in force");
             if inner.upstream_note.as_deref() != Some(note.as_str()) {
@@ -537,7 +573,7 @@ impl Agent {
             format!("no usable server in {source}: names outside split domains get SERVFAIL until one appears")
         });
         let unchanged = inner.timing.total == timing.total
-            && current == servers
+            && current == self.setup.system_servers(servers)
             && matches!(&inner.system.owner, Owner::System { source: s } if *s == source);
         if unchanged {
             return;
@@ -551,10 +587,10 @@ impl Agent {
             servers: servers.iter().map(ToString::to_string).collect(),
             note: inner.upstream_note.clone(),
         });
-        let old = std::mem::replace(&mut inner.system, system_route(servers, source, timing, &self.budgets));
+        let old = std::mem::replace(&mut inner.system, self.setup.system_route(servers, source, timing));
         old.cancel.cancel();
         inner.timing = timing;
-        if current != servers {
+        if current != self.setup.system_servers(servers) {
             inner.upstream_changed_at = now_unix();
         }
         self.cache.flush_route(SYSTEM_ROUTE);

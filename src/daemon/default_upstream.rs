@@ -22,6 +22,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use crate::config::{Settings, UpstreamSource};
+use crate::server_addr::ServerAddr;
 use crate::system_dns::{self, Root};
 
 use crate::system_dns::{NM_CONF_DROPIN, NM_NO_STUB_RESOLV_CONF};
@@ -30,7 +31,7 @@ use crate::system_dns::{NM_CONF_DROPIN, NM_NO_STUB_RESOLV_CONF};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Follow {
     /// `upstream` in the config: nothing to follow.
-    Fixed(Vec<SocketAddr>),
+    Fixed(Vec<ServerAddr>),
     /// `resolv_conf` in the config: this one file.
     File(PathBuf),
     /// The system's sources, under this root.
@@ -40,7 +41,7 @@ pub enum Follow {
 /// The servers a source gave, and where they came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pick {
-    pub servers: Vec<SocketAddr>,
+    pub servers: Vec<ServerAddr>,
     /// The file (and whose it is), or `configuration`.
     pub source: String,
     /// Lines worth logging once (skipped entries, a missing file).
@@ -95,7 +96,7 @@ fn system_sources() -> [(&'static str, &'static str); 4] {
 
 fn read(host: &Path, source: String, own: &[SocketAddr]) -> Pick {
     let (servers, notes) = system_dns::read_resolv_conf(host, own);
-    Pick { servers, source, notes }
+    Pick { servers: servers.into_iter().map(ServerAddr::plain).collect(), source, notes }
 }
 
 /// The first system source that applies (see the module docs).
@@ -129,7 +130,7 @@ mod tests {
     }
 
     fn ips(p: &Pick) -> Vec<String> {
-        p.servers.iter().map(|s| s.ip().to_string()).collect()
+        p.servers.iter().map(|s| s.addr.ip().to_string()).collect()
     }
 
     #[test]

@@ -24,6 +24,7 @@ use crate::control::server::{ControlServer, PeerPolicy};
 use crate::dns::cache::Cache;
 use crate::dns::handler::{Handler, Stats};
 use crate::dns::listener::Listener;
+use crate::dns::tls::{Roots, TlsContext};
 use crate::state::persist::Store;
 use crate::system_dns::Root;
 use agent::Agent;
@@ -98,6 +99,14 @@ fn raise_open_files_limit(budget: crate::dns::route::Budget) {
     }
 }
 
+/// The CAs trusted for TLS servers: `tls_ca_file`, read now so a broken file stops the start.
+fn tls_context(settings: &config::Settings) -> anyhow::Result<Arc<TlsContext>> {
+    match &settings.tls_ca_file {
+        None => Ok(TlsContext::shared_system()),
+        Some(path) => TlsContext::new(Roots::File(path.clone())).map(Arc::new).map_err(|e| anyhow::anyhow!("{e}")),
+    }
+}
+
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(config_path: Option<std::path::PathBuf>, overrides: Overrides) -> anyhow::Result<()> {
     let settings = config::load(config_path.as_deref(), &overrides)?;
@@ -118,7 +127,12 @@ pub async fn run(config_path: Option<std::path::PathBuf>, overrides: Overrides) 
         loaded.links,
         loaded.refused,
         agent::SystemUpstream { servers: pick.servers, source: pick.source },
-        agent::Forwarding { timing: settings.timing, budget: settings.budget },
+        agent::Forwarding {
+            timing: settings.timing,
+            budget: settings.budget,
+            tls: tls_context(&settings)?,
+            default_tls: settings.default_upstream_tls,
+        },
         cache.clone(),
         stats.clone(),
         store,

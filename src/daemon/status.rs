@@ -6,6 +6,7 @@ use crate::control::protocol::{
     UpstreamStatus, ValidationState, WhitelistStatus,
 };
 use crate::dns::route::{Owner, Route};
+use crate::dns::upstream::Asked;
 use crate::dns::validate::{TrustPhase, TrustState};
 use crate::state::{AnchorState, AnchorView};
 
@@ -135,6 +136,7 @@ impl Agent {
                 source,
                 servers: servers_status(default),
                 counters: counters(default),
+                tls: self.setup.default_tls.to_string(),
                 changed_at: Some(inner.upstream_changed_at),
                 note: inner.upstream_note.clone(),
             },
@@ -226,10 +228,20 @@ fn servers_status(route: &Route) -> Vec<ServerStatus> {
         .into_iter()
         .map(|s| ServerStatus {
             addr: s.addr.to_string(),
-            transport: if s.tcp_first { Transport::TcpFirst } else { Transport::Udp },
+            transport: match s.asked {
+                Asked::Udp => Transport::Udp,
+                Asked::TcpFirst => Transport::TcpFirst,
+                Asked::Tcp => Transport::Tcp,
+                Asked::Tls => Transport::Tls,
+                Asked::TlsOpportunistic => Transport::TlsOpportunistic,
+                Asked::UdpTlsUnavailable => Transport::UdpTlsUnavailable,
+            },
+            tls_name: s.tls_name,
             answers_udp: s.answers_udp,
             answers_tcp: s.answers_tcp,
             failures: s.failures,
+            connections: s.connections,
+            tls_resumed: s.tls_resumed,
         })
         .collect()
 }

@@ -1,5 +1,5 @@
 //! Serving DNS: the loopback listener, the per-query handler, routing snapshots, the answer cache and
-//! the upstream transport. This side reads routing snapshots; it never changes link state.
+//! the upstream transports (UDP, reused TCP and TLS streams). This side reads routing snapshots; it never changes link state.
 
 pub mod cache;
 pub mod ede;
@@ -14,6 +14,8 @@ pub mod scrub;
 #[doc(hidden)]
 pub mod signing_fixture;
 pub mod snapshot;
+pub mod stream;
+pub mod tls;
 pub mod udp;
 pub mod upstream;
 pub mod validate;

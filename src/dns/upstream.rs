@@ -8,19 +8,30 @@
 //! a while. Servers are tried in order of health, the next one starting after a stagger delay or as
 //! soon as the previous one fails. Sockets can be bound to a tunnel interface and source address, and
 //! a failure to bind is an error, never a silent fallback to another route.
+//!
+//! `tcp://` servers are asked over TCP only and `tls://` servers over TLS only; both, and the TCP
+//! fallback of UDP servers, go through one reused, pipelined connection per server
+//! ([`super::stream`]). A TLS server whose certificate fails the check is a failed server: its
+//! query is never sent in clear text. With opportunistic TLS (`default_upstream_tls =
+//! "opportunistic"`), a plain server is tried on port 853 first and asked in clear text only when
+//! it does not speak TLS there.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, UdpSocket};
+use hickory_proto::rr::rdata::opt::EdnsOption;
+use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
 use super::ede;
+use super::stream::{Dial, StreamPool};
+use super::tls::{self, TlsContext};
 use crate::clock::Stamp;
+use crate::server_addr::{ServerAddr, Transport};
 
 /// How long to wait for what. All of a query's attempts share one deadline, `total`.
 #[derive(Clone, Copy, Debug)]
@@ -98,10 +109,26 @@ fn bind_interface(_sock: socket2::SockRef<'_>, bind: &Bind, server: SocketAddr) 
     }
 }
 
+/// How a server is asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// UDP first, its stream (TCP) on truncation or silence.
+    Udp,
+    /// Its stream only (`tcp://`, `tls://`).
+    Stream,
+}
+
 /// What one server has shown; read by `status`.
 #[derive(Debug)]
 pub struct ServerState {
     addr: SocketAddr,
+    kind: Kind,
+    /// The server's stream: TCP or TLS for stream servers, the TCP fallback of UDP servers.
+    stream: StreamPool,
+    /// Opportunistic TLS on port 853, tried before clear text (default upstream only).
+    tls_first: Option<StreamPool>,
+    /// Until when opportunistic TLS is known not to work with this server.
+    tls_down_until_ms: AtomicU64,
     prefer_tcp_until_ms: AtomicU64,
     answers_udp: AtomicU64,
     answers_tcp: AtomicU64,
@@ -109,21 +136,85 @@ pub struct ServerState {
     last_failure_ms: AtomicU64,
 }
 
+/// How a server is being asked now, for `status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Asked {
+    /// UDP, TCP on truncation.
+    Udp,
+    /// UDP stayed silent lately but TCP answered: TCP first for a while.
+    TcpFirst,
+    /// TCP only (`tcp://`).
+    Tcp,
+    /// TLS only, certificate checked (`tls://`).
+    Tls,
+    /// Opportunistic TLS on port 853, working.
+    TlsOpportunistic,
+    /// Opportunistic TLS failed lately: clear text for a while.
+    UdpTlsUnavailable,
+}
+
 /// One server at one moment (what `status` shows).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerReport {
     pub addr: SocketAddr,
-    /// Answered only over TCP lately: asked over TCP first for a while.
-    pub tcp_first: bool,
+    pub asked: Asked,
+    /// For TLS: the name the certificate is checked against (or the address it must carry).
+    pub tls_name: Option<String>,
     pub answers_udp: u64,
+    /// Answers over a stream: TCP or TLS.
     pub answers_tcp: u64,
     pub failures: u64,
+    /// Stream connections opened (TCP or TLS; at most one open at a time).
+    pub connections: u64,
+    /// TLS handshakes that resumed an earlier session.
+    pub tls_resumed: u64,
+}
+
+/// How long opportunistic TLS is not tried again after it failed with a server.
+const TLS_RETRY_AFTER: Duration = Duration::from_secs(600);
+
+/// TLS for one set of servers: which CAs are trusted, and whether plain servers are tried over
+/// opportunistic TLS first.
+#[derive(Clone, Debug)]
+pub struct UpstreamTls {
+    pub context: Arc<TlsContext>,
+    pub opportunistic: bool,
+}
+
+impl Default for UpstreamTls {
+    fn default() -> Self {
+        Self { context: TlsContext::shared_system(), opportunistic: false }
+    }
 }
 
 impl ServerState {
-    fn new(addr: SocketAddr) -> Self {
+    fn new(server: &ServerAddr, bind: &Bind, timing: Timing, tls: &UpstreamTls) -> Self {
+        let addr = server.addr;
+        let pool = |dial, at| StreamPool::new(at, dial, bind.clone(), timing.total);
+        let tls_dial = |name: Option<&str>, authenticate| {
+            // The name was checked when the address was parsed; an address always makes a name.
+            let name = tls::server_name(name, addr.ip())
+                .unwrap_or_else(|_| rustls::pki_types::ServerName::IpAddress(addr.ip().into()));
+            Dial::Tls { context: tls.context.clone(), name, authenticate }
+        };
+        let (kind, stream, tls_first) = match &server.transport {
+            Transport::Udp => {
+                let first = tls.opportunistic.then(|| {
+                    let at = SocketAddr::new(addr.ip(), 853);
+                    // Opportunistic: a short bound, so clear text is not delayed for long.
+                    StreamPool::new(at, tls_dial(None, false), bind.clone(), timing.tcp_after)
+                });
+                (Kind::Udp, pool(Dial::Tcp, addr), first)
+            }
+            Transport::Tcp => (Kind::Stream, pool(Dial::Tcp, addr), None),
+            Transport::Tls { name } => (Kind::Stream, pool(tls_dial(name.as_deref(), true), addr), None),
+        };
         Self {
             addr,
+            kind,
+            stream,
+            tls_first,
+            tls_down_until_ms: AtomicU64::new(0),
             prefer_tcp_until_ms: AtomicU64::new(0),
             answers_udp: AtomicU64::new(0),
             answers_tcp: AtomicU64::new(0),
@@ -137,9 +228,36 @@ impl ServerState {
         self.prefer_tcp_until_ms.load(Ordering::Relaxed) > millis(epoch)
     }
 
+    fn tls_down(&self, epoch: Stamp) -> bool {
+        self.tls_down_until_ms.load(Ordering::Relaxed) > millis(epoch)
+    }
+
     fn recently_failed(&self, epoch: Stamp) -> bool {
         let last = self.last_failure_ms.load(Ordering::Relaxed);
         last != 0 && millis(epoch).saturating_sub(last) < 30_000
+    }
+
+    fn report(&self, epoch: Stamp) -> ServerReport {
+        let asked = match (self.kind, &self.tls_first) {
+            (Kind::Stream, _) if self.stream.is_tls() => Asked::Tls,
+            (Kind::Stream, _) => Asked::Tcp,
+            (Kind::Udp, Some(_)) if self.tls_down(epoch) => Asked::UdpTlsUnavailable,
+            (Kind::Udp, Some(_)) => Asked::TlsOpportunistic,
+            (Kind::Udp, None) if self.prefers_tcp(epoch) => Asked::TcpFirst,
+            (Kind::Udp, None) => Asked::Udp,
+        };
+        let streams = [Some(&self.stream), self.tls_first.as_ref()];
+        let sum = |f: &dyn Fn(&StreamPool) -> u64| streams.iter().flatten().map(|p| f(p)).sum::<u64>();
+        ServerReport {
+            addr: self.addr,
+            asked,
+            tls_name: self.tls_first.as_ref().unwrap_or(&self.stream).tls_name(),
+            answers_udp: self.answers_udp.load(Ordering::Relaxed),
+            answers_tcp: self.answers_tcp.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+            connections: sum(&|p| p.counters.opened.load(Ordering::Relaxed)),
+            tls_resumed: sum(&|p| p.counters.resumed.load(Ordering::Relaxed)),
+        }
     }
 }
 
@@ -160,6 +278,10 @@ pub enum UpstreamError {
     Network { server: SocketAddr, error: String },
     #[error("cannot bind the query socket for {server} ({what}): {error}")]
     Bind { server: SocketAddr, what: String, error: String },
+    /// The TLS handshake failed (the certificate did not check out, or no TLS spoken): the
+    /// query was not sent, and never goes in clear text instead.
+    #[error("TLS with {server} (certificate name {name}) failed: {error}; nothing was sent in clear text")]
+    Tls { server: SocketAddr, name: String, error: String },
     #[error("query abandoned: {0}")]
     Abandoned(String),
 }
@@ -170,7 +292,9 @@ impl UpstreamError {
         match self {
             UpstreamError::NoServers | UpstreamError::Timeout { .. } => ede::NO_REACHABLE_AUTHORITY,
             UpstreamError::Rcode { .. } => ede::NO_REACHABLE_AUTHORITY,
-            UpstreamError::Network { .. } | UpstreamError::Bind { .. } => ede::NETWORK_ERROR,
+            UpstreamError::Network { .. } | UpstreamError::Bind { .. } | UpstreamError::Tls { .. } => {
+                ede::NETWORK_ERROR
+            }
             UpstreamError::Abandoned(_) => ede::OTHER,
         }
     }
@@ -186,6 +310,8 @@ pub struct QueryFlags {
 /// A set of servers queried as one (a link's internal servers, or the public upstream).
 #[derive(Debug)]
 pub struct Upstream {
+    /// The servers as given, for comparing one upstream with the next.
+    given: Vec<ServerAddr>,
     servers: Vec<ServerState>,
     bind: Bind,
     timing: Timing,
@@ -194,25 +320,27 @@ pub struct Upstream {
 
 /// EDNS buffer size we offer upstream (DNS flag day 2020; tunnels have small MTUs).
 pub const EDNS_PAYLOAD: u16 = 1232;
-const MAX_TCP_MESSAGE: usize = 65535;
 
 impl Upstream {
-    pub fn new(servers: &[SocketAddr], bind: Bind, timing: Timing) -> Self {
-        Self { servers: servers.iter().map(|a| ServerState::new(*a)).collect(), bind, timing, epoch: Stamp::now() }
+    /// Servers spoken to as their addresses say, TLS checked against the system trust store.
+    pub fn new(servers: &[ServerAddr], bind: Bind, timing: Timing) -> Self {
+        Self::with_tls(servers, bind, timing, &UpstreamTls::default())
+    }
+
+    pub fn with_tls(servers: &[ServerAddr], bind: Bind, timing: Timing, tls: &UpstreamTls) -> Self {
+        let given = servers.to_vec();
+        let servers = servers.iter().map(|s| ServerState::new(s, &bind, timing, tls)).collect();
+        Self { given, servers, bind, timing, epoch: Stamp::now() }
+    }
+
+    /// The servers as given.
+    pub fn servers(&self) -> &[ServerAddr] {
+        &self.given
     }
 
     /// Each server's state, read once.
     pub fn report(&self) -> Vec<ServerReport> {
-        self.servers
-            .iter()
-            .map(|s| ServerReport {
-                addr: s.addr,
-                tcp_first: s.prefers_tcp(self.epoch),
-                answers_udp: s.answers_udp.load(Ordering::Relaxed),
-                answers_tcp: s.answers_tcp.load(Ordering::Relaxed),
-                failures: s.failures.load(Ordering::Relaxed),
-            })
-            .collect()
+        self.servers.iter().map(|s| s.report(self.epoch)).collect()
     }
 
     /// The servers' addresses, in order.
@@ -278,11 +406,12 @@ impl Upstream {
             }
         }
         Err(match last_error {
-            Some(e @ (UpstreamError::Rcode { .. } | UpstreamError::Network { .. } | UpstreamError::Bind { .. }))
-                if running.is_empty() =>
-            {
-                e
-            }
+            Some(
+                e @ (UpstreamError::Rcode { .. }
+                | UpstreamError::Network { .. }
+                | UpstreamError::Bind { .. }
+                | UpstreamError::Tls { .. }),
+            ) if running.is_empty() => e,
             _ => UpstreamError::Timeout {
                 servers: self.servers.iter().map(|s| s.addr.to_string()).collect::<Vec<_>>().join(", "),
                 after_ms: started.elapsed().as_millis(),
@@ -318,11 +447,27 @@ impl Upstream {
     }
 
     async fn exchange(&self, server: &ServerState, query: &Query, flags: QueryFlags) -> Result<Message, UpstreamError> {
-        let id: u16 = rand::random();
-        let wire = encode_query(id, query, flags)
-            .map_err(|e| UpstreamError::Network { server: server.addr, error: format!("cannot encode query: {e}") })?;
+        if server.kind == Kind::Stream {
+            let m = server.stream.exchange(query, flags).await?;
+            server.answers_tcp.fetch_add(1, Ordering::Relaxed);
+            return accept(server.addr, m);
+        }
+        if let Some(tls) = server.tls_first.as_ref().filter(|_| !server.tls_down(self.epoch)) {
+            match tls.exchange(query, flags).await {
+                Ok(m) => {
+                    server.answers_tcp.fetch_add(1, Ordering::Relaxed);
+                    return accept(server.addr, m);
+                }
+                // No TLS there (or not now): clear text, and no TLS attempts for a while.
+                Err(e) => {
+                    tracing::info!(server = %server.addr, error = %e, "opportunistic TLS failed; using clear text");
+                    let until = millis(self.epoch) + TLS_RETRY_AFTER.as_millis() as u64;
+                    server.tls_down_until_ms.store(until, Ordering::Relaxed);
+                }
+            }
+        }
         if server.prefers_tcp(self.epoch) {
-            match self.tcp(server.addr, &wire, id, query).await {
+            match server.stream.exchange(query, flags).await {
                 Ok(m) => {
                     server.answers_tcp.fetch_add(1, Ordering::Relaxed);
                     return accept(server.addr, m);
@@ -331,6 +476,9 @@ impl Upstream {
                 Err(_) => server.prefer_tcp_until_ms.store(0, Ordering::Relaxed),
             }
         }
+        let id: u16 = rand::random();
+        let wire = encode_query(id, query, flags, false)
+            .map_err(|e| UpstreamError::Network { server: server.addr, error: format!("cannot encode query: {e}") })?;
         let sock = self.udp_socket(server.addr).await?;
         let net_err = |e: std::io::Error| UpstreamError::Network { server: server.addr, error: e.to_string() };
         sock.send(&wire).await.map_err(net_err)?;
@@ -350,7 +498,7 @@ impl Upstream {
                     let n = r.map_err(net_err)?;
                     let Some(msg) = matching_response(&buf[..n], id, query) else { continue };
                     if msg.metadata.truncation {
-                        let m = self.tcp(server.addr, &wire, id, query).await?;
+                        let m = server.stream.exchange(query, flags).await?;
                         server.answers_tcp.fetch_add(1, Ordering::Relaxed);
                         return accept(server.addr, m);
                     }
@@ -363,7 +511,7 @@ impl Upstream {
                 }
                 _ = &mut tcp_start, if !tcp_started => {
                     tcp_started = true;
-                    tcp.set(Some(Box::pin(self.tcp(server.addr, &wire, id, query))).into());
+                    tcp.set(Some(Box::pin(server.stream.exchange(query, flags))).into());
                 }
                 Some(r) = &mut tcp, if tcp_started && !tcp_failed => match r {
                     Ok(m) => {
@@ -395,37 +543,36 @@ impl Upstream {
         });
         SocketAddr::new(ip, 0)
     }
-
-    async fn tcp(&self, server: SocketAddr, wire: &[u8], id: u16, query: &Query) -> Result<Message, UpstreamError> {
-        let net_err = |e: std::io::Error| UpstreamError::Network { server, error: format!("tcp: {e}") };
-        let bind_err = |what: String, e: std::io::Error| UpstreamError::Bind { server, what, error: e.to_string() };
-        let sock = match server {
-            SocketAddr::V4(_) => TcpSocket::new_v4(),
-            SocketAddr::V6(_) => TcpSocket::new_v6(),
-        }
-        .map_err(net_err)?;
-        bind_interface(socket2::SockRef::from(&sock), &self.bind, server)?;
-        if let Some(src) = self.bind.source {
-            sock.bind(SocketAddr::new(src, 0)).map_err(|e| bind_err(format!("source {src}"), e))?;
-        }
-        let mut stream = sock.connect(server).await.map_err(net_err)?;
-        let mut framed = Vec::with_capacity(wire.len() + 2);
-        framed.extend_from_slice(&(wire.len() as u16).to_be_bytes());
-        framed.extend_from_slice(wire);
-        stream.write_all(&framed).await.map_err(net_err)?;
-        loop {
-            let len = stream.read_u16().await.map_err(net_err)? as usize;
-            let mut buf = vec![0u8; len.min(MAX_TCP_MESSAGE)];
-            stream.read_exact(&mut buf).await.map_err(net_err)?;
-            if let Some(msg) = matching_response(&buf, id, query) {
-                return Ok(msg);
-            }
-        }
-    }
 }
 
-/// Builds our query: random id, RD, EDNS with our buffer size, DO and CD as the client asked.
-pub fn encode_query(id: u16, query: &Query, flags: QueryFlags) -> Result<Vec<u8>, hickory_proto::ProtoError> {
+/// A TCP connection to `server`, leaving from the link's interface and source address.
+pub(super) async fn tcp_connect(server: SocketAddr, bind: &Bind) -> Result<TcpStream, UpstreamError> {
+    let net_err = |e: std::io::Error| UpstreamError::Network { server, error: format!("tcp: {e}") };
+    let sock = match server {
+        SocketAddr::V4(_) => TcpSocket::new_v4(),
+        SocketAddr::V6(_) => TcpSocket::new_v6(),
+    }
+    .map_err(net_err)?;
+    bind_interface(socket2::SockRef::from(&sock), bind, server)?;
+    if let Some(src) = bind.source {
+        sock.bind(SocketAddr::new(src, 0)).map_err(|e| UpstreamError::Bind {
+            server,
+            what: format!("source {src}"),
+            error: e.to_string(),
+        })?;
+    }
+    sock.connect(server).await.map_err(net_err)
+}
+
+/// Builds our query: random id, RD, EDNS with our buffer size, DO and CD as the client asked. On a
+/// stream, it also carries an empty EDNS TCP keepalive option, so the server tells us how long it
+/// keeps the connection (RFC 7828 §3.2.1).
+pub fn encode_query(
+    id: u16,
+    query: &Query,
+    flags: QueryFlags,
+    stream: bool,
+) -> Result<Vec<u8>, hickory_proto::ProtoError> {
     let mut msg = Message::new(id, MessageType::Query, OpCode::Query);
     msg.metadata.recursion_desired = true;
     msg.metadata.checking_disabled = flags.checking_disabled;
@@ -433,25 +580,30 @@ pub fn encode_query(id: u16, query: &Query, flags: QueryFlags) -> Result<Vec<u8>
     let mut edns = Edns::new();
     edns.set_max_payload(EDNS_PAYLOAD);
     edns.set_dnssec_ok(flags.dnssec_ok);
+    if stream {
+        edns.options_mut().insert(EdnsOption::Unknown(KEEPALIVE, Vec::new()));
+    }
     msg.set_edns(edns);
     msg.to_vec()
 }
 
+/// The EDNS option code of TCP keepalive (RFC 7828).
+const KEEPALIVE: u16 = 11;
+
 /// Parses `bytes` and returns it only if it is a response to our id and question.
 pub fn matching_response(bytes: &[u8], id: u16, query: &Query) -> Option<Message> {
     let msg = Message::from_vec(bytes).ok()?;
-    if msg.metadata.id != id || msg.metadata.message_type != MessageType::Response {
-        return None;
-    }
-    let q = msg.queries.first()?;
-    if msg.queries.len() != 1
-        || q.query_type() != query.query_type()
-        || q.query_class() != query.query_class()
-        || q.name() != query.name()
-    {
-        return None;
-    }
-    Some(msg)
+    (msg.metadata.id == id && answers(&msg, query)).then_some(msg)
+}
+
+/// True if `msg` is a response to `query` (same single question; the caller checks the id).
+pub(super) fn answers(msg: &Message, query: &Query) -> bool {
+    let Some(q) = msg.queries.first() else { return false };
+    msg.metadata.message_type == MessageType::Response
+        && msg.queries.len() == 1
+        && q.query_type() == query.query_type()
+        && q.query_class() == query.query_class()
+        && q.name() == query.name()
 }
 
 /// NOERROR and NXDOMAIN are answers; anything else means "try another server".

@@ -42,7 +42,7 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::{HookError, LinkUp};
 use crate::domain::DomainName;
-use crate::state::ServerAddr;
+use crate::server_addr::ServerAddr;
 use crate::trust::DsAnchor;
 use crate::trust::ds::digest_len;
 
@@ -422,7 +422,7 @@ fn ip6_dns(reply: &mut CfgReply, attr: &Attribute<'_>) -> Result<(), HookError> 
 }
 
 fn add_server(reply: &mut CfgReply, ip: IpAddr) {
-    let server = ServerAddr(SocketAddr::new(ip, 53));
+    let server = ServerAddr::plain(SocketAddr::new(ip, 53));
     if !reply.servers.contains(&server) {
         reply.servers.push(server);
     }

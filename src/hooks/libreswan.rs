@@ -31,7 +31,7 @@ use ipnet::IpNet;
 
 use super::{Env, HookError, HookEvent, LinkUp};
 use crate::domain::DomainName;
-use crate::state::ServerAddr;
+use crate::server_addr::ServerAddr;
 
 /// Reads a libreswan updown environment.
 pub fn event(env: &Env, _args: &[String]) -> Result<Option<HookEvent>, HookError> {
@@ -103,7 +103,7 @@ fn servers(var: &str, value: &str) -> Result<Vec<ServerAddr>, HookError> {
         let ip: IpAddr = word
             .parse()
             .map_err(|_| HookError::new(format!("{var}={value:?}: {word:?} is not an IPv4 or IPv6 address")))?;
-        let server = ServerAddr(SocketAddr::new(ip, 53));
+        let server = ServerAddr::plain(SocketAddr::new(ip, 53));
         if !out.contains(&server) {
             out.push(server);
         }

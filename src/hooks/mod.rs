@@ -16,7 +16,8 @@ pub mod wireguard;
 use std::collections::HashMap;
 
 use crate::domain::DomainName;
-use crate::state::{LinkSpec, ServerAddr};
+use crate::server_addr::ServerAddr;
+use crate::state::LinkSpec;
 use crate::trust::DsAnchor;
 
 /// The environment a hook was started with (a snapshot, so tests can hand one in).

@@ -22,7 +22,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::{Env, HookError, HookEvent, LinkUp};
 use crate::domain::DomainName;
-use crate::state::ServerAddr;
+use crate::server_addr::ServerAddr;
 
 /// Reads a NetworkManager dispatcher call.
 pub fn event(env: &Env, args: &[String]) -> Result<Option<HookEvent>, HookError> {
@@ -61,7 +61,7 @@ pub fn event(env: &Env, args: &[String]) -> Result<Option<HookEvent>, HookError>
             let ip: IpAddr = word
                 .parse()
                 .map_err(|_| HookError::new(format!("{var}={value:?}: {word:?} is not an IPv4 or IPv6 address")))?;
-            let server = ServerAddr(SocketAddr::new(ip, 53));
+            let server = ServerAddr::plain(SocketAddr::new(ip, 53));
             if !servers.contains(&server) {
                 servers.push(server);
             }

@@ -57,7 +57,7 @@ use std::path::Path;
 
 use super::{Env, HookError, HookEvent, LinkUp};
 use crate::domain::DomainName;
-use crate::state::ServerAddr;
+use crate::server_addr::ServerAddr;
 
 /// Reads an OpenVPN script environment.
 pub fn event(env: &Env, _args: &[String]) -> Result<Option<HookEvent>, HookError> {
@@ -212,7 +212,7 @@ fn foreign_options(env: &Env) -> Result<Dns, HookError> {
                 let ip: IpAddr = addr.parse().map_err(|_| {
                     HookError::new(format!("{name}={value:?}: {addr:?} is not an IPv4 or IPv6 address"))
                 })?;
-                push(&mut dns.servers, ServerAddr(SocketAddr::new(ip, 53)));
+                push(&mut dns.servers, ServerAddr::plain(SocketAddr::new(ip, 53)));
             }
             "DOMAIN-ROUTE" | "DOMAIN" | "DOMAIN-SEARCH" | "ADAPTER_DOMAIN_SUFFIX" => {
                 if args.is_empty() {
@@ -311,7 +311,7 @@ fn dns_updown_options(env: &Env) -> Result<Dns, HookError> {
             )));
         }
         for (ip, port) in block.addresses.values() {
-            push(&mut dns.servers, ServerAddr(SocketAddr::new(*ip, port.unwrap_or(53))));
+            push(&mut dns.servers, ServerAddr::plain(SocketAddr::new(*ip, port.unwrap_or(53))));
         }
         for d in block.domains.values() {
             push(&mut dns.routing, d.clone());

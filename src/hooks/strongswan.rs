@@ -27,7 +27,7 @@ use std::net::{IpAddr, SocketAddr};
 use ipnet::IpNet;
 
 use super::{Env, HookError, HookEvent, LinkUp};
-use crate::state::ServerAddr;
+use crate::server_addr::ServerAddr;
 
 /// Reads a strongSwan updown environment.
 pub fn event(env: &Env, _args: &[String]) -> Result<Option<HookEvent>, HookError> {
@@ -114,7 +114,7 @@ fn servers(env: &Env) -> Result<Vec<ServerAddr>, HookError> {
                     if v4 { 4 } else { 6 }
                 )));
             }
-            let server = ServerAddr(SocketAddr::new(ip, 53));
+            let server = ServerAddr::plain(SocketAddr::new(ip, 53));
             if !out.contains(&server) {
                 out.push(server);
             }

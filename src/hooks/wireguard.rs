@@ -14,7 +14,7 @@
 
 use super::{Env, HookError, HookEvent, LinkUp};
 use crate::domain::DomainName;
-use crate::state::ServerAddr;
+use crate::server_addr::ServerAddr;
 use crate::trust::DsAnchor;
 
 const USAGE: &str = "usage: splitdns hook wireguard up|down IFACE [--server ADDR[:PORT]]... [--domain NAME]... \
@@ -165,7 +165,7 @@ mod tests {
     fn minimal_line_and_defaults() {
         let up = up(&["up", "wg0", "--server=10.7.0.1:5300", "--full-tunnel"]);
         assert_eq!(up.profile.as_deref(), Some("wg0"));
-        assert_eq!(up.servers[0].0.port(), 5300);
+        assert_eq!(up.servers[0].addr.port(), 5300);
         assert!(up.full_tunnel);
         // Options may come before the positional arguments.
         assert_eq!(

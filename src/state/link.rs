@@ -11,11 +11,11 @@
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
 use crate::domain::DomainName;
+use crate::server_addr::ServerAddr;
 use crate::trust::DsAnchor;
 
 /// Limits that keep a hostile or buggy hook from growing the daemon without bound.
@@ -23,29 +23,6 @@ pub const MAX_ID_LEN: usize = 200;
 pub const MAX_SERVERS: usize = 16;
 pub const MAX_DOMAINS: usize = 256;
 pub const MAX_ANCHORS: usize = 64;
-
-/// A DNS server address: IPv4 or IPv6, optional port (default 53).
-///
-/// Accepted forms: `10.0.0.1`, `10.0.0.1:5300`, `fd00::1`, `[fd00::1]:5300`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct ServerAddr(pub SocketAddr);
-
-impl FromStr for ServerAddr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
-        if let Ok(sa) = s.parse::<SocketAddr>() {
-            return check_port(sa, s);
-        }
-        if let Ok(ip) = s.parse::<IpAddr>() {
-            return Ok(ServerAddr(SocketAddr::new(ip, 53)));
-        }
-        Err(format!(
-            "{s:?} is not a server address: use IPv4 or IPv6 with an optional port, e.g. 10.0.0.1, 10.0.0.1:5300, fd00::1 or [fd00::1]:5300"
-        ))
-    }
-}
 
 /// Why `addr` cannot be a DNS server, whoever gives it: the unspecified address, the broadcast
 /// address or a multicast address (IPv4-mapped IPv6 addresses count as their IPv4 address).
@@ -92,29 +69,6 @@ fn interface_addresses() -> Vec<IpAddr> {
         a.as_sockaddr_in().map(|v4| IpAddr::V4(v4.ip())).or_else(|| a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
     })
     .collect()
-}
-
-fn check_port(sa: SocketAddr, s: &str) -> Result<ServerAddr, String> {
-    if sa.port() == 0 { Err(format!("{s:?}: port 0 is not a server port")) } else { Ok(ServerAddr(sa)) }
-}
-
-impl fmt::Display for ServerAddr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.port() == 53 { write!(f, "{}", self.0.ip()) } else { write!(f, "{}", self.0) }
-    }
-}
-
-impl TryFrom<String> for ServerAddr {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        s.parse()
-    }
-}
-
-impl From<ServerAddr> for String {
-    fn from(s: ServerAddr) -> String {
-        s.to_string()
-    }
 }
 
 /// Everything a hook says about one VPN connection.
@@ -200,8 +154,8 @@ impl LinkSpec {
             return Err(too_many("servers", self.servers.len(), MAX_SERVERS));
         }
         for server in &self.servers {
-            if let Some(why) = unusable_server(server.0) {
-                return Err(SpecError::UnusableServer { id: self.id.clone(), server: *server, why });
+            if let Some(why) = unusable_server(server.addr) {
+                return Err(SpecError::UnusableServer { id: self.id.clone(), server: server.clone(), why });
             }
         }
         if self.domains.len() + self.search_domains.len() > MAX_DOMAINS {
@@ -222,9 +176,9 @@ impl LinkSpec {
             return Err(SpecError::Interface { id: self.id.clone(), name: name.clone() });
         }
         if let Some(src) = self.source
-            && let Some(server) = self.servers.iter().find(|s| s.0.is_ipv4() != src.is_ipv4())
+            && let Some(server) = self.servers.iter().find(|s| s.addr.is_ipv4() != src.is_ipv4())
         {
-            return Err(SpecError::SourceFamily { id: self.id.clone(), source_addr: src, server: *server });
+            return Err(SpecError::SourceFamily { id: self.id.clone(), source_addr: src, server: server.clone() });
         }
         Ok(())
     }
@@ -232,8 +186,8 @@ impl LinkSpec {
     /// Refuses a server that is the daemon itself, listening on `listen` (see [`own_address`]).
     pub fn check_not_own(&self, listen: &[SocketAddr]) -> Result<(), SpecError> {
         for server in &self.servers {
-            if let Some(listen) = own_address(server.0, listen) {
-                return Err(SpecError::OwnAddress { id: self.id.clone(), server: *server, listen });
+            if let Some(listen) = own_address(server.addr, listen) {
+                return Err(SpecError::OwnAddress { id: self.id.clone(), server: server.clone(), listen });
             }
         }
         Ok(())
@@ -280,17 +234,6 @@ pub(crate) mod tests {
             source: None,
             full_tunnel: false,
             default_route: false,
-        }
-    }
-
-    #[test]
-    fn server_addr_forms() {
-        assert_eq!("10.0.0.1".parse::<ServerAddr>().unwrap().0, "10.0.0.1:53".parse().unwrap());
-        assert_eq!("10.0.0.1:5300".parse::<ServerAddr>().unwrap().0.port(), 5300);
-        assert_eq!("[fd00::1]:5300".parse::<ServerAddr>().unwrap().0.port(), 5300);
-        assert_eq!("fd00::1".parse::<ServerAddr>().unwrap().0.port(), 53);
-        for bad in ["", "host.example", "10.0.0.1:0", "10.0.0.1:99999", "fd00::1:53]"] {
-            assert!(bad.parse::<ServerAddr>().is_err(), "{bad:?}");
         }
     }
 
@@ -348,7 +291,7 @@ pub(crate) mod tests {
         let sa = |s: &str| s.parse::<SocketAddr>().unwrap();
         let at = |server: &str, listen: &[&str]| {
             let listen: Vec<SocketAddr> = listen.iter().map(|l| sa(l)).collect();
-            own_address(server.parse::<ServerAddr>().unwrap().0, &listen)
+            own_address(server.parse::<ServerAddr>().unwrap().addr, &listen)
         };
         assert_eq!(at("127.0.0.1", &["127.0.0.1:53"]), Some(sa("127.0.0.1:53")));
         assert_eq!(at("127.0.0.1:5353", &["[::1]:5353", "127.0.0.1:5353"]), Some(sa("127.0.0.1:5353")));

@@ -5,5 +5,5 @@ pub mod link;
 pub mod persist;
 pub mod table;
 
-pub use link::{LinkSpec, ServerAddr, SpecError};
+pub use link::{LinkSpec, SpecError};
 pub use table::{AnchorState, AnchorView, Link, LinkTable, Refusal, RefusalKind, Resolved};

@@ -10,7 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
 use super::header;
-use crate::state::ServerAddr;
+use crate::server_addr::ServerAddr;
 
 /// systemd-resolved's runtime directory: present while it runs.
 pub const RESOLVED_RUN_DIR: &str = "/run/systemd/resolve";
@@ -50,6 +50,6 @@ pub(super) fn resolved_dropin_text(address: SocketAddr) -> String {
     format!(
         "{}[Resolve]\nDNS=\nDNS={}\nDomains=\nDomains=~.\n",
         header("systemd-resolved sends every name to the splitdns agent"),
-        ServerAddr(address)
+        ServerAddr::plain(address)
     )
 }
