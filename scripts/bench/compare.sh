@@ -10,6 +10,9 @@
 #   MIXES="hit split" ROUNDS=3 scripts/bench/compare.sh
 #   KEEP_TARGET=1 scripts/bench/compare.sh       # leave splitdns running afterwards
 #   DAEMON_FLAGS="..." scripts/bench/compare.sh  # extra daemon flags
+#   TLS=1 MIXES="miss split" scripts/bench/compare.sh
+#       # both upstreams over DNS over TLS through the bench's DoT front (127.0.0.12:853, dot.test),
+#       # against the bench's unbound-tls peer configured the same way (REF=unbound-tls)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -27,6 +30,15 @@ if ! "$BENCH/verify.sh" "unbound=127.0.0.10:5301" >/dev/null 2>&1; then
 fi
 # shellcheck disable=SC1091
 . "$STATE/ta/ta.env"
+corp=127.0.0.2:5300
+pub=127.0.0.3:5300
+tls_flags=()
+if [ -n "${TLS:-}" ]; then
+  "$BENCH/start.sh" tls >/dev/null
+  corp="tls://127.0.0.12#dot.test"
+  pub="tls://127.0.0.12#dot.test"
+  tls_flags=(--tls-ca-file "$STATE/tls/ca.pem")
+fi
 "$BENCH/stop.sh" splitdns >/dev/null 2>&1 || true
 run=$(mktemp -d "${TMPDIR:-/tmp}/splitdns-bench.XXXXXX")
 chmod 755 "$run"
@@ -37,9 +49,13 @@ printf '# splitdns bench\ncorp.example\n' >"$run/whitelist"
 # is brought up through the control socket once it answers.
 # shellcheck disable=SC2086
 "$BENCH/start-target.sh" splitdns "$ADDR" -- "$BIN" --control-socket "$sock" daemon --listen "$ADDR" \
-  --upstream 127.0.0.3:5300 --state-dir "$run" --config /dev/null --whitelist "$run/whitelist" ${DAEMON_FLAGS:-}
-"$BIN" --control-socket "$sock" link up --id bench --profile bench --server 127.0.0.2:5300 \
+  --upstream "$pub" "${tls_flags[@]}" --state-dir "$run" --config /dev/null --whitelist "$run/whitelist" ${DAEMON_FLAGS:-}
+"$BIN" --control-socket "$sock" link up --id bench --profile bench --server "$corp" \
   --domain corp.example --ta "$TA_DS"
 "$BENCH/verify.sh" "splitdns=$ADDR" || echo "compare.sh: some verify checks failed (see above)" >&2
-"$BENCH/compare.sh" "+splitdns=$ADDR" "$@"
+if [ -n "${TLS:-}" ]; then
+  REF=unbound-tls "$BENCH/compare.sh" "unbound-tls=127.0.0.13:5301" "splitdns=$ADDR" "$@"
+else
+  "$BENCH/compare.sh" "+splitdns=$ADDR" "$@"
+fi
 [ -n "${KEEP_TARGET:-}" ] || "$BENCH/stop.sh" splitdns
