@@ -94,7 +94,7 @@ enum Command {
     },
     /// Desktop notifications for what needs a person (a trust anchor to review, an anchor that
     /// failed, a refused domain, a system that stopped using the agent), from the daemon's events.
-    /// Runs in the person's session (see packaging/systemd/user/splitdns-notify.service).
+    /// Runs in the person's session: `systemctl --user enable --now splitdns-notify`.
     Notify(notify::NotifyArgs),
     /// Drop cached answers for DOMAIN and the names below it, or all cached answers.
     Flush {
