@@ -6,10 +6,11 @@
 #   sudo bash packaging/ci-package.sh
 #
 # Steps: cargo deb; list and check the package's paths and modes; systemd-analyze verify the
-# packaged unit; dpkg -i; check the user, owners, modes and `splitdns --version`; run the INSTALLED
-# binary with the PACKAGED config (overridden to a high loopback port and a temporary state dir and
-# socket) against two tiny authoritative DNS servers on loopback; resolve a public name and, after
-# `splitdns link up`, a split name; link down; stop; dpkg -r, dpkg -P and check nothing is left.
+# packaged unit and the notifier's user unit; dpkg -i; check the user, owners, modes and
+# `splitdns --version`; run the INSTALLED binary with the PACKAGED config (overridden to a high
+# loopback port and a temporary state dir and socket) against two tiny authoritative DNS servers on
+# loopback; resolve a public name and, after `splitdns link up`, a split name; link down; stop;
+# dpkg -r, dpkg -P and check nothing is left.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -68,6 +69,8 @@ dpkg-deb -c "$deb" | tee "$tmp/contents"
 expect=(
     "./usr/bin/splitdns -rwxr-xr-x root/root"
     "./usr/lib/systemd/system/splitdns.service -rw-r--r-- root/root"
+    "./usr/lib/systemd/user/splitdns-notify.service -rw-r--r-- root/root"
+    "./etc/xdg/autostart/splitdns-notify.desktop -rw-r--r-- root/root"
     "./etc/splitdns/config.toml -rw-r--r-- root/root"
     "./etc/splitdns/whitelist -rw-r--r-- root/root"
     "./usr/libexec/splitdns/90-splitdns -rwxr-xr-x root/root"
@@ -90,6 +93,8 @@ dpkg-deb -f "$deb" Package Version Architecture Section Priority Depends
 dpkg-deb -e "$deb" "$tmp/control"
 grep -qxF /etc/splitdns/config.toml "$tmp/control/conffiles" || fail "config.toml is not a conffile"
 grep -qxF /etc/splitdns/whitelist "$tmp/control/conffiles" || fail "whitelist is not a conffile"
+grep -qxF /etc/xdg/autostart/splitdns-notify.desktop "$tmp/control/conffiles" ||
+    fail "the autostart file is not a conffile (an administrator's edit, e.g. Hidden=true, must survive upgrades)"
 for s in postinst prerm postrm; do
     sh -n "$tmp/control/$s" || fail "$s does not parse"
 done
@@ -117,6 +122,19 @@ check_stat /etc/splitdns/config.toml "644 root:root"
 check_stat /etc/splitdns/whitelist "644 root:root"
 check_stat /usr/lib/systemd/system/splitdns.service "644 root:root"
 check_stat /usr/libexec/splitdns/90-splitdns "755 root:root"
+check_stat /usr/lib/systemd/user/splitdns-notify.service "644 root:root"
+check_stat /etc/xdg/autostart/splitdns-notify.desktop "644 root:root"
+# The notifier: the user unit starts the installed binary; the autostart file too, and is skipped by
+# systemd-managed sessions (which use the user unit), so no session starts it twice.
+grep -qxF "ExecStart=/usr/bin/splitdns notify" /usr/lib/systemd/user/splitdns-notify.service ||
+    fail "splitdns-notify.service does not run /usr/bin/splitdns notify"
+grep -qxF "Exec=/usr/bin/splitdns notify" /etc/xdg/autostart/splitdns-notify.desktop ||
+    fail "splitdns-notify.desktop does not run /usr/bin/splitdns notify"
+grep -qxF "X-systemd-skip=true" /etc/xdg/autostart/splitdns-notify.desktop ||
+    fail "splitdns-notify.desktop lacks X-systemd-skip=true: systemd sessions would start the notifier twice"
+/usr/bin/splitdns notify --help >/dev/null || fail "the installed binary has no notify command"
+systemctl --global is-enabled splitdns-notify.service >/dev/null 2>&1 &&
+    fail "the package enabled splitdns-notify.service for every user (each person, or an administrator, chooses)"
 [ -e /var/lib/splitdns ] && fail "/var/lib/splitdns exists before the service ever ran"
 if [ -d /run/systemd/system ]; then
     systemctl is-enabled splitdns.service >/dev/null 2>&1 && fail "the package enabled splitdns.service"
@@ -132,6 +150,15 @@ if command -v systemd-analyze >/dev/null; then
     fi
     cat "$tmp/verify.log"
     echo "systemd-analyze verify: clean"
+    step "systemd-analyze --user verify (installed user unit)"
+    # A user manager's checks need a runtime directory; any private one will do offline.
+    mkdir -m 0700 "$tmp/xdg-runtime"
+    if ! XDG_RUNTIME_DIR="$tmp/xdg-runtime" systemd-analyze --user verify \
+        /usr/lib/systemd/user/splitdns-notify.service >"$tmp/verify-user.log" 2>&1 || [ -s "$tmp/verify-user.log" ]; then
+        cat "$tmp/verify-user.log" >&2
+        fail "systemd-analyze --user verify reported problems with splitdns-notify.service (above)"
+    fi
+    echo "systemd-analyze --user verify: clean"
 else
     echo "ci-package: note: systemd-analyze not available; the unit was not verified" >&2
 fi
@@ -255,6 +282,7 @@ mkdir -p /var/lib/splitdns && echo '{}' >/var/lib/splitdns/links.json   # as if 
 dpkg -r "$PKG"
 [ -e /usr/bin/splitdns ] && fail "/usr/bin/splitdns left after dpkg -r"
 [ -e /usr/lib/systemd/system/splitdns.service ] && fail "unit left after dpkg -r"
+[ -e /usr/lib/systemd/user/splitdns-notify.service ] && fail "user unit left after dpkg -r"
 [ -f /etc/splitdns/config.toml ] || fail "dpkg -r removed the conffile config.toml (it should stay until purge)"
 getent passwd splitdns >/dev/null || fail "dpkg -r removed the user (only purge should)"
 
@@ -262,6 +290,7 @@ step "dpkg -P"
 dpkg -P "$PKG"
 dpkg -s "$PKG" >/dev/null 2>&1 && fail "$PKG still known to dpkg after purge"
 [ -e /etc/splitdns ] && fail "/etc/splitdns left after purge: $(ls -A /etc/splitdns)"
+[ -e /etc/xdg/autostart/splitdns-notify.desktop ] && fail "the autostart file was left after purge"
 [ -e /var/lib/splitdns ] && fail "/var/lib/splitdns left after purge"
 getent passwd splitdns >/dev/null && fail "user splitdns left after purge"
 getent group splitdns >/dev/null && fail "group splitdns left after purge"

@@ -5,6 +5,7 @@
 
 mod hook;
 mod link;
+mod notify;
 mod query;
 mod status;
 mod system_dns;
@@ -91,6 +92,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Desktop notifications for what needs a person (a trust anchor to review, an anchor that
+    /// failed, a refused domain, a system that stopped using the agent), from the daemon's events.
+    /// Runs in the person's session: `systemctl --user enable --now splitdns-notify`.
+    Notify(notify::NotifyArgs),
     /// Drop cached answers for DOMAIN and the names below it, or all cached answers.
     Flush {
         /// The domain; all answers when omitted.
@@ -229,6 +234,7 @@ pub fn main() -> ExitCode {
             Command::Query { name, qtype, json } => query::query(&socket, name, qtype, json).await,
             Command::Flush { domain } => query::flush(&socket, domain).await,
             Command::Watch { json } => watch::run(&socket, json).await,
+            Command::Notify(args) => notify::run(args, &socket).await,
         }
     });
     match result {
