@@ -25,6 +25,8 @@ pub enum Proto {
     Udp,
     /// TCP with 2-byte length framing.
     Tcp,
+    /// DNS over TLS (RFC 7858); only the servers of `dot.rs` log this.
+    Tls,
 }
 
 /// One query as received by an [`AuthServer`].
@@ -135,23 +137,7 @@ impl AuthServer {
     }
 
     async fn start_inner(opts: AuthOptions, zones: &[(&str, &str)], bind: Bind) -> AuthServer {
-        let mut catalog = Catalog::new();
-        for (name, text) in zones {
-            let origin = Name::from_ascii(name).expect("zone origin is a valid name");
-            let (_, records) = Parser::new(*text, None, Some(origin.clone()))
-                .parse()
-                .unwrap_or_else(|e| panic!("zone file for {name} does not parse: {e}"));
-            let handler = InMemoryZoneHandler::<TokioRuntimeProvider>::new(
-                origin.clone(),
-                records,
-                ZoneType::Primary,
-                AxfrPolicy::Deny,
-                None,
-            )
-            .unwrap_or_else(|e| panic!("zone {origin} is invalid: {e}"));
-            catalog.upsert(LowerName::from(&origin), vec![Arc::new(handler)]);
-        }
-
+        let catalog = catalog(zones);
         let ip = opts.ip.unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
         let (udp, tcp) = match (bind, opts.port) {
             (Bind::Ephemeral, None) => bind_pair(ip, opts.tcp).await,
@@ -241,8 +227,30 @@ pub fn zone(origin: &str, records: &str) -> String {
     )
 }
 
+/// An authoritative catalog of in-memory zones, `(origin, zone file text)` as for
+/// [`AuthServer::start`] (shared with the DNS-over-TLS servers of `dot.rs`). Panics on bad zone text.
+pub fn catalog(zones: &[(&str, &str)]) -> Catalog {
+    let mut catalog = Catalog::new();
+    for (name, text) in zones {
+        let origin = Name::from_ascii(name).expect("zone origin is a valid name");
+        let (_, records) = Parser::new(*text, None, Some(origin.clone()))
+            .parse()
+            .unwrap_or_else(|e| panic!("zone file for {name} does not parse: {e}"));
+        let handler = InMemoryZoneHandler::<TokioRuntimeProvider>::new(
+            origin.clone(),
+            records,
+            ZoneType::Primary,
+            AxfrPolicy::Deny,
+            None,
+        )
+        .unwrap_or_else(|e| panic!("zone {origin} is invalid: {e}"));
+        catalog.upsert(LowerName::from(&origin), vec![Arc::new(handler)]);
+    }
+    catalog
+}
+
 /// True if `name` equals `domain` or ends with `.domain` (both lowercase, no trailing dot).
-fn is_under(name: &str, domain: &str) -> bool {
+pub fn is_under(name: &str, domain: &str) -> bool {
     domain.is_empty() || name == domain || name.strip_suffix(domain).is_some_and(|head| head.ends_with('.'))
 }
 
@@ -268,6 +276,12 @@ pub fn log_request(log: &Mutex<Vec<LoggedQuery>>, request: &Request) -> (Proto, 
         Protocol::Udp => Proto::Udp,
         _ => Proto::Tcp,
     };
+    log_request_as(log, request, proto)
+}
+
+/// [`log_request`] with the transport given by the caller (the DNS-over-TLS servers of `dot.rs`
+/// hand hickory their queries as TCP ones, and log them as [`Proto::Tls`]).
+pub fn log_request_as(log: &Mutex<Vec<LoggedQuery>>, request: &Request, proto: Proto) -> (Proto, bool) {
     let do_bit = request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
     let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
     for q in request.queries.queries() {
