@@ -175,6 +175,42 @@ mod tests {
     }
 
     #[test]
+    fn longest_label_and_longest_name_are_accepted() {
+        // RFC 1035 §2.3.4: a label may have 63 octets, a name 255 on the wire (253 written out).
+        let l63 = "a".repeat(63);
+        let label = format!("{l63}.example");
+        assert_eq!(DomainName::parse(&label).unwrap().as_str(), label);
+        assert_eq!(
+            DomainName::parse(&format!("a{label}")),
+            Err(DomainError::LabelTooLong(format!("a{label}"))),
+            "a 64-octet label"
+        );
+        let name = format!("{l63}.{l63}.{l63}.{}", "b".repeat(61));
+        assert_eq!(name.len(), 253);
+        let d = DomainName::parse(&name).unwrap();
+        assert_eq!(d.as_str(), name);
+        assert_eq!(DomainName::parse(&format!("{name}.")).unwrap(), d, "a trailing dot does not count");
+        // The longest name still routes: its wire form is the same name, not the root.
+        assert_eq!(d.to_lower_name().to_string(), d.fqdn());
+        let long = format!("{l63}.{l63}.{l63}.{}", "b".repeat(62));
+        assert_eq!(DomainName::parse(&long), Err(DomainError::TooLong(long.clone())), "254 octets");
+    }
+
+    #[test]
+    fn stored_and_shown_as_the_normalised_name() {
+        // links.json keeps split domains as strings: what is written must read back as the same name.
+        let d = DomainName::parse("Corp.Example.").unwrap();
+        assert_eq!(d.to_string(), "corp.example");
+        assert_eq!(d.fqdn(), "corp.example.");
+        assert_eq!(String::from(d.clone()), "corp.example");
+        let json = serde_json::to_string(&d).unwrap();
+        assert_eq!(json, "\"corp.example\"");
+        assert_eq!(serde_json::from_str::<DomainName>(&json).unwrap(), d);
+        assert!(serde_json::from_str::<DomainName>("\"a..b\"").is_err(), "a saved name is validated again");
+        assert_eq!("Corp.Example".parse::<DomainName>().unwrap(), d);
+    }
+
+    #[test]
     fn public_suffixes() {
         let ps = |n: &str| DomainName::parse(n).unwrap().public_suffix();
         for listed in ["com", "co.uk", "github.io", "in-addr.arpa", "arpa"] {

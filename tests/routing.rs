@@ -257,6 +257,61 @@ async fn links_survive_restart_and_crash() {
     assert_eq!(d.status().await["links"].as_array().unwrap().len(), 0);
 }
 
+/// The sequence numbers in the state file, by link id.
+fn saved_seqs(d: &Daemon) -> Vec<(String, u64)> {
+    let text = std::fs::read_to_string(d.state_dir.join("links.json")).expect("links.json");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["id"].as_str().unwrap().to_string(), l["seq"].as_u64().unwrap()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_up_after_a_restart_gets_its_own_route() {
+    // A link's sequence number names its route: a new link that reused a restored link's number
+    // would take that link's route over, and its names would go to the wrong servers.
+    let public = public().await;
+    let corp = internal("www 60 IN A 10.1.0.1").await;
+    let lab = AuthServer::start(&[("lab.example.", &zone("lab.example.", "www 60 IN A 10.2.0.1"))]).await;
+    let mut d = Daemon::start(&[public.addr()], &[]).await;
+    d.link_up(&["--id", "corp", "--profile", "corp", "--server", &addr(&corp), "--domain", "corp.example"]);
+    assert_eq!(a(&d, "www.corp.example").await, [Ipv4Addr::new(10, 1, 0, 1)]);
+
+    d.crash();
+    d.restart().await;
+    d.link_up(&["--id", "lab", "--profile", "lab", "--server", &addr(&lab), "--domain", "lab.example"]);
+    let seqs = saved_seqs(&d);
+    assert_eq!(seqs.len(), 2, "{seqs:?}");
+    assert_ne!(seqs[0].1, seqs[1].1, "the new link reused a restored link's number: {seqs:?}");
+
+    // Each link's names reach its own servers, and only those.
+    assert_eq!(a(&d, "www.lab.example").await, [Ipv4Addr::new(10, 2, 0, 1)]);
+    assert_eq!(a(&d, "www.corp.example").await, [Ipv4Addr::new(10, 1, 0, 1)]);
+    assert_eq!(
+        lab.count_under("corp.example"),
+        0,
+        "the restored link's names went to the new link: {:?}",
+        lab.queries()
+    );
+    assert_eq!(corp.count_under("lab.example"), 0, "{:?}", corp.queries());
+    assert_eq!(corp.count_under("corp.example"), 2, "{:?}", corp.queries());
+    let st = d.status().await;
+    let queries = |id: &str| {
+        st["links"].as_array().unwrap().iter().find(|l| l["id"] == id).unwrap()["counters"]["queries"].as_u64()
+    };
+    assert_eq!((queries("corp"), queries("lab")), (Some(1), Some(1)), "{st}");
+
+    // Taking the new link down leaves the restored link's route in place.
+    d.link_down("lab");
+    let m = client::udp(d.dns, "new.corp.example", RecordType::A, &Q::default()).await.expect("answer");
+    assert_eq!(rcode(&m), ResponseCode::NXDomain, "{m:?}");
+    assert_eq!(corp.count_under("corp.example"), 3, "{:?}", corp.queries());
+    assert_eq!(public.count_under("corp.example") + public.count_under("lab.example"), 0, "{:?}", public.queries());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_state_file_is_set_aside_not_fatal() {
     let public = public().await;

@@ -133,4 +133,75 @@ mod tests {
         assert_eq!(lookup(&s, "."), 0);
         assert_eq!(lookup(&s, "corp.example.net."), 0);
     }
+
+    fn name(s: &str) -> LowerName {
+        LowerName::from_str(s).unwrap()
+    }
+
+    fn d(s: &str) -> DomainName {
+        s.parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn trust_for_never_applies_one_links_anchor_to_another() {
+        let (corp, eng) = (route(1), route(2));
+        let anchored =
+            |zone: &str, r: &Arc<Route>| (d(zone).to_lower_name(), ZoneTrust::start(d(zone), vec![], r.clone()));
+        // Link 1 owns corp.example and has anchors at its apex and at dev.eng.corp.example; link 2
+        // owns eng.corp.example (nested) with its own anchor.
+        let trust: TrustMap = [
+            anchored("corp.example", &corp),
+            anchored("eng.corp.example", &eng),
+            anchored("dev.eng.corp.example", &corp),
+        ]
+        .into_iter()
+        .collect();
+        let s = Snapshot::new(
+            vec![(d("corp.example"), corp.clone()), (d("eng.corp.example"), eng.clone())],
+            route(0),
+            trust,
+        );
+        assert_eq!(s.trust().len(), 3);
+        let zone = |n: &str, matched: &str, route: u64| {
+            s.trust_for(&name(n), &d(matched), route).map(|t| t.domain.to_string())
+        };
+        assert_eq!(zone("www.corp.example.", "corp.example", 1).as_deref(), Some("corp.example"));
+        assert_eq!(zone("www.eng.corp.example.", "eng.corp.example", 2).as_deref(), Some("eng.corp.example"));
+        // Link 1's deeper anchor lies over a name link 2 serves: link 2's own zone applies.
+        assert_eq!(zone("www.dev.eng.corp.example.", "eng.corp.example", 2).as_deref(), Some("eng.corp.example"));
+        // A route never gets another route's zone, not even at the matched domain.
+        assert_eq!(zone("www.corp.example.", "corp.example", 2), None);
+        assert_eq!(zone("www.corp.example.", "corp.example", 3), None);
+        // Only zones within the matched split domain count: link 2's names never climb to corp.example.
+        let only_outer: TrustMap = [anchored("corp.example", &corp)].into_iter().collect();
+        let s = Snapshot::new(vec![(d("eng.corp.example"), corp.clone())], route(0), only_outer);
+        assert_eq!(
+            s.trust_for(&name("www.eng.corp.example."), &d("eng.corp.example"), 1).map(|t| t.domain.clone()),
+            None
+        );
+    }
+
+    #[test]
+    fn assignments_follow_a_route_change() {
+        let (one, two) = (route(1), route(2));
+        let before = Snapshot::new(
+            vec![(d("corp.example"), one.clone()), (d("lab.example"), one.clone())],
+            route(0),
+            TrustMap::new(),
+        );
+        // lab.example moves to link 2, corp.example stays; a new domain arrives with link 2.
+        let after = Snapshot::new(
+            vec![(d("corp.example"), one.clone()), (d("lab.example"), two.clone()), (d("new.example"), two.clone())],
+            route(0),
+            TrustMap::new(),
+        );
+        let (b, a) = (before.assignments(), after.assignments());
+        assert_eq!(b, HashMap::from([(d("corp.example"), 1), (d("lab.example"), 1)]));
+        assert_eq!(a, HashMap::from([(d("corp.example"), 1), (d("lab.example"), 2), (d("new.example"), 2)]));
+        let mut moved: Vec<String> =
+            a.iter().filter(|(dom, r)| b.get(*dom) != Some(r)).map(|(dom, _)| dom.to_string()).collect();
+        moved.sort();
+        assert_eq!(moved, ["lab.example", "new.example"]);
+        assert!(Snapshot::new(vec![], route(0), TrustMap::new()).assignments().is_empty());
+    }
 }

@@ -408,6 +408,96 @@ mod tests {
         assert_eq!(accepted(&t.resolve(), "a"), ["com", "co.uk", "internal", "corp.example", "home.arpa"]);
     }
 
+    fn saved(id: &str, domains: &[&str], seq: u64) -> Link {
+        Link { spec: spec(id, Some(id), domains), seq, up_since: 1, claim: None, ifindex: None }
+    }
+
+    fn seqs(t: &LinkTable) -> Vec<(String, u64)> {
+        t.links().iter().map(|l| (l.spec.id.clone(), l.seq)).collect()
+    }
+
+    #[test]
+    fn a_link_up_after_a_restore_never_reuses_a_saved_number() {
+        // The sequence number names the link's route and cache partition: a new link that reused a
+        // restored link's number would take over that link's route. Saved out of order, and the
+        // highest number on the alphabetically first id.
+        let mut t =
+            LinkTable::from_links(vec![saved("zeta", &["zeta.example"], 3), saved("alpha", &["corp.example"], 7)]);
+        assert_eq!(seqs(&t), [("zeta".to_string(), 3), ("alpha".to_string(), 7)]);
+        let up = t.upsert(spec("new", Some("new"), &["corp.example", "new.example"]), 2, None).unwrap();
+        assert!(up.replaced.is_empty());
+        assert_eq!(up.link.seq, 8, "after the highest saved number");
+        assert_eq!(seqs(&t), [("zeta".to_string(), 3), ("alpha".to_string(), 7), ("new".to_string(), 8)]);
+        // The restored link keeps its domain against the newcomer.
+        let r = t.resolve();
+        assert_eq!(accepted(&r, "alpha"), ["corp.example"]);
+        assert_eq!(accepted(&r, "new"), ["new.example"]);
+
+        // A single restored link numbered 1 (the first number ever given).
+        let mut t = LinkTable::from_links(vec![saved("a", &["corp.example"], 1)]);
+        assert_eq!(t.upsert(spec("b", Some("b"), &["b.example"]), 2, None).unwrap().link.seq, 2);
+        // Nothing saved: numbering starts at 1.
+        let mut t = LinkTable::from_links(vec![]);
+        assert!(t.is_empty());
+        assert_eq!(t.upsert(spec("a", None, &["corp.example"]), 1, None).unwrap().link.seq, 1);
+        assert!(!t.is_empty());
+    }
+
+    #[test]
+    fn numbers_follow_link_up_order_not_ids() {
+        let mut t = LinkTable::default();
+        for (i, id) in ["zeta", "alpha", "mid"].into_iter().enumerate() {
+            let up = t.upsert(spec(id, None, &["corp.example"]), i as u64, None).unwrap();
+            assert_eq!(up.link.seq, i as u64 + 1, "{id}");
+        }
+        assert_eq!(seqs(&t), [("zeta".to_string(), 1), ("alpha".to_string(), 2), ("mid".to_string(), 3)]);
+        // The first link up owns the domain, whatever its id sorts as.
+        let r = t.resolve();
+        assert_eq!(accepted(&r, "zeta"), ["corp.example"]);
+        assert!(accepted(&r, "alpha").is_empty() && accepted(&r, "mid").is_empty());
+        // A reconnect (same id) gets a new number, never one in use.
+        let up = t.upsert(spec("alpha", None, &["alpha.example"]), 9, None).unwrap();
+        assert_eq!(up.link.seq, 4);
+        assert_eq!(up.replaced.iter().map(|l| l.seq).collect::<Vec<_>>(), [2]);
+    }
+
+    #[test]
+    fn a_reconnect_with_the_same_id_replaces_the_old_link() {
+        let mut t = LinkTable::default();
+        t.upsert(spec("vpn", None, &["corp.example"]), 1, None).unwrap();
+        let up = t.upsert(spec("vpn", None, &["lab.example"]), 2, None).unwrap();
+        // The caller retires the old link's route by the replaced link's number.
+        assert_eq!(up.replaced.len(), 1, "the old link must be reported so its route is retired");
+        assert_eq!((up.replaced[0].seq, up.link.seq), (1, 2));
+        assert_eq!(t.links().len(), 1);
+        assert_eq!(accepted(&t.resolve(), "vpn"), ["lab.example"]);
+    }
+
+    #[test]
+    fn only_a_full_tunnel_that_asks_for_it_is_the_default_route() {
+        let mut t = LinkTable::default();
+        // A full tunnel without default_route leaves the default upstream alone.
+        let mut ft = spec("ft", None, &[]);
+        ft.full_tunnel = true;
+        t.upsert(ft, 1, None).unwrap();
+        t.upsert(spec("split", None, &["corp.example"]), 2, None).unwrap();
+        let defaults = |t: &LinkTable| -> Vec<String> {
+            t.resolve().into_iter().filter(|r| r.is_default_route).map(|r| r.link.spec.id).collect()
+        };
+        assert!(defaults(&t).is_empty(), "{:?}", defaults(&t));
+        assert_eq!(accepted(&t.resolve(), "split"), ["corp.example"]);
+        // Two full tunnels that ask: the most recent wins.
+        for id in ["ft-a", "ft-b"] {
+            let mut s = spec(id, None, &[]);
+            s.full_tunnel = true;
+            s.default_route = true;
+            t.upsert(s, 3, None).unwrap();
+        }
+        assert_eq!(defaults(&t), ["ft-b"]);
+        t.remove("ft-b");
+        assert_eq!(defaults(&t), ["ft-a"]);
+    }
+
     #[test]
     fn invalid_spec_changes_nothing() {
         let mut t = LinkTable::default();
