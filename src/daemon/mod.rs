@@ -228,6 +228,9 @@ fn reload(
             if new.listen != running.listen || new.control_socket != running.control_socket {
                 warn!("SIGHUP: listen addresses and the control socket change only at restart");
             }
+            if new.tls_ca_file != running.tls_ca_file || new.default_upstream_tls != running.default_upstream_tls {
+                warn!("SIGHUP: tls_ca_file and default_upstream_tls change only at restart");
+            }
             let follow = Follow::from_settings(&new);
             let pick = pick_upstream(&follow, listen);
             agent.set_system_upstream(&pick.servers, pick.source, new.timing);

@@ -146,7 +146,7 @@ mod tests {
     async fn trust_for_never_applies_one_links_anchor_to_another() {
         let (corp, eng) = (route(1), route(2));
         let anchored =
-            |zone: &str, r: &Arc<Route>| (d(zone).to_lower_name(), ZoneTrust::start(d(zone), vec![], r.clone()));
+            |zone: &str, r: &Arc<Route>| (d(zone).to_lower_name(), ZoneTrust::start(d(zone), vec![], r.clone(), None));
         // Link 1 owns corp.example and has anchors at its apex and at dev.eng.corp.example; link 2
         // owns eng.corp.example (nested) with its own anchor.
         let trust: TrustMap = [
