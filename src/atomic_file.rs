@@ -22,7 +22,7 @@ use crate::perms::parent_dir;
 
 /// Where the bytes go before the rename.
 #[derive(Debug, Clone, Copy)]
-pub enum Temp<'a> {
+pub(crate) enum Temp<'a> {
     /// A new file with a random name (`<prefix>XXXXXX<suffix>`), so that two writers never share
     /// one.
     Unique { prefix: &'a str, suffix: &'a str },
@@ -33,7 +33,7 @@ pub enum Temp<'a> {
 
 /// How to write: the temporary file, and what the new file gets.
 #[derive(Debug, Clone, Copy)]
-pub struct Options<'a> {
+pub(crate) struct Options<'a> {
     pub temp: Temp<'a>,
     /// The new file's permission bits; None keeps the temporary file's 0600.
     pub mode: Option<u32>,
@@ -44,7 +44,7 @@ pub struct Options<'a> {
 
 /// The step of [`replace`] that failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     CreateTemp,
     Write,
     Inspect,
@@ -82,7 +82,7 @@ impl std::fmt::Display for Step {
 /// [`Step::Rename`], else the temporary file), and the system's error.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot {step} {}: {source}", path.display())]
-pub struct Error {
+pub(crate) struct Error {
     pub step: Step,
     pub path: PathBuf,
     #[source]
@@ -90,7 +90,7 @@ pub struct Error {
 }
 
 /// Replaces `path` with `bytes` atomically and durably (see the module docs).
-pub fn replace(path: &Path, bytes: &[u8], options: &Options<'_>) -> Result<(), Error> {
+pub(crate) fn replace(path: &Path, bytes: &[u8], options: &Options<'_>) -> Result<(), Error> {
     let dir = parent_dir(path);
     match options.temp {
         Temp::Unique { prefix, suffix } => {
@@ -146,7 +146,7 @@ fn failed(step: Step, path: &Path) -> impl FnOnce(io::Error) -> Error {
 }
 
 /// Makes a rename or removal in `dir` durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 

@@ -51,7 +51,7 @@ use crate::trust::DsAnchor;
 /// The config file as written. Unknown keys are errors, so a typo is never silently ignored.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileConfig {
+pub(crate) struct FileConfig {
     pub listen: Option<Vec<SocketAddr>>,
     pub upstream: Option<Vec<ServerAddr>>,
     pub resolv_conf: Option<PathBuf>,
@@ -84,7 +84,7 @@ pub struct FileConfig {
 /// systemd-resolved's `DNSOverTLS=`. Servers written `tls://…` are TLS whatever this says.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
-pub enum DefaultUpstreamTls {
+pub(crate) enum DefaultUpstreamTls {
     /// Clear text (UDP, then TCP).
     #[default]
     Off,
@@ -110,7 +110,7 @@ impl std::fmt::Display for DefaultUpstreamTls {
 /// `PLUTO_CONNECTION` or NetworkManager's `CONNECTION_ID`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Profile {
+pub(crate) struct Profile {
     /// Split domains added to what the VPN sends (strongSwan sends none at all).
     #[serde(default)]
     pub domains: Vec<DomainName>,
@@ -163,7 +163,7 @@ impl Default for Profile {
 impl Profile {
     /// Applies this profile's settings to a link a hook reported. The VPN's search domains are
     /// consumed: they are split domains afterwards, or dropped.
-    pub fn apply(&self, spec: &mut crate::state::LinkSpec) {
+    pub(crate) fn apply(&self, spec: &mut crate::state::LinkSpec) {
         let mut domains = if self.replace_domains { vec![] } else { std::mem::take(&mut spec.domains) };
         // `replace_domains` ignores everything the VPN pushed, search domains included.
         if self.search_domains && !self.replace_domains {
@@ -197,7 +197,7 @@ impl Profile {
 
 /// Command-line flags that override the file.
 #[derive(Debug, Default, Clone)]
-pub struct Overrides {
+pub(crate) struct Overrides {
     pub listen: Vec<SocketAddr>,
     pub upstream: Vec<ServerAddr>,
     pub control_socket: Option<PathBuf>,
@@ -211,7 +211,7 @@ pub struct Overrides {
 
 /// Where the default upstream comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UpstreamSource {
+pub(crate) enum UpstreamSource {
     /// `upstream` in the config (or `--upstream`): fixed servers.
     Configured(Vec<ServerAddr>),
     /// `resolv_conf` names the one file to follow.
@@ -223,7 +223,7 @@ pub enum UpstreamSource {
 
 /// The daemon's effective settings.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub(crate) struct Settings {
     pub config_path: Option<PathBuf>,
     pub listen: Vec<SocketAddr>,
     pub upstream: UpstreamSource,
@@ -245,7 +245,7 @@ pub struct Settings {
 
 /// Default paths: system paths for root, XDG paths (via `directories`) for a user.
 #[derive(Debug, Clone)]
-pub struct Paths {
+pub(crate) struct Paths {
     pub config: PathBuf,
     pub state_dir: PathBuf,
     pub control_socket: PathBuf,
@@ -253,7 +253,7 @@ pub struct Paths {
 }
 
 /// The system daemon's paths (what the packaged unit uses).
-pub fn system_paths() -> Paths {
+pub(crate) fn system_paths() -> Paths {
     Paths {
         config: "/etc/splitdns/config.toml".into(),
         state_dir: "/var/lib/splitdns".into(),
@@ -263,7 +263,7 @@ pub fn system_paths() -> Paths {
 }
 
 /// A user's paths: `~/.config/splitdns`, `~/.local/state/splitdns`, `$XDG_RUNTIME_DIR/splitdns`.
-pub fn user_paths() -> Option<Paths> {
+pub(crate) fn user_paths() -> Option<Paths> {
     let dirs = directories::ProjectDirs::from("", "", "splitdns")?;
     let state = dirs.state_dir().unwrap_or_else(|| dirs.data_local_dir()).to_path_buf();
     let runtime = dirs.runtime_dir().map(Path::to_path_buf).unwrap_or_else(|| state.clone());
@@ -276,23 +276,23 @@ pub fn user_paths() -> Option<Paths> {
 }
 
 /// Paths for this process: system paths when running as root, user paths otherwise.
-pub fn default_paths() -> Paths {
+pub(crate) fn default_paths() -> Paths {
     if nix::unistd::geteuid().is_root() { system_paths() } else { user_paths().unwrap_or_else(system_paths) }
 }
 
 /// The control socket a CLI command talks to when none is given: the user's daemon if one is
 /// running, else the system daemon.
-pub fn default_client_socket() -> PathBuf {
+pub(crate) fn default_client_socket() -> PathBuf {
     let own = default_paths().control_socket;
     if own.exists() { own } else { system_paths().control_socket }
 }
 
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:5353";
+pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:5353";
 
 /// Reads the config file (if any) and applies the overrides.
 ///
 /// `explicit` is the `--config` path: it must exist. Without it the default path is used if present.
-pub fn load(explicit: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Settings> {
+pub(crate) fn load(explicit: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Settings> {
     let paths = default_paths();
     let (file, config_path) = match explicit {
         Some(p) => (read_file(p)?, Some(p.to_path_buf())),

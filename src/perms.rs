@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 /// Whom the suggested `chown` makes the owner.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FixOwner {
+pub(crate) enum FixOwner {
     /// Root: people edit the file, the daemon only reads it (the whitelist).
     Root,
     /// The daemon's user: the daemon writes the file (the state directory).
@@ -25,7 +25,7 @@ pub enum FixOwner {
 
 /// A kind of file the daemon trusts, for the messages about it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Guarded {
+pub(crate) struct Guarded {
     /// The file, as a message names it: "the whitelist".
     pub file: &'static str,
     /// Its directory: "the whitelist's directory".
@@ -36,7 +36,7 @@ pub struct Guarded {
 }
 
 /// The trust-anchor whitelist.
-pub const WHITELIST: Guarded = Guarded {
+pub(crate) const WHITELIST: Guarded = Guarded {
     file: "the whitelist",
     dir: "the whitelist's directory",
     stakes: "change which anchors are trusted",
@@ -44,7 +44,7 @@ pub const WHITELIST: Guarded = Guarded {
 };
 
 /// The saved link table and the state directory it lives in.
-pub const STATE: Guarded = Guarded {
+pub(crate) const STATE: Guarded = Guarded {
     file: "the state file",
     dir: "the state directory",
     stakes: "change where names are sent",
@@ -66,7 +66,7 @@ pub enum PermError {
 }
 
 /// Quotes a path for a shell command shown to the user.
-pub fn shell_quote(path: &Path) -> String {
+pub(crate) fn shell_quote(path: &Path) -> String {
     let s = path.display().to_string();
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-+,:@=~".contains(&b)) {
         s
@@ -138,7 +138,7 @@ fn check_one(
 }
 
 /// The directory holding `path` (`.` for a bare file name).
-pub fn parent_dir(path: &Path) -> &Path {
+pub(crate) fn parent_dir(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -146,7 +146,7 @@ pub fn parent_dir(path: &Path) -> &Path {
 }
 
 /// Refuses a directory (following a symbolic link) anyone but root or `daemon_uid` could change.
-pub fn check_dir(dir: &Path, daemon_uid: u32, kind: &Guarded) -> Result<(), PermError> {
+pub(crate) fn check_dir(dir: &Path, daemon_uid: u32, kind: &Guarded) -> Result<(), PermError> {
     let meta = fs::metadata(dir).map_err(|source| PermError::Io { what: kind.dir, path: dir.to_path_buf(), source })?;
     check_one(dir, &meta, daemon_uid, kind.dir, kind)
 }
@@ -155,7 +155,7 @@ pub fn check_dir(dir: &Path, daemon_uid: u32, kind: &Guarded) -> Result<(), Perm
 /// file (following a symbolic link) and its directory (and the link's directory) must be owned by
 /// root or `daemon_uid` and not be writable by group or others. A missing file passes (its
 /// directory is not looked at: use [`check_dir`] before creating one).
-pub fn check(path: &Path, daemon_uid: u32, kind: &Guarded) -> Result<(), PermError> {
+pub(crate) fn check(path: &Path, daemon_uid: u32, kind: &Guarded) -> Result<(), PermError> {
     let io = |path: &Path, source| PermError::Io { what: kind.file, path: path.to_path_buf(), source };
     let link = match fs::symlink_metadata(path) {
         Ok(m) => m,

@@ -25,7 +25,7 @@ const SETTLE: Duration = Duration::from_millis(50);
 
 /// Watches `file` and calls (and awaits) `on_change` after it (or its directory) changes, until
 /// `stop` fires. Returns an error only if no watch could be set up at all.
-pub fn watch_file<F, Fut>(
+pub(crate) fn watch_file<F, Fut>(
     file: PathBuf,
     stop: CancellationToken,
     on_change: F,
@@ -41,7 +41,7 @@ where
 /// directory on the way to one) changes, until `stop` fires. Returns an error only if no watch
 /// could be set up. `on_change` runs on the runtime: anything slow in it belongs on a blocking
 /// thread.
-pub fn watch_files<F, Fut>(
+pub(crate) fn watch_files<F, Fut>(
     files: Vec<PathBuf>,
     stop: CancellationToken,
     on_change: F,

@@ -27,7 +27,7 @@ use crate::hooks::{self, Env, HookEvent};
 use crate::state::LinkSpec;
 
 /// Upper bound for a hook call, connection and reply included.
-pub const HOOK_TIMEOUT: Duration = Duration::from_secs(4);
+pub(super) const HOOK_TIMEOUT: Duration = Duration::from_secs(4);
 
 #[derive(Args, Debug)]
 pub(super) struct HookArgs {

@@ -57,7 +57,7 @@ fn ago(at: u64) -> String {
 }
 
 /// Renders the status as text.
-pub fn render(s: &Status) -> String {
+pub(super) fn render(s: &Status) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "splitdns {} (pid {}), up {}s", s.version, s.pid, s.uptime_secs);
     let _ = writeln!(o, "listening   {}", s.listen.join(", "));

@@ -21,7 +21,7 @@ use crate::system_dns::{self, EnableRequest, Mode, Outcome, Root};
 const PACKAGED_ADDRESS: &str = "127.0.0.1:53";
 
 #[derive(Args, Debug)]
-pub struct SystemDnsArgs {
+pub(super) struct SystemDnsArgs {
     #[command(subcommand)]
     action: Action,
     /// A directory standing in for `/` (for tests): files under it are changed, no service is

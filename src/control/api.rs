@@ -11,7 +11,7 @@ use super::protocol::{FlushResult, LinkDownResult, LinkUpResult, QueryResult, St
 
 /// The daemon's operations, as the control socket's commands call them.
 #[async_trait::async_trait]
-pub trait ControlApi: Send + Sync + 'static {
+pub(crate) trait ControlApi: Send + Sync + 'static {
     /// Everything `splitdns status` shows.
     fn status(&self) -> Status;
 
@@ -36,7 +36,7 @@ pub trait ControlApi: Send + Sync + 'static {
 }
 
 /// What a `watch` subscriber gets: the replay, then the live stream.
-pub struct Subscription {
+pub(crate) struct Subscription {
     pub replay: Vec<Event>,
     pub live: tokio::sync::broadcast::Receiver<Event>,
 }

@@ -16,7 +16,7 @@
 //!   get through at once, and a refusal that says why is easier to understand than a connection
 //!   of theirs closed under them.
 //!
-//! In all, at most [`MAX_OPEN`] connections hold slots. Connections being closed (a last error
+//! In all, at most `ROOT_MAX + DAEMON_USER_MAX + MEMBERS_MAX` (160) connections hold slots. Connections being closed (a last error
 //! line, then a short read until the client's end-of-file) hold no slot; at most [`CLOSING_MAX`]
 //! of them linger at once, and others are closed at once after their last line.
 
@@ -26,21 +26,19 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 /// Slots of root (uid 0).
-pub const ROOT_MAX: usize = 64;
+pub(crate) const ROOT_MAX: usize = 64;
 /// Slots of the daemon's own user, when it is not root.
-pub const DAEMON_USER_MAX: usize = 64;
+pub(crate) const DAEMON_USER_MAX: usize = 64;
 /// Slots of one control_group member.
-pub const MEMBER_PER_UID: usize = 8;
+pub(crate) const MEMBER_PER_UID: usize = 8;
 /// Slots of all control_group members together.
-pub const MEMBERS_MAX: usize = 32;
-/// Connections that hold a slot, at most.
-pub const MAX_OPEN: usize = ROOT_MAX + DAEMON_USER_MAX + MEMBERS_MAX;
+pub(crate) const MEMBERS_MAX: usize = 32;
 /// Refused or closed connections that linger to let their client read the last line.
-pub const CLOSING_MAX: usize = 64;
+pub(crate) const CLOSING_MAX: usize = 64;
 
 /// What a permitted peer is, as far as slots go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Class {
+pub(crate) enum Class {
     Root,
     /// The daemon's own user, when it is not root.
     DaemonUser,
@@ -50,7 +48,7 @@ pub enum Class {
 
 /// The numbers of slots; [`Limits::default`] is the documented one.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub(crate) struct Limits {
     pub root: usize,
     pub daemon_user: usize,
     pub member_per_uid: usize,
@@ -72,7 +70,7 @@ impl Default for Limits {
 
 /// Why a permitted peer got no slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// Root or the daemon's user: all its slots are executing requests.
     AllExecuting { uid: u32, max: usize },
     /// A control_group member holds all of its own slots.
@@ -83,7 +81,7 @@ pub enum Refusal {
 
 /// The slot table, shared by the accept loop and the connections.
 #[derive(Debug)]
-pub struct Admission {
+pub(crate) struct Admission {
     limits: Limits,
     table: Mutex<Table>,
 }
@@ -107,7 +105,7 @@ struct Open {
 
 /// A granted slot; dropping it frees the slot.
 #[derive(Debug)]
-pub struct Slot {
+pub(crate) struct Slot {
     admission: Arc<Admission>,
     id: u64,
     class: Class,
@@ -116,22 +114,18 @@ pub struct Slot {
 
 /// A granted slot, and how long the connection it took over had waited, if it took one over.
 #[derive(Debug)]
-pub struct Admitted {
+pub(crate) struct Admitted {
     pub slot: Slot,
     pub took_over_after: Option<Duration>,
 }
 
 /// Permission to linger while closing; dropping it gives it back.
 #[derive(Debug)]
-pub struct Closing(Arc<Admission>);
+pub(crate) struct Closing(Arc<Admission>);
 
 impl Admission {
-    pub fn new(limits: Limits) -> Arc<Self> {
+    pub(crate) fn new(limits: Limits) -> Arc<Self> {
         Arc::new(Self { limits, table: Mutex::new(Table::default()) })
-    }
-
-    pub fn limits(&self) -> Limits {
-        self.limits
     }
 
     fn table(&self) -> MutexGuard<'_, Table> {
@@ -140,7 +134,7 @@ impl Admission {
     }
 
     /// The number of slots `class` has (for members: per user).
-    pub fn max_for(&self, class: Class) -> usize {
+    pub(crate) fn max_for(&self, class: Class) -> usize {
         match class {
             Class::Root => self.limits.root,
             Class::DaemonUser => self.limits.daemon_user,
@@ -151,7 +145,7 @@ impl Admission {
     /// Gives a new connection of `uid` a slot, taking over a waiting one of the same class if
     /// root's or the daemon user's are all in use. The new connection counts as waiting for its
     /// request line.
-    pub fn admit(self: &Arc<Self>, uid: u32, class: Class) -> Result<Admitted, Refusal> {
+    pub(crate) fn admit(self: &Arc<Self>, uid: u32, class: Class) -> Result<Admitted, Refusal> {
         let mut t = self.table();
         let mut took_over_after = None;
         match class {
@@ -192,7 +186,7 @@ impl Admission {
     }
 
     /// Permission for one more connection to linger while it closes, if fewer than the limit do.
-    pub fn closing(self: &Arc<Self>) -> Option<Closing> {
+    pub(crate) fn closing(self: &Arc<Self>) -> Option<Closing> {
         let mut t = self.table();
         if t.closing >= self.limits.closing {
             return None;
@@ -202,20 +196,21 @@ impl Admission {
     }
 
     /// Connections holding slots now.
-    pub fn open(&self) -> usize {
+    #[cfg(test)]
+    fn open(&self) -> usize {
         self.table().open.len()
     }
 }
 
 impl Slot {
     /// The number of slots of its class (for members: per user).
-    pub fn max(&self) -> usize {
+    pub(crate) fn max(&self) -> usize {
         self.admission.max_for(self.class)
     }
 
     /// The connection waits on its client (for a request line, or to read a reply): from now on
     /// a newer connection of its class may take the slot over, if root's or the daemon user's.
-    pub fn waiting(&self) {
+    pub(crate) fn waiting(&self) {
         let mut t = self.admission.table();
         if let Some(o) = t.open.iter_mut().find(|o| o.id == self.id) {
             o.waiting_since = Some(Instant::now());
@@ -224,7 +219,7 @@ impl Slot {
 
     /// A request line arrived and is about to be executed: the slot can no longer be taken over
     /// until [`Slot::waiting`]. False if it already was taken over (then the request must not run).
-    pub fn executing(&self) -> bool {
+    pub(crate) fn executing(&self) -> bool {
         let mut t = self.admission.table();
         match t.open.iter_mut().find(|o| o.id == self.id) {
             Some(o) => {
@@ -236,7 +231,7 @@ impl Slot {
     }
 
     /// Resolves once a newer connection has taken the slot over.
-    pub fn taken_over(&self) -> WaitForCancellationFuture<'_> {
+    pub(crate) fn taken_over(&self) -> WaitForCancellationFuture<'_> {
         self.evict.cancelled()
     }
 }

@@ -3,9 +3,9 @@
 //! ([`server`], [`limits`]); requests reach the daemon through the [`api::ControlApi`] trait it
 //! implements; the CLI and hooks talk to it through [`client`].
 
-pub mod api;
+pub(crate) mod api;
 pub mod client;
-pub mod events;
-pub mod limits;
+pub(crate) mod events;
+pub(crate) mod limits;
 pub mod protocol;
-pub mod server;
+pub(crate) mod server;

@@ -54,11 +54,11 @@ use super::limits::{Admission, Class, Closing, Limits, Refusal, Slot};
 use super::protocol::{MAX_REQUEST, Reply, Request};
 
 /// From the accept, or from the previous reply, to a complete request line.
-pub const LINE_DEADLINE: Duration = Duration::from_secs(5);
+pub(crate) const LINE_DEADLINE: Duration = Duration::from_secs(5);
 /// For writing one reply line.
-pub const WRITE_DEADLINE: Duration = Duration::from_secs(5);
+pub(crate) const WRITE_DEADLINE: Duration = Duration::from_secs(5);
 /// How long a closing connection is still read, so that its client reads the last line.
-pub const LINGER: Duration = Duration::from_secs(1);
+pub(crate) const LINGER: Duration = Duration::from_secs(1);
 /// How long the accept loop pauses when accepting fails (out of descriptors): retrying at once
 /// would spin.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
@@ -67,7 +67,7 @@ const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Who may use the socket, and for what.
 #[derive(Debug, Clone)]
-pub struct PeerPolicy {
+pub(crate) struct PeerPolicy {
     pub daemon_uid: u32,
     /// `control_group`: full access, like root.
     pub group: Option<ControlGroup>,
@@ -77,7 +77,7 @@ pub struct PeerPolicy {
 
 /// What a permitted peer may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
+pub(crate) enum Access {
     /// Every request: root, the daemon's user, `control_group` members.
     Full,
     /// Requests that only read (`status`, `query`, `watch`): `watch_group` members.
@@ -85,13 +85,13 @@ pub enum Access {
 }
 
 /// Watch streams one uid may hold open at once.
-pub const MAX_WATCHERS_PER_UID: usize = 4;
+pub(crate) const MAX_WATCHERS_PER_UID: usize = 4;
 /// A watch stream's socket send buffer: what a subscriber may leave unread before it lags.
 const WATCH_SNDBUF: usize = 16 * 1024;
 
 /// A group (control or watch) as read when the daemon started.
 #[derive(Debug, Clone)]
-pub struct ControlGroup {
+pub(crate) struct ControlGroup {
     pub name: String,
     pub gid: u32,
     /// The uids of the users the group lists as members.
@@ -100,7 +100,7 @@ pub struct ControlGroup {
 
 impl PeerPolicy {
     /// Builds the policy for this process, resolving the groups and their members by name.
-    pub fn for_this_process(group: Option<&str>, watch_group: Option<&str>) -> anyhow::Result<Self> {
+    pub(crate) fn for_this_process(group: Option<&str>, watch_group: Option<&str>) -> anyhow::Result<Self> {
         Ok(Self {
             daemon_uid: nix::unistd::geteuid().as_raw(),
             group: group.map(|name| ControlGroup::resolve(name, "control_group")).transpose()?,
@@ -110,17 +110,12 @@ impl PeerPolicy {
 
     /// The group the socket file belongs to, so that its members can reach it: `watch_group` if
     /// set (its members are the widest set), else `control_group`.
-    pub fn group_gid(&self) -> Option<u32> {
+    pub(crate) fn group_gid(&self) -> Option<u32> {
         self.watch_group.as_ref().or(self.group.as_ref()).map(|g| g.gid)
     }
 
-    /// What a peer with these credentials is, or `None` if it may not send requests.
-    pub fn class(&self, uid: u32, gid: u32) -> Option<Class> {
-        self.access(uid, gid).map(|(class, _)| class)
-    }
-
     /// What a peer is and may do, or `None` if it may not send requests.
-    pub fn access(&self, uid: u32, gid: u32) -> Option<(Class, Access)> {
+    pub(crate) fn access(&self, uid: u32, gid: u32) -> Option<(Class, Access)> {
         if uid == 0 {
             return Some((Class::Root, Access::Full));
         }
@@ -133,11 +128,6 @@ impl PeerPolicy {
             return Some((Class::Member, Access::Full));
         }
         member(&self.watch_group).then_some((Class::Member, Access::ReadOnly))
-    }
-
-    /// True when a peer with these credentials may send requests.
-    pub fn allows(&self, uid: u32, gid: u32) -> bool {
-        self.class(uid, gid).is_some()
     }
 
     /// Why a read-only peer may not run a request that changes state, naming the missing group.
@@ -174,7 +164,7 @@ impl ControlGroup {
 }
 
 /// The bound control socket.
-pub struct ControlServer {
+pub(crate) struct ControlServer {
     listener: UnixListener,
     path: PathBuf,
 }
@@ -182,7 +172,7 @@ pub struct ControlServer {
 impl ControlServer {
     /// Binds the socket at `path` (mode 0660, group `group` if given). A stale socket file from a
     /// crashed daemon is replaced; a live one is an error.
-    pub async fn bind(path: &Path, group_gid: Option<u32>) -> anyhow::Result<Self> {
+    pub(crate) async fn bind(path: &Path, group_gid: Option<u32>) -> anyhow::Result<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create the control socket's directory {}", dir.display()))?;
@@ -211,7 +201,7 @@ impl ControlServer {
     }
 
     /// Serves connections until `shutdown` fires, then removes the socket file.
-    pub async fn serve(self, api: Arc<dyn ControlApi>, policy: PeerPolicy, shutdown: CancellationToken) {
+    pub(crate) async fn serve(self, api: Arc<dyn ControlApi>, policy: PeerPolicy, shutdown: CancellationToken) {
         let mut door = Door {
             shared: Arc::new(Shared {
                 api,

@@ -44,7 +44,7 @@ use crate::state::{Link, LinkSpec, LinkTable, SpecError};
 
 /// Why a `link up` was refused. Nothing changed.
 #[derive(Debug, thiserror::Error)]
-pub enum LinkError {
+pub(crate) enum LinkError {
     #[error(transparent)]
     Spec(#[from] SpecError),
     #[error("link {id:?}: interface {name:?} does not exist on this machine (is the tunnel up?)")]
@@ -103,7 +103,7 @@ impl Inner {
 /// How queries are forwarded: the retry schedule, the budgets of queries in flight, the CAs
 /// trusted for TLS servers and whether the default upstream's plain servers use TLS.
 #[derive(Clone, Debug)]
-pub struct Forwarding {
+pub(crate) struct Forwarding {
     pub timing: Timing,
     pub budget: Budget,
     pub tls: Arc<TlsContext>,
@@ -112,13 +112,13 @@ pub struct Forwarding {
 
 /// The default upstream's servers and where they came from (config, resolv.conf).
 #[derive(Clone, Debug, Default)]
-pub struct SystemUpstream {
+pub(crate) struct SystemUpstream {
     pub servers: Vec<ServerAddr>,
     pub source: String,
 }
 
 /// The daemon's state, shared by the control socket and the signal handlers.
-pub struct Agent {
+pub(crate) struct Agent {
     pub(super) inner: Mutex<Inner>,
     /// Per-profile settings from the config file, applied to links as they come up.
     pub(super) profiles: Mutex<HashMap<String, crate::config::Profile>>,
@@ -201,7 +201,7 @@ impl Agent {
     ///
     /// Reads the whitelist here, before the DNS listener is bound, so nothing waits on it.
     #[allow(clippy::too_many_arguments)]
-    pub fn new(
+    pub(crate) fn new(
         restored: Vec<Link>,
         state_refused: Option<String>,
         system: SystemUpstream,
@@ -290,12 +290,12 @@ impl Agent {
     }
 
     /// The snapshot handle the DNS listener reads.
-    pub fn snapshot(&self) -> Arc<ArcSwap<Snapshot>> {
+    pub(crate) fn snapshot(&self) -> Arc<ArcSwap<Snapshot>> {
         self.snapshot.clone()
     }
 
     /// Replaces the per-profile settings (start-up, SIGHUP). They apply to links that come up later.
-    pub fn set_profiles(&self, profiles: HashMap<String, crate::config::Profile>) {
+    pub(crate) fn set_profiles(&self, profiles: HashMap<String, crate::config::Profile>) {
         let allowed: Vec<String> =
             profiles.iter().filter(|(_, p)| p.allow_public_suffix).map(|(name, _)| name.clone()).collect();
         *self.profiles.lock().unwrap_or_else(|e| e.into_inner()) = profiles;
@@ -310,7 +310,7 @@ impl Agent {
     }
 
     /// Records the addresses the listener actually bound (shown by `status`).
-    pub fn set_listen(&self, addrs: Vec<SocketAddr>) {
+    pub(crate) fn set_listen(&self, addrs: Vec<SocketAddr>) {
         *self.listen.lock().unwrap_or_else(|e| e.into_inner()) = addrs;
     }
 
@@ -321,7 +321,7 @@ impl Agent {
     }
 
     /// Brings a link up (or replaces the link with the same id or profile).
-    pub fn link_up(&self, mut spec: LinkSpec) -> Result<LinkUpResult, LinkError> {
+    pub(crate) fn link_up(&self, mut spec: LinkSpec) -> Result<LinkUpResult, LinkError> {
         spec.validate()?;
         // Every link gets its profile's settings; a profile the config does not name gets the
         // defaults (search domains routed, as systemd-resolved does).
@@ -420,7 +420,11 @@ impl Agent {
 
     /// Like [`Agent::link_up`], then waits (at most `wait`) for the link's trust anchors to be
     /// verified, so the reply says whether they are in force.
-    pub async fn link_up_settled(&self, spec: LinkSpec, wait: std::time::Duration) -> Result<LinkUpResult, LinkError> {
+    pub(crate) async fn link_up_settled(
+        &self,
+        spec: LinkSpec,
+        wait: std::time::Duration,
+    ) -> Result<LinkUpResult, LinkError> {
         let mut result = self.link_up(spec)?;
         let trusts: Vec<Arc<ZoneTrust>> = {
             let inner = self.lock();
@@ -441,7 +445,7 @@ impl Agent {
     ///
     /// The file is read and parsed on a blocking thread, not on a runtime worker and not under the
     /// agent's lock; the lock is taken only to swap the result in. Reloads run one at a time.
-    pub async fn reload_whitelist(&self) {
+    pub(crate) async fn reload_whitelist(&self) {
         let _one_at_a_time = self.reloading.lock().await;
         let (path, last) = {
             let inner = self.lock();
@@ -474,7 +478,7 @@ impl Agent {
     }
 
     /// Tears a link down. An unknown id is not an error.
-    pub fn link_down(&self, id: &str) -> LinkDownResult {
+    pub(crate) fn link_down(&self, id: &str) -> LinkDownResult {
         let mut inner = self.lock();
         self.teardown(&mut inner, id, RemovalReason::Request, "link down request".into()).unwrap_or_else(|| {
             LinkDownResult {
@@ -492,7 +496,7 @@ impl Agent {
     /// An interface disappeared (rtnetlink RTM_DELLINK): every link bound to that index goes, with
     /// all four RFC 8598 §5 effects, as if its VPN client had run its down hook. Also sweeps for
     /// other links whose interface is gone (a missed event). Returns the ids torn down.
-    pub fn interface_gone(&self, index: u32) -> Vec<String> {
+    pub(crate) fn interface_gone(&self, index: u32) -> Vec<String> {
         let mut inner = self.lock();
         let gone: Vec<(String, String)> = inner
             .table
@@ -558,7 +562,7 @@ impl Agent {
 
     /// Replaces the default upstream (start, config reload, a change of the followed resolv.conf).
     /// A source that lists no usable server keeps the last good servers in force.
-    pub fn set_system_upstream(&self, servers: &[ServerAddr], source: String, timing: Timing) {
+    pub(crate) fn set_system_upstream(&self, servers: &[ServerAddr], source: String, timing: Timing) {
         let mut inner = self.lock();
         let current = inner.system.upstream.servers().to_vec();
         if servers.is_empty() && !current.is_empty() {
@@ -600,7 +604,7 @@ impl Agent {
 
     /// Records whether the system still points at the agent (`None`: system-dns is not enabled).
     /// Logs a warning when it stops doing so.
-    pub fn set_system_dns(&self, state: Option<SystemDnsStatus>) {
+    pub(crate) fn set_system_dns(&self, state: Option<SystemDnsStatus>) {
         let mut inner = self.lock();
         let was = inner.system_dns.as_ref().map(|s| s.points_at_agent);
         if let Some(s) = &state
@@ -687,7 +691,7 @@ fn link_down_event(r: &RemovedLink) -> EventKind {
 }
 
 /// The index of the interface named `name`, if it exists.
-pub fn interface_index(name: &str) -> Option<u32> {
+pub(crate) fn interface_index(name: &str) -> Option<u32> {
     nix::net::if_::if_nametoindex(name).ok()
 }
 

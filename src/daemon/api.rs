@@ -22,13 +22,13 @@ use crate::state::LinkSpec;
 const SETTLE: Duration = Duration::from_secs(3);
 
 /// The running daemon as the control socket sees it.
-pub struct DaemonApi {
+pub(crate) struct DaemonApi {
     agent: Arc<Agent>,
     handler: Handler,
 }
 
 impl DaemonApi {
-    pub fn new(agent: Arc<Agent>, handler: Handler) -> Self {
+    pub(crate) fn new(agent: Arc<Agent>, handler: Handler) -> Self {
         Self { agent, handler }
     }
 }

@@ -29,7 +29,7 @@ use crate::system_dns::{NM_CONF_DROPIN, NM_NO_STUB_RESOLV_CONF};
 
 /// What the default upstream follows.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Follow {
+pub(crate) enum Follow {
     /// `upstream` in the config: nothing to follow.
     Fixed(Vec<ServerAddr>),
     /// `resolv_conf` in the config: this one file.
@@ -40,7 +40,7 @@ pub enum Follow {
 
 /// The servers a source gave, and where they came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pick {
+pub(crate) struct Pick {
     pub servers: Vec<ServerAddr>,
     /// The file (and whose it is), or `configuration`.
     pub source: String,
@@ -49,7 +49,7 @@ pub struct Pick {
 }
 
 impl Follow {
-    pub fn from_settings(settings: &Settings) -> Follow {
+    pub(crate) fn from_settings(settings: &Settings) -> Follow {
         match &settings.upstream {
             UpstreamSource::Configured(servers) => Follow::Fixed(servers.clone()),
             UpstreamSource::File(path) => Follow::File(path.clone()),
@@ -58,7 +58,7 @@ impl Follow {
     }
 
     /// The files whose changes matter (host paths): the sources, and what `system-dns` wrote.
-    pub fn watched_files(&self, root: &Root) -> Vec<PathBuf> {
+    pub(crate) fn watched_files(&self, root: &Root) -> Vec<PathBuf> {
         let mut files = match self {
             Follow::Fixed(_) => vec![],
             Follow::File(p) => vec![p.clone()],
@@ -75,7 +75,7 @@ impl Follow {
     }
 
     /// The servers to use now. `own` are the agent's listen addresses.
-    pub fn pick(&self, own: &[SocketAddr]) -> Pick {
+    pub(crate) fn pick(&self, own: &[SocketAddr]) -> Pick {
         match self {
             Follow::Fixed(servers) => Pick { servers: servers.clone(), source: "configuration".into(), notes: vec![] },
             Follow::File(path) => read(path, path.display().to_string(), own),

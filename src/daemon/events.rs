@@ -11,10 +11,10 @@ use crate::control::events::{Event, EventKind};
 use crate::dns::validate::{Observer, TrustPhase};
 
 /// Events a subscriber may fall behind by before it is cut off.
-pub const CAPACITY: usize = 256;
+pub(crate) const CAPACITY: usize = 256;
 
 /// The sending end of the event stream.
-pub struct Events {
+pub(crate) struct Events {
     tx: broadcast::Sender<Event>,
 }
 
@@ -26,18 +26,18 @@ impl Default for Events {
 
 impl Events {
     /// Sends one event to every subscriber (none is fine).
-    pub fn emit(&self, kind: EventKind) {
+    pub(crate) fn emit(&self, kind: EventKind) {
         let _ = self.tx.send(kind.now());
     }
 
     /// A new subscriber's receiving end.
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.tx.subscribe()
     }
 
     /// An observer for the validator of `domain` on link `link`: its verified and failed phases
     /// become `anchor-in-use` and `anchor-failed` events.
-    pub fn trust_observer(&self, link: String, profile: Option<String>) -> Observer {
+    pub(crate) fn trust_observer(&self, link: String, profile: Option<String>) -> Observer {
         let tx = self.tx.clone();
         std::sync::Arc::new(move |report| {
             let (link, profile, domain) = (link.clone(), profile.clone(), report.zone.to_string());

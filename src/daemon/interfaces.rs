@@ -17,7 +17,7 @@ use super::agent::Agent;
 
 /// Starts watching for removed interfaces until `stop` fires.
 #[cfg(target_os = "linux")]
-pub fn watch(agent: Arc<Agent>, stop: CancellationToken) -> std::io::Result<JoinHandle<()>> {
+pub(crate) fn watch(agent: Arc<Agent>, stop: CancellationToken) -> std::io::Result<JoinHandle<()>> {
     use futures_util::StreamExt;
     use netlink_packet_core::NetlinkPayload;
     use netlink_packet_route::RouteNetlinkMessage;

@@ -1,11 +1,11 @@
 //! The daemon: wires configuration, state, the DNS listener and the control socket together, and
 //! owns the process lifecycle (SIGHUP reloads the config, SIGTERM/SIGINT shut down cleanly).
 
-pub mod agent;
-pub mod api;
-pub mod default_upstream;
-pub mod events;
-pub mod interfaces;
+pub(crate) mod agent;
+pub(crate) mod api;
+pub(crate) mod default_upstream;
+pub(crate) mod events;
+pub(crate) mod interfaces;
 mod reconcile;
 mod status;
 mod whitelist_state;
@@ -108,8 +108,12 @@ fn tls_context(settings: &config::Settings) -> anyhow::Result<Arc<TlsContext>> {
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
-pub async fn run(config_path: Option<std::path::PathBuf>, overrides: Overrides) -> anyhow::Result<()> {
+pub(crate) async fn run(config_path: Option<std::path::PathBuf>, overrides: Overrides) -> anyhow::Result<()> {
     let settings = config::load(config_path.as_deref(), &overrides)?;
+    match &settings.config_path {
+        Some(p) => info!("configuration from {}", p.display()),
+        None => info!("no configuration file: built-in defaults and command-line flags"),
+    }
     raise_open_files_limit(settings.budget);
     let store = Store::new(&settings.state_dir);
     let loaded = store.load();

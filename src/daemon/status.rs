@@ -52,7 +52,7 @@ impl Agent {
     /// A new `watch` subscriber: the lines to replay (what still needs a person: pending reviews,
     /// anchors that failed, refused domains, a system that stopped pointing at the agent) and the
     /// live stream, taken under the lock so that no event falls between the two or into both.
-    pub fn subscribe(&self) -> (Vec<Event>, broadcast::Receiver<Event>) {
+    pub(crate) fn subscribe(&self) -> (Vec<Event>, broadcast::Receiver<Event>) {
         let inner = self.lock();
         let live = self.events.subscribe();
         let mut replay: Vec<EventKind> =
@@ -93,7 +93,7 @@ impl Agent {
     }
 
     /// Everything `splitdns status` shows.
-    pub fn status(&self) -> Status {
+    pub(crate) fn status(&self) -> Status {
         let inner = self.lock();
         let snapshot = self.snapshot.load();
         let default = snapshot.default_route();

@@ -23,7 +23,7 @@ const TCP_IDLE: Duration = Duration::from_secs(10);
 const MAX_UDP_SOCKETS: usize = 8;
 
 /// A running listener.
-pub struct Listener {
+pub(crate) struct Listener {
     server: Server<Handler>,
     addrs: Vec<SocketAddr>,
     cancel: CancellationToken,
@@ -38,7 +38,7 @@ fn udp_sockets_per_address() -> usize {
 
 impl Listener {
     /// Binds every address (UDP and TCP) and starts serving.
-    pub async fn bind(listen: &[SocketAddr], handler: Handler) -> anyhow::Result<Self> {
+    pub(crate) async fn bind(listen: &[SocketAddr], handler: Handler) -> anyhow::Result<Self> {
         let mut server = Server::new(handler.clone());
         let mut addrs = Vec::new();
         let (cancel, tracker) = (CancellationToken::new(), TaskTracker::new());
@@ -62,12 +62,12 @@ impl Listener {
     }
 
     /// The addresses actually bound (with real ports when 0 was asked for).
-    pub fn addrs(&self) -> &[SocketAddr] {
+    pub(crate) fn addrs(&self) -> &[SocketAddr] {
         &self.addrs
     }
 
     /// Stops accepting queries and waits for the ones in progress.
-    pub async fn shutdown(mut self) {
+    pub(crate) async fn shutdown(mut self) {
         self.cancel.cancel();
         self.tracker.close();
         if let Err(e) = self.server.shutdown_gracefully().await {

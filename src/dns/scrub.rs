@@ -14,11 +14,11 @@ use super::snapshot::Snapshot;
 use super::wire;
 
 /// How many routes a CNAME chain may cross.
-pub const MAX_CROSSINGS: usize = 8;
+pub(crate) const MAX_CROSSINGS: usize = 8;
 
 /// Removes from `msg` every record whose owner is routed to another route than `route`. Returns
 /// how many were removed.
-pub fn scrub(msg: &mut Message, snapshot: &Snapshot, route: u64) -> usize {
+pub(crate) fn scrub(msg: &mut Message, snapshot: &Snapshot, route: u64) -> usize {
     let mut buf = [0u8; wire::MAX_NAME];
     // Most records share a few owner names (the question, an NSEC3 or two): remember the last.
     let mut last: Option<(Name, bool)> = None;
@@ -45,7 +45,7 @@ pub fn scrub(msg: &mut Message, snapshot: &Snapshot, route: u64) -> usize {
 /// Where the answer's CNAME chain leaves `route`: the target name to ask of its own route, or
 /// `None` when the answer is complete (no chain, the chain ends in the asked type, or it ends at a
 /// name of this same route, which the server did not chase and is not asked again).
-pub fn chain_exit(
+pub(crate) fn chain_exit(
     answers: &[Record],
     qname: &Name,
     qtype: RecordType,

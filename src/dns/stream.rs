@@ -34,14 +34,14 @@ use super::tls::TlsContext;
 use super::upstream::{Bind, QueryFlags, UpstreamError, answers, encode_query, tcp_connect};
 
 /// How long an unused connection stays open (RFC 7766 §6.2.3 suggests seconds, not minutes).
-pub const IDLE: Duration = Duration::from_secs(10);
+pub(crate) const IDLE: Duration = Duration::from_secs(10);
 
 /// Sends of one query on connections that closed after answering others (servers that close
 /// after each answer); bounded so a query cannot chase connections until its deadline.
 const MAX_RESENDS: u32 = 8;
 
 /// How a connection is opened.
-pub enum Dial {
+pub(crate) enum Dial {
     /// Plain TCP.
     Tcp,
     /// TLS checked against the context's trusted CAs (`authenticate`), or encrypted only
@@ -51,7 +51,7 @@ pub enum Dial {
 
 /// The counters `status` shows for one server's streams.
 #[derive(Debug, Default)]
-pub struct StreamCounters {
+pub(crate) struct StreamCounters {
     /// Connections opened (TCP connected, and for TLS the handshake done).
     pub opened: AtomicU64,
     /// TLS handshakes that resumed an earlier session.
@@ -61,7 +61,7 @@ pub struct StreamCounters {
 }
 
 /// The connection to one server, opened when first needed.
-pub struct StreamPool {
+pub(crate) struct StreamPool {
     server: SocketAddr,
     dial: Dial,
     bind: Bind,
@@ -86,7 +86,7 @@ impl Drop for StreamPool {
 }
 
 impl StreamPool {
-    pub fn new(server: SocketAddr, dial: Dial, bind: Bind, connect_within: Duration) -> Self {
+    pub(crate) fn new(server: SocketAddr, dial: Dial, bind: Bind, connect_within: Duration) -> Self {
         Self {
             server,
             dial,
@@ -98,17 +98,13 @@ impl StreamPool {
         }
     }
 
-    pub fn server(&self) -> SocketAddr {
-        self.server
-    }
-
     /// True for TLS pools.
-    pub fn is_tls(&self) -> bool {
+    pub(crate) fn is_tls(&self) -> bool {
         matches!(self.dial, Dial::Tls { .. })
     }
 
     /// The name a TLS server's certificate is checked against, as text.
-    pub fn tls_name(&self) -> Option<String> {
+    pub(crate) fn tls_name(&self) -> Option<String> {
         match &self.dial {
             Dial::Tls { name, .. } => Some(name.to_str().into_owned()),
             Dial::Tcp => None,
@@ -116,7 +112,7 @@ impl StreamPool {
     }
 
     /// Asks `query` over this server's connection, opening one if needed.
-    pub async fn exchange(&self, query: &Query, flags: QueryFlags) -> Result<Message, UpstreamError> {
+    pub(crate) async fn exchange(&self, query: &Query, flags: QueryFlags) -> Result<Message, UpstreamError> {
         let mut fruitless = 0;
         let mut resends = 0;
         loop {

@@ -146,7 +146,7 @@ fn file_roots(path: &Path) -> Result<RootCertStore, String> {
 }
 
 /// The name a certificate is checked against: `name` if given, else the server's address.
-pub fn server_name(name: Option<&str>, addr: std::net::IpAddr) -> Result<ServerName<'static>, String> {
+pub(crate) fn server_name(name: Option<&str>, addr: std::net::IpAddr) -> Result<ServerName<'static>, String> {
     match name {
         Some(n) => ServerName::try_from(n.to_string()).map_err(|_| format!("{n:?} is not a certificate name")),
         None => Ok(ServerName::IpAddress(addr.into())),

@@ -31,7 +31,7 @@ const RECV_BUFFER: usize = 2048;
 
 /// Serves one socket until `cancel` fires. Slow-path tasks are spawned on `tracker` so shutdown
 /// can wait for them.
-pub async fn serve(socket: Arc<UdpSocket>, handler: Handler, tracker: TaskTracker, cancel: CancellationToken) {
+pub(crate) async fn serve(socket: Arc<UdpSocket>, handler: Handler, tracker: TaskTracker, cancel: CancellationToken) {
     #[cfg(target_os = "linux")]
     mmsg::serve(socket, handler, tracker, cancel).await;
     #[cfg(not(target_os = "linux"))]
@@ -226,7 +226,12 @@ mod mmsg {
         }
     }
 
-    pub async fn serve(socket: Arc<UdpSocket>, handler: Handler, tracker: TaskTracker, cancel: CancellationToken) {
+    pub(super) async fn serve(
+        socket: Arc<UdpSocket>,
+        handler: Handler,
+        tracker: TaskTracker,
+        cancel: CancellationToken,
+    ) {
         let fd = socket.as_raw_fd();
         let mut batch = Batch::new();
         let mut outs: Vec<Vec<u8>> = (0..BATCH).map(|_| Vec::new()).collect();

@@ -34,7 +34,7 @@ use crate::domain::DomainName;
 use crate::server_addr::ServerAddr;
 
 /// Reads a libreswan updown environment.
-pub fn event(env: &Env, _args: &[String]) -> Result<Option<HookEvent>, HookError> {
+pub(crate) fn event(env: &Env, _args: &[String]) -> Result<Option<HookEvent>, HookError> {
     let verb = required(env, "PLUTO_VERB")?;
     let Some(up) = verb_is_up(verb) else {
         return Ok(None);

@@ -7,11 +7,11 @@
 //! daemon applies the per-profile settings of its config file.
 
 pub mod ikev2;
-pub mod libreswan;
-pub mod networkmanager;
-pub mod openvpn;
-pub mod strongswan;
-pub mod wireguard;
+pub(crate) mod libreswan;
+pub(crate) mod networkmanager;
+pub(crate) mod openvpn;
+pub(crate) mod strongswan;
+pub(crate) mod wireguard;
 
 use std::collections::HashMap;
 

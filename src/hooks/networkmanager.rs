@@ -25,7 +25,7 @@ use crate::domain::DomainName;
 use crate::server_addr::ServerAddr;
 
 /// Reads a NetworkManager dispatcher call.
-pub fn event(env: &Env, args: &[String]) -> Result<Option<HookEvent>, HookError> {
+pub(crate) fn event(env: &Env, args: &[String]) -> Result<Option<HookEvent>, HookError> {
     let from_args = args.get(1).map(|a| a.trim()).filter(|a| !a.is_empty());
     let from_env = env.get("NM_DISPATCHER_ACTION").map(|a| a.trim()).filter(|a| !a.is_empty());
     let action = match (from_args, from_env) {

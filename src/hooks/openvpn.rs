@@ -60,7 +60,7 @@ use crate::domain::DomainName;
 use crate::server_addr::ServerAddr;
 
 /// Reads an OpenVPN script environment.
-pub fn event(env: &Env, _args: &[String]) -> Result<Option<HookEvent>, HookError> {
+pub(crate) fn event(env: &Env, _args: &[String]) -> Result<Option<HookEvent>, HookError> {
     if let Some(path) = env.get("dns_vars_file").filter(|p| !p.is_empty()) {
         let text = std::fs::read_to_string(path)
             .map_err(|e| HookError::new(format!("dns_vars_file={path:?}: cannot read it: {e}")))?;

@@ -30,7 +30,7 @@ use super::{Env, HookError, HookEvent, LinkUp};
 use crate::server_addr::ServerAddr;
 
 /// Reads a strongSwan updown environment.
-pub fn event(env: &Env, _args: &[String]) -> Result<Option<HookEvent>, HookError> {
+pub(crate) fn event(env: &Env, _args: &[String]) -> Result<Option<HookEvent>, HookError> {
     let verb = required(env, "PLUTO_VERB")?;
     let up = match verb.split('-').next() {
         Some("up") => true,

@@ -21,7 +21,7 @@ const USAGE: &str = "usage: splitdns hook wireguard up|down IFACE [--server ADDR
                      [--ta DS]... [--profile NAME] [--full-tunnel]";
 
 /// Reads the arguments of a wg-quick hook line.
-pub fn event(_env: &Env, args: &[String]) -> Result<Option<HookEvent>, HookError> {
+pub(crate) fn event(_env: &Env, args: &[String]) -> Result<Option<HookEvent>, HookError> {
     let bad = |msg: String| HookError::new(format!("{msg}\n{USAGE}"));
     let mut positional = Vec::new();
     let mut link = LinkUp::default();

@@ -2,8 +2,8 @@
 //! domain ([`table`]), and its copy on disk ([`persist`]). Nothing here does DNS.
 
 pub mod link;
-pub mod persist;
-pub mod table;
+pub(crate) mod persist;
+pub(crate) mod table;
 
 pub use link::{LinkSpec, SpecError};
 pub use table::{AnchorState, AnchorView, Link, LinkTable, Refusal, RefusalKind, Resolved};

@@ -39,7 +39,7 @@ struct OnDisk {
 
 /// What loading the state file found.
 #[derive(Debug, Default)]
-pub struct Loaded {
+pub(crate) struct Loaded {
     pub links: Vec<Link>,
     /// Problems worth a warning: a corrupt file set aside, links skipped.
     pub warnings: Vec<String>,
@@ -50,7 +50,7 @@ pub struct Loaded {
 
 /// Why the links were not saved.
 #[derive(Debug, thiserror::Error)]
-pub enum SaveError {
+pub(crate) enum SaveError {
     /// The file or the directory failed the permission check: nothing was written.
     #[error("refusing to write {}: {source}", path.display())]
     Unsafe {
@@ -72,7 +72,7 @@ const NEW_DIR_MODE: u32 = 0o755;
 
 /// Reads and writes `links.json` in one state directory.
 #[derive(Debug, Clone)]
-pub struct Store {
+pub(crate) struct Store {
     dir: PathBuf,
     /// The daemon's user: besides root, the only owner the file and directory may have.
     uid: u32,
@@ -80,16 +80,16 @@ pub struct Store {
 
 impl Store {
     /// A store for this process (its effective uid is the daemon's user).
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
+    pub(crate) fn new(dir: impl Into<PathBuf>) -> Self {
         Self::for_user(dir, nix::unistd::geteuid().as_raw())
     }
 
     /// A store whose daemon runs as `uid`.
-    pub fn for_user(dir: impl Into<PathBuf>, uid: u32) -> Self {
+    pub(crate) fn for_user(dir: impl Into<PathBuf>, uid: u32) -> Self {
         Self { dir: dir.into(), uid }
     }
 
-    pub fn path(&self) -> PathBuf {
+    pub(crate) fn path(&self) -> PathBuf {
         self.dir.join(FILE_NAME)
     }
 
@@ -104,7 +104,7 @@ impl Store {
 
     /// Loads the saved links. Never fails: problems come back as warnings, and an unsafe file or
     /// directory as `refused` (the file is then left untouched).
-    pub fn load(&self) -> Loaded {
+    pub(crate) fn load(&self) -> Loaded {
         let path = self.path();
         if let Err(e) = self.check() {
             let what = if path.exists() {
@@ -165,7 +165,7 @@ impl Store {
 
     /// Writes the links atomically, after the permission check: into an unsafe directory, or
     /// over an unsafe file, nothing is written at all.
-    pub fn save(&self, links: &[Link]) -> Result<(), SaveError> {
+    pub(crate) fn save(&self, links: &[Link]) -> Result<(), SaveError> {
         let path = self.path();
         let io = |source| SaveError::Io { path: path.clone(), source };
         fs::DirBuilder::new().recursive(true).mode(NEW_DIR_MODE).create(&self.dir).map_err(io)?;
