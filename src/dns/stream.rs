@@ -167,9 +167,10 @@ impl StreamPool {
         let tcp = tcp_connect(self.server, &self.bind).await?;
         // Small queries, pipelined: do not wait to coalesce them.
         let _ = tcp.set_nodelay(true);
+        let quickack = quick_ack_handle(&tcp);
         let closed = self.closing.child_token();
         let conn = match &self.dial {
-            Dial::Tcp => Conn::start(tcp, closed),
+            Dial::Tcp => Conn::start(tcp, closed, quickack),
             Dial::Tls { context, name, authenticate } => {
                 let config = if *authenticate {
                     context.strict_config().map_err(|error| self.tls_error(error))?
@@ -182,7 +183,7 @@ impl StreamPool {
                     self.counters.resumed.fetch_add(1, Ordering::Relaxed);
                 }
                 self.counters.handshake_ok.store(true, Ordering::Relaxed);
-                Conn::start(tls, closed)
+                Conn::start(tls, closed, quickack)
             }
         };
         self.counters.opened.fetch_add(1, Ordering::Relaxed);
@@ -244,7 +245,7 @@ struct Conn {
 }
 
 impl Conn {
-    fn start<S>(stream: S, closed: CancellationToken) -> Arc<Conn>
+    fn start<S>(stream: S, closed: CancellationToken, quickack: Option<socket2::Socket>) -> Arc<Conn>
     where
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
@@ -263,7 +264,7 @@ impl Conn {
             became_idle: Notify::new(),
             answered: AtomicBool::new(false),
         });
-        tokio::spawn(read_loop(conn.clone(), BufReader::new(reader)));
+        tokio::spawn(read_loop(conn.clone(), BufReader::new(reader), quickack));
         tokio::spawn(write_loop(conn.clone(), writer, queued));
         conn
     }
@@ -371,6 +372,19 @@ fn server_keepalive(msg: &Message) -> Option<Duration> {
     }
 }
 
+/// A second handle on the connection's socket (a duplicated descriptor), to ask for an immediate
+/// ACK after each answer.
+///
+/// Why: a server that leaves Nagle's algorithm on (Unbound's TLS listener does) holds its next small
+/// answer until the previous one is acknowledged, and Linux delays our ACK until we have something
+/// to send: each answer then waits for the next query on the connection. Measured through the
+/// bench's Unbound DoT front at 500 q/s: p50 4.1 ms with delayed ACKs, 0.5 ms with TCP_QUICKACK
+/// set again after every answer (the kernel clears it by itself).
+fn quick_ack_handle(tcp: &tokio::net::TcpStream) -> Option<socket2::Socket> {
+    use std::os::fd::AsFd;
+    tcp.as_fd().try_clone_to_owned().ok().map(socket2::Socket::from)
+}
+
 async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut Vec<u8>) -> std::io::Result<()> {
     let len = reader.read_u16().await? as usize;
     buf.resize(len, 0);
@@ -378,13 +392,19 @@ async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut Vec<u8>) -> 
     Ok(())
 }
 
-async fn read_loop<R: AsyncRead + Unpin>(conn: Arc<Conn>, mut reader: R) {
+async fn read_loop<R: AsyncRead + Unpin>(conn: Arc<Conn>, mut reader: R, quickack: Option<socket2::Socket>) {
     let mut buf = Vec::with_capacity(1024);
     loop {
         tokio::select! {
             _ = conn.closed.cancelled() => break,
             r = read_frame(&mut reader, &mut buf) => match r {
-                Ok(()) => conn.deliver(&buf),
+                Ok(()) => {
+                    #[cfg(any(target_os = "linux", target_os = "android"))]
+                    if let Some(s) = &quickack {
+                        let _ = s.set_tcp_quickack(true);
+                    }
+                    conn.deliver(&buf)
+                }
                 Err(_) => break,
             },
         }
