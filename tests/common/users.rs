@@ -20,6 +20,21 @@ pub fn can_switch_users(test: &str) -> bool {
     false
 }
 
+/// `nobody`'s primary gid and that group's name, for a test that puts it in a config group;
+/// `None` (after saying why) when this machine has no such user or group.
+pub fn nobody_and_group(test: &str) -> Option<(u32, String)> {
+    let Ok(Some(nobody)) = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(NOBODY)) else {
+        eprintln!("SKIPPED: {test}: no user with uid {NOBODY} (nobody) on this machine");
+        return None;
+    };
+    let gid = nobody.gid.as_raw();
+    let Ok(Some(group)) = nix::unistd::Group::from_gid(nobody.gid) else {
+        eprintln!("SKIPPED: {test}: nobody's primary group {gid} has no name");
+        return None;
+    };
+    Some((gid, group.name))
+}
+
 /// Lets other users reach the daemon's socket: its directory becomes 0711 (the socket file keeps
 /// its own mode). Returns a copy of the binary that they may run, if the build's is not.
 pub fn open_to_others(d: &Daemon) -> PathBuf {
