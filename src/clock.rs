@@ -9,12 +9,21 @@
 //!
 //! The cache and the query handler take the time from a [`Clock`], so tests can inject a
 //! [`ManualClock`] and move it forward as a night asleep would.
+//!
+//! Wall-clock time, for what is shown to people or compared with signatures' validity periods,
+//! is [`unix_now`].
 
 use std::fmt;
 use std::ops::Add;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+/// The wall clock in Unix seconds (0 if the clock is set before 1970): for timestamps shown to a
+/// person or written to files, and for RRSIG validity periods. Never for ageing (see [`Stamp`]).
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
 
 /// A point in time since boot, suspended time included. Only differences mean anything.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]

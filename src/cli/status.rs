@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use crate::clock::unix_now;
 use crate::control::client::{DEFAULT_TIMEOUT, call};
 use crate::control::protocol::{Request, ServerStatus, Status};
 
@@ -40,10 +41,6 @@ fn servers(list: &[ServerStatus]) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// `42s`, `3m`, `2h` since the Unix time `at`.

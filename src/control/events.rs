@@ -105,8 +105,7 @@ pub enum EventKind {
 impl EventKind {
     /// Stamps the event with the time now.
     pub fn now(self) -> Event {
-        let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        Event { at, replay: false, what: self }
+        Event { at: crate::clock::unix_now(), replay: false, what: self }
     }
 }
 

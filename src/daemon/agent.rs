@@ -17,17 +17,16 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use hickory_proto::rr::LowerName;
 use tokio::sync::Semaphore;
 use tracing::{error, info, warn};
 
+use super::agent_state::{Inner, StateProblem};
 use super::events::Events;
 use super::reconcile::{build_snapshot, sync_trusts};
 use super::whitelist_state::WhitelistState;
-use crate::clock::Stamp;
+use crate::clock::{Stamp, unix_now};
 use crate::config::DefaultUpstreamTls;
 use crate::control::events::EventKind;
 use crate::control::protocol::{LinkDownResult, LinkUpResult, RemovalReason, RemovedLink, SystemDnsStatus};
@@ -49,55 +48,6 @@ pub(crate) enum LinkError {
     Spec(#[from] SpecError),
     #[error("link {id:?}: interface {name:?} does not exist on this machine (is the tunnel up?)")]
     NoInterface { id: String, name: String },
-}
-
-/// Whether the saved link table was refused, or a change could not be saved: for `status`.
-#[derive(Clone, Debug, Default)]
-pub(super) struct StateProblem {
-    /// The state file or directory was refused at start (see [`Store::load`]).
-    refused_at_start: Option<String>,
-    /// The last save failed, and why.
-    save: Option<String>,
-}
-
-impl StateProblem {
-    pub(super) fn text(&self) -> Option<String> {
-        // The start-up refusal says what to do, and that nothing is saved meanwhile; a save that
-        // fails for the same reason adds nothing to it.
-        self.refused_at_start.clone().or_else(|| self.save.clone())
-    }
-}
-
-/// How many removed links `status` remembers.
-const REMOVED_HISTORY: usize = 16;
-
-pub(super) struct Inner {
-    pub(super) table: LinkTable,
-    pub(super) routes: HashMap<u64, Arc<Route>>,
-    /// Validators of anchored zones in force, by (link seq, zone).
-    pub(super) trusts: HashMap<(u64, LowerName), Arc<ZoneTrust>>,
-    pub(super) system: Arc<Route>,
-    pub(super) timing: Timing,
-    pub(super) whitelist: WhitelistState,
-    /// When each offered-but-not-whitelisted anchor was first seen, by (link seq, DS).
-    /// Offered anchors waiting for a person, by (link seq, DS): since when (Unix time) and why.
-    pub(super) pending: HashMap<(u64, String), (u64, String)>,
-    /// Links removed lately, newest first (at most [`REMOVED_HISTORY`]).
-    pub(super) removed: VecDeque<RemovedLink>,
-    /// When the default upstream's servers last changed (Unix time).
-    pub(super) upstream_changed_at: u64,
-    /// Why the default upstream is not what its source says (a source with no usable server).
-    pub(super) upstream_note: Option<String>,
-    /// Whether the system still points at the agent, while `system-dns` is enabled.
-    pub(super) system_dns: Option<SystemDnsStatus>,
-    pub(super) state_problem: StateProblem,
-}
-
-impl Inner {
-    fn remember_removed(&mut self, removed: RemovedLink) {
-        self.removed.push_front(removed);
-        self.removed.truncate(REMOVED_HISTORY);
-    }
 }
 
 /// How queries are forwarded: the retry schedule, the budgets of queries in flight, the CAs
@@ -134,10 +84,6 @@ pub(crate) struct Agent {
     /// Held across a whole whitelist reload, so two reloads (an edit, SIGHUP) never finish out of
     /// order and swap in the older read.
     pub(super) reloading: tokio::sync::Mutex<()>,
-}
-
-pub(super) fn now_unix() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// What routes are built with besides their servers: the budgets of queries in flight and TLS.
@@ -233,7 +179,7 @@ impl Agent {
                     dropped.push_front(RemovedLink {
                         id: link.spec.id.clone(),
                         profile: link.spec.profile.clone(),
-                        at: now_unix(),
+                        at: unix_now(),
                         reason: RemovalReason::DroppedAtStart,
                         detail: why,
                         domains: link.spec.domains.iter().map(ToString::to_string).collect(),
@@ -265,7 +211,7 @@ impl Agent {
             whitelist,
             pending: HashMap::new(),
             removed: dropped,
-            upstream_changed_at: now_unix(),
+            upstream_changed_at: unix_now(),
             upstream_note: None,
             system_dns: None,
             state_problem: StateProblem { refused_at_start: state_refused, save: None },
@@ -339,7 +285,7 @@ impl Agent {
         };
         let mut inner = self.lock();
         let before = self.snapshot.load().assignments();
-        let up = inner.table.upsert(spec, now_unix(), ifindex)?;
+        let up = inner.table.upsert(spec, unix_now(), ifindex)?;
         let link = up.link;
         let mut abandoned = 0;
         for old in &up.replaced {
@@ -348,7 +294,7 @@ impl Agent {
             let removed = RemovedLink {
                 id: old.spec.id.clone(),
                 profile: old.spec.profile.clone(),
-                at: now_unix(),
+                at: unix_now(),
                 reason: RemovalReason::Replaced,
                 detail: format!("replaced by link {:?} (same id or profile: a reconnect)", link.spec.id),
                 domains: before.iter().filter(|(_, r)| **r == old.seq).map(|(d, _)| d.to_string()).collect(),
@@ -539,7 +485,7 @@ impl Agent {
         let removed = RemovedLink {
             id: id.to_string(),
             profile: link.spec.profile.clone(),
-            at: now_unix(),
+            at: unix_now(),
             reason,
             detail,
             domains: domains_removed.clone(),
@@ -595,7 +541,7 @@ impl Agent {
         old.cancel.cancel();
         inner.timing = timing;
         if current != self.setup.system_servers(servers) {
-            inner.upstream_changed_at = now_unix();
+            inner.upstream_changed_at = unix_now();
         }
         self.cache.flush_route(SYSTEM_ROUTE);
         let before = self.snapshot.load().assignments();

@@ -2,6 +2,7 @@
 //! owns the process lifecycle (SIGHUP reloads the config, SIGTERM/SIGINT shut down cleanly).
 
 pub(crate) mod agent;
+mod agent_state;
 pub(crate) mod api;
 pub(crate) mod default_upstream;
 pub(crate) mod events;

@@ -12,8 +12,9 @@ use std::sync::Arc;
 use hickory_proto::rr::LowerName;
 use tracing::{info, warn};
 
-use super::agent::{Inner, now_unix};
+use super::agent_state::Inner;
 use super::events::Events;
+use crate::clock::unix_now;
 use crate::control::events::EventKind;
 use crate::control::protocol::PendingReview;
 use crate::dns::snapshot::Snapshot;
@@ -150,7 +151,7 @@ pub(super) fn sync_trusts(inner: &mut Inner, events: &Events) -> Vec<LowerName> 
             _ => Ok(()),
         }
     });
-    let now = now_unix();
+    let now = unix_now();
     let mut pending = HashMap::new();
     for (seq, anchor, why) in &plan.pending {
         let key = (*seq, anchor.to_string());

@@ -12,7 +12,8 @@ use crate::state::{AnchorState, AnchorView};
 
 use tokio::sync::broadcast;
 
-use super::agent::{Agent, Inner};
+use super::agent::Agent;
+use super::agent_state::Inner;
 use crate::control::events::{Event, EventKind};
 
 impl Agent {

@@ -238,8 +238,8 @@ pub fn failure_hold(bogus: bool, streak: u32) -> Duration {
 /// answer must not outlive its signatures.
 fn signature_lifetime(msg: &Message) -> u32 {
     use hickory_proto::dnssec::rdata::DNSSECRData;
-    let now =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(0);
+    // RRSIG times are serial numbers modulo 2^32 (RFC 4034 §3.1.5): the low 32 bits are what counts.
+    let now = crate::clock::unix_now() as u32;
     msg.answers
         .iter()
         .chain(msg.authorities.iter())

@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub(crate) mod ede;
+pub(crate) mod exchange;
 pub mod fastval;
 pub mod handler;
 pub(crate) mod listener;

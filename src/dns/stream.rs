@@ -30,8 +30,8 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::exchange::{Bind, QueryFlags, UpstreamError, answers, encode_query, tcp_connect};
 use super::tls::TlsContext;
-use super::upstream::{Bind, QueryFlags, UpstreamError, answers, encode_query, tcp_connect};
 
 /// How long an unused connection stays open (RFC 7766 §6.2.3 suggests seconds, not minutes).
 pub(crate) const IDLE: Duration = Duration::from_secs(10);

@@ -24,7 +24,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use futures_util::future::{BoxFuture, Shared};
@@ -42,17 +42,13 @@ use super::ede;
 use super::fastval::{self, SigCache};
 use super::route::Route;
 use super::upstream::{QueryFlags, UpstreamError};
-use crate::clock::Stamp;
+use crate::clock::{Stamp, unix_now};
 use crate::domain::DomainName;
 use crate::trust::DsAnchor;
 use crate::trust::anchors::{self, VerifiedKeys};
 
 /// Least time between two verifications triggered by failing answers.
 const REVERIFY_INTERVAL: Duration = Duration::from_secs(2);
-
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
 
 /// Where one anchored zone stands.
 pub enum TrustState {

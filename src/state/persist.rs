@@ -147,8 +147,7 @@ impl Store {
     }
 
     fn set_aside(&self, path: &Path, why: &str) -> String {
-        let stamp =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let stamp = crate::clock::unix_now();
         let aside = self.dir.join(format!("{FILE_NAME}.corrupt-{stamp}"));
         match fs::rename(path, &aside) {
             Ok(()) => format!(

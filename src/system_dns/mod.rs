@@ -159,7 +159,7 @@ impl fmt::Display for Mode {
 }
 
 fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    crate::clock::unix_now()
 }
 
 /// The header of every file splitdns writes into the system's configuration: the [`MARKER`] and how
