@@ -224,7 +224,6 @@ impl Handler {
         let fut = async move {
             let _admission = admission;
             RouteStats::bump(&route.stats.forwards);
-            route.stats.in_flight.fetch_add(1, Ordering::Relaxed);
             // Only records of this route's own names count (see `scrub`).
             let scrub = |m: &mut Message| {
                 let removed = scrub::scrub(m, &snapshot, route.id);
@@ -248,7 +247,6 @@ impl Handler {
                     })
                 }
             };
-            route.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
             in_flight.lock().unwrap_or_else(|e| e.into_inner()).remove(&k);
             // Never cache anything for a route that went down while we waited.
             let live = !route.cancel.is_cancelled();

@@ -34,8 +34,6 @@ pub struct RouteStats {
     pub forwards: AtomicU64,
     pub failures: AtomicU64,
     pub abandoned: AtomicU64,
-    /// Queries waiting on this route's servers right now.
-    pub in_flight: AtomicU64,
     /// Queries refused at once because the route (or all links together) had their budget of
     /// queries in flight.
     pub shed: AtomicU64,
@@ -49,6 +47,7 @@ pub struct RouteReport {
     pub forwards: u64,
     pub failures: u64,
     pub abandoned: u64,
+    /// Queries waiting on this route's servers right now.
     pub in_flight: u64,
     pub shed: u64,
 }
@@ -167,7 +166,8 @@ impl Route {
             forwards: n(&s.forwards),
             failures: n(&s.failures),
             abandoned: n(&s.abandoned),
-            in_flight: n(&s.in_flight),
+            // Every query waiting on the servers holds one permit of the route's budget.
+            in_flight: (self.budget_size - self.budget.available_permits()) as u64,
             shed: n(&s.shed),
         }
     }
