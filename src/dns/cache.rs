@@ -303,7 +303,11 @@ impl Cache {
 
     /// A failure of `key`'s question still remembered at `now`.
     pub fn failure(&self, key: &Key, now: Stamp) -> Option<Arc<Failure>> {
-        self.failures.get(&Self::failure_key(key)).filter(|f| now < f.until)
+        // Asked on every cache miss: borrowed key, and nothing at all while nothing failed.
+        if self.failures.is_empty() {
+            return None;
+        }
+        self.failures.get(&Self::failure_ref(key)).filter(|f| now < f.until)
     }
 
     /// Remembers a failure of `key`'s question; returns how long it is held.
@@ -323,13 +327,18 @@ impl Cache {
     /// Forgets a failure once the question was answered.
     pub fn forget_failure(&self, key: &Key) {
         if !self.failures.is_empty() {
-            self.failures.remove(&Self::failure_key(key));
+            self.failures.remove(&Self::failure_ref(key));
         }
     }
 
     /// Failures do not depend on the DO bit: one entry per route, name, type and CD bit.
     fn failure_key(key: &Key) -> Key {
         Key { route: key.route, name: key.name.clone(), qtype: key.qtype, bits: key.bits & KEY_CD }
+    }
+
+    /// [`Cache::failure_key`], borrowed.
+    fn failure_ref(key: &Key) -> KeyRef<'_> {
+        KeyRef { route: key.route, name: &key.name, qtype: key.qtype, bits: key.bits & KEY_CD }
     }
 
     /// Failures remembered now.
