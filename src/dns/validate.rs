@@ -74,6 +74,18 @@ pub enum TrustState {
     Failed { reason: String, at: u64 },
 }
 
+impl TrustState {
+    /// The phase `status` and the event stream name.
+    fn phase(&self) -> TrustPhase {
+        match self {
+            TrustState::Pending => TrustPhase::Verifying,
+            TrustState::Verified { .. } => TrustPhase::Verified,
+            TrustState::Failed { .. } => TrustPhase::Failed,
+            TrustState::Insecure { .. } => TrustPhase::Insecure,
+        }
+    }
+}
+
 /// What the enclosing island says about a nested split domain (see [`ZoneTrust::derive`]).
 enum Derived {
     /// A secure delegation: the child's keys are trusted through these DS records.
@@ -235,33 +247,27 @@ impl ZoneTrust {
     /// The zone's state, keys and counters, read once.
     pub fn report(&self) -> TrustReport {
         let st = self.state();
-        let (phase, reason, keys, signed_by, since, next_check) = match &*st {
-            TrustState::Pending => (TrustPhase::Verifying, None, vec![], vec![], None, None),
-            TrustState::Verified { keys, verified_at, recheck_unix, via, .. } => (
-                TrustPhase::Verified,
+        let (reason, keys, signed_by, since, next_check, signature_cache_hits, signature_checks) = match &*st {
+            TrustState::Pending => (None, vec![], vec![], None, None, 0, 0),
+            TrustState::Verified { keys, verified_at, recheck_unix, via, sigs, .. } => (
                 via.clone(),
                 anchors::key_summary(&keys.keys),
                 keys.matched_tags.clone(),
                 Some(*verified_at),
                 Some(*recheck_unix),
+                sigs.hits(),
+                sigs.misses(),
             ),
-            TrustState::Failed { reason, at } => {
-                (TrustPhase::Failed, Some(reason.clone()), vec![], vec![], Some(*at), None)
+            TrustState::Failed { reason, at } | TrustState::Insecure { reason, at } => {
+                (Some(reason.clone()), vec![], vec![], Some(*at), None, 0, 0)
             }
-            TrustState::Insecure { reason, at } => {
-                (TrustPhase::Insecure, Some(reason.clone()), vec![], vec![], Some(*at), None)
-            }
-        };
-        let (signature_cache_hits, signature_checks) = match &*st {
-            TrustState::Verified { sigs, .. } => (sigs.hits(), sigs.misses()),
-            _ => (0, 0),
         };
         let c = &self.counters;
         let n = |x: &AtomicU64| x.load(Ordering::Relaxed);
         TrustReport {
             zone: self.domain.clone(),
             ds: self.anchors.clone(),
-            phase,
+            phase: st.phase(),
             reason,
             keys,
             signed_by,
@@ -278,14 +284,8 @@ impl ZoneTrust {
 
     /// Stores a new state; tells the observer when the phase changed (verified, failed, …).
     fn set_state(&self, state: TrustState) {
-        let phase = |s: &TrustState| match s {
-            TrustState::Pending => TrustPhase::Verifying,
-            TrustState::Verified { .. } => TrustPhase::Verified,
-            TrustState::Failed { .. } => TrustPhase::Failed,
-            TrustState::Insecure { .. } => TrustPhase::Insecure,
-        };
-        let before = phase(&self.state.load());
-        let after = phase(&state);
+        let before = self.state.load().phase();
+        let after = state.phase();
         self.state.store(Arc::new(state));
         if before != after
             && let Some(observe) = &self.observer
@@ -510,19 +510,18 @@ impl ZoneTrust {
                 return self.count(Ok(Validated { message: raw, secure: false }));
             }
         };
-        // The zone whose keys judge: this one, or the enclosing island's for a nested domain that is
-        // not delegated.
-        let zone = keys.zone.clone();
+        // The zone whose keys judge (`keys.zone`): this one, or the enclosing island's for a nested
+        // domain that is not delegated.
         let raw = self.fetch(query, scrub).await?;
         if query.query_type() == RecordType::ANY && !raw.answers.is_empty() {
             // hickory's validator has no notion of ANY (RFC 8482 answers hold whatever RRsets the
             // server chose): each RRset at the name must verify on its own.
-            return match fastval::prove_any(&zone, &keys, &sigs, query, &raw, unix_now() as u32) {
+            return match fastval::prove_any(&keys.zone, &keys, &sigs, query, &raw, unix_now() as u32) {
                 Some(message) => self.count(Ok(Validated { message, secure: true })),
                 None => self.count(Err(bogus_reason(query, &raw, &keys))),
             };
         }
-        if let Some(message) = fastval::prove_positive(&zone, &keys, &sigs, query, &raw, unix_now() as u32) {
+        if let Some(message) = fastval::prove_positive(&keys.zone, &keys, &sigs, query, &raw, unix_now() as u32) {
             self.counters.fast_secure.fetch_add(1, Ordering::Relaxed);
             return self.count(Ok(Validated { message, secure: true }));
         }
