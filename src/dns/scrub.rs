@@ -8,10 +8,9 @@
 //! Unbound does with its forward zones; see [`chain_exit`].
 
 use hickory_proto::op::Message;
-use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::snapshot::Snapshot;
-use super::wire;
 
 /// How many routes a CNAME chain may cross.
 pub(crate) const MAX_CROSSINGS: usize = 8;
@@ -19,7 +18,6 @@ pub(crate) const MAX_CROSSINGS: usize = 8;
 /// Removes from `msg` every record whose owner is routed to another route than `route`. Returns
 /// how many were removed.
 pub(crate) fn scrub(msg: &mut Message, snapshot: &Snapshot, route: u64) -> usize {
-    let mut buf = [0u8; wire::MAX_NAME];
     // Most records share a few owner names (the question, an NSEC3 or two): remember the last.
     let mut last: Option<(Name, bool)> = None;
     let mut owned = move |r: &Record| {
@@ -28,10 +26,7 @@ pub(crate) fn scrub(msg: &mut Message, snapshot: &Snapshot, route: u64) -> usize
         {
             return *ok;
         }
-        let ok = match wire::encode_lower(&r.name, &mut buf) {
-            Some(n) => snapshot.route_wire(&buf[..n]).0.id == route,
-            None => false,
-        };
+        let ok = snapshot.route_of(&r.name).is_some_and(|r| r.id == route);
         last = Some((r.name.clone(), ok));
         ok
     };
@@ -69,7 +64,7 @@ pub(crate) fn chain_exit(
             None => break,
         }
     }
-    if name == *qname || snapshot.route(&LowerName::new(&name)).0.id == route {
+    if name == *qname || snapshot.route_of(&name).is_some_and(|r| r.id == route) {
         return None;
     }
     Some(name)

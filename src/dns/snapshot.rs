@@ -71,6 +71,14 @@ impl Snapshot {
         self.route_wire(&name.to_bytes().unwrap_or_default())
     }
 
+    /// [`Snapshot::route`] for a record's owner name, encoded on the stack (no allocation); `None`
+    /// only for a name longer than any message can carry.
+    pub(crate) fn route_of(&self, name: &Name) -> Option<&Arc<Route>> {
+        let mut buf = [0u8; wire::MAX_NAME];
+        let n = wire::encode_lower(name, &mut buf)?;
+        Some(self.route_wire(&buf[..n]).0)
+    }
+
     /// [`Snapshot::route`] for a lower-case wire name (no allocation).
     pub fn route_wire(&self, name: &[u8]) -> (&Arc<Route>, Option<&DomainName>) {
         if !self.by_domain.is_empty() {
