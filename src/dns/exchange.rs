@@ -8,7 +8,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::rdata::opt::EdnsOption;
+use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use tokio::net::{TcpSocket, TcpStream};
 
 use super::ede;
@@ -140,14 +140,11 @@ pub fn encode_query(
     edns.set_max_payload(EDNS_PAYLOAD);
     edns.set_dnssec_ok(flags.dnssec_ok);
     if stream {
-        edns.options_mut().insert(EdnsOption::Unknown(KEEPALIVE, Vec::new()));
+        edns.options_mut().insert(EdnsOption::Unknown(EdnsCode::Keepalive.into(), Vec::new()));
     }
     msg.set_edns(edns);
     msg.to_vec()
 }
-
-/// The EDNS option code of TCP keepalive (RFC 7828).
-const KEEPALIVE: u16 = 11;
 
 /// Parses `bytes` and returns it only if it is a response to our id and question.
 pub fn matching_response(bytes: &[u8], id: u16, query: &Query) -> Option<Message> {

@@ -76,10 +76,6 @@ impl TlsContext {
         SHARED.get_or_init(|| Arc::new(Self::system())).clone()
     }
 
-    pub fn roots(&self) -> &Roots {
-        &self.roots
-    }
-
     /// The strict-profile configuration (certificate checked against the trusted CAs).
     pub fn strict_config(&self) -> Result<Arc<ClientConfig>, String> {
         self.strict

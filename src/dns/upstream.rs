@@ -146,6 +146,12 @@ impl Default for UpstreamTls {
 }
 
 impl ServerState {
+    /// An answer that came over a stream (TCP or TLS): counted, then judged by its rcode.
+    fn streamed(&self, m: Message) -> Result<Message, UpstreamError> {
+        self.answers_tcp.fetch_add(1, Ordering::Relaxed);
+        accept(self.addr, m)
+    }
+
     fn new(server: &ServerAddr, bind: &Bind, timing: Timing, tls: &UpstreamTls) -> Self {
         let addr = server.addr;
         let pool = |dial, at| StreamPool::new(at, dial, bind.clone(), timing.total);
@@ -256,19 +262,6 @@ impl Upstream {
         self.servers.iter().map(|s| s.report(self.epoch)).collect()
     }
 
-    /// The servers' addresses, in order.
-    pub fn addrs(&self) -> Vec<SocketAddr> {
-        self.servers.iter().map(|s| s.addr).collect()
-    }
-
-    pub fn bind(&self) -> &Bind {
-        &self.bind
-    }
-
-    pub fn epoch(&self) -> Stamp {
-        self.epoch
-    }
-
     /// Asks the servers `query`, returning the first acceptable answer (NOERROR or NXDOMAIN).
     /// Returns early with [`UpstreamError::Abandoned`] when `cancel` fires.
     pub async fn query(
@@ -362,15 +355,11 @@ impl Upstream {
     async fn exchange(&self, server: &ServerState, query: &Query, flags: QueryFlags) -> Result<Message, UpstreamError> {
         if server.kind == Kind::Stream {
             let m = server.stream.exchange(query, flags).await?;
-            server.answers_tcp.fetch_add(1, Ordering::Relaxed);
-            return accept(server.addr, m);
+            return server.streamed(m);
         }
         if let Some(tls) = server.tls_first.as_ref().filter(|_| !server.tls_down(self.epoch)) {
             match tls.exchange(query, flags).await {
-                Ok(m) => {
-                    server.answers_tcp.fetch_add(1, Ordering::Relaxed);
-                    return accept(server.addr, m);
-                }
+                Ok(m) => return server.streamed(m),
                 // No TLS there (or not now): clear text, and no TLS attempts for a while.
                 Err(e) => {
                     tracing::info!(server = %server.addr, error = %e, "opportunistic TLS failed; using clear text");
@@ -381,10 +370,7 @@ impl Upstream {
         }
         if server.prefers_tcp(self.epoch) {
             match server.stream.exchange(query, flags).await {
-                Ok(m) => {
-                    server.answers_tcp.fetch_add(1, Ordering::Relaxed);
-                    return accept(server.addr, m);
-                }
+                Ok(m) => return server.streamed(m),
                 // TCP broke; try UDP again and forget the preference.
                 Err(_) => server.prefer_tcp_until_ms.store(0, Ordering::Relaxed),
             }
@@ -412,8 +398,7 @@ impl Upstream {
                     let Some(msg) = matching_response(&buf[..n], id, query) else { continue };
                     if msg.metadata.truncation {
                         let m = server.stream.exchange(query, flags).await?;
-                        server.answers_tcp.fetch_add(1, Ordering::Relaxed);
-                        return accept(server.addr, m);
+                        return server.streamed(m);
                     }
                     server.answers_udp.fetch_add(1, Ordering::Relaxed);
                     return accept(server.addr, msg);
@@ -431,8 +416,7 @@ impl Upstream {
                         // UDP stayed silent but TCP works: remember that for this server.
                         let until = millis(self.epoch) + self.timing.prefer_tcp_for.as_millis() as u64;
                         server.prefer_tcp_until_ms.store(until, Ordering::Relaxed);
-                        server.answers_tcp.fetch_add(1, Ordering::Relaxed);
-                        return accept(server.addr, m);
+                        return server.streamed(m);
                     }
                     Err(_) => tcp_failed = true,
                 },
