@@ -33,10 +33,10 @@
 //! control socket holds at most 160 + 64 descriptors, well within the usual soft limit of 1024.
 //!
 //! **Long-lived requests.** The deadline is applied only while waiting for a request line
-//! (`Connection::next_line`). A request that keeps the connection (a future `watch` that streams
-//! events) is dispatched in `serve_connection` after its line is parsed, takes the
-//! `Connection` by value and leaves the request loop, so no line deadline applies to it; it keeps
-//! its slot, and will need a cap of its own.
+//! (`Connection::next_line`). A request that keeps the connection (`watch`, which streams events)
+//! is dispatched in `serve_connection` after its line is parsed, takes the `Connection` by value
+//! and leaves the request loop, so no line deadline applies to it; it keeps its slot, and a uid
+//! holds at most [`MAX_WATCHERS_PER_UID`] watch streams besides.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -262,10 +262,12 @@ impl Door {
         let access = self.shared.policy.access(uid, gid);
         let admitted = match access {
             None => Err(self.shared.policy.permission_denied(uid)),
-            Some((class, _)) => self.shared.admission.admit(uid, class).map_err(|r| refusal_reply(&r)),
+            Some((class, access)) => {
+                self.shared.admission.admit(uid, class).map(|a| (a, access)).map_err(|r| refusal_reply(&r))
+            }
         };
         match admitted {
-            Ok(admitted) => {
+            Ok((admitted, access)) => {
                 if let Some(waited) = admitted.took_over_after
                     && let Some(held_back) = self.take_overs.note()
                 {
@@ -278,7 +280,6 @@ impl Door {
                     );
                 }
                 let conn = Connection::new(stream, admitted.slot, uid, accepted_at);
-                let access = access.map(|(_, a)| a).unwrap_or(Access::ReadOnly);
                 let shared = self.shared.clone();
                 self.tasks.spawn(async move { serve_connection(conn, access, &shared).await });
             }
@@ -453,7 +454,6 @@ impl Connection {
     /// connection is to be closed (the client does not read, so no last line is sent).
     async fn reply(&mut self, reply: &Reply) -> bool {
         self.slot.waiting();
-        self.waiting_since = Instant::now();
         let line = encode(reply);
         let written = tokio::select! {
             biased;
@@ -542,21 +542,12 @@ async fn serve_connection(mut conn: Connection, access: Access, shared: &Arc<Sha
 /// ever waits for it.
 async fn watch(mut conn: Connection, shared: &Arc<Shared>) {
     let uid = conn.uid;
-    let admitted = {
-        let mut watchers = shared.watchers.lock().unwrap_or_else(|e| e.into_inner());
-        let n = watchers.entry(uid).or_default();
-        let room = *n < MAX_WATCHERS_PER_UID;
-        if room {
-            *n += 1;
-        }
-        room
-    };
-    if !admitted {
+    let Some(_watching) = Watching::start(shared, uid) else {
         let reply = Reply::err(format!(
             "too many watch streams for uid {uid} (at most {MAX_WATCHERS_PER_UID}): close one first"
         ));
         return conn.close_with(reply, &shared.admission).await;
-    }
+    };
     let _ = socket2::SockRef::from(&conn.stream).set_send_buffer_size(WATCH_SNDBUF);
     let sub = shared.api.subscribe();
     let mut live = sub.live;
@@ -586,9 +577,36 @@ async fn watch(mut conn: Connection, shared: &Arc<Shared>) {
             read = conn.stream.read(&mut eof) => if !matches!(read, Ok(n) if n > 0) { break },
         }
     }
-    let mut watchers = shared.watchers.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(n) = watchers.get_mut(&uid) {
-        *n = n.saturating_sub(1);
+}
+
+/// One of a uid's watch streams ([`MAX_WATCHERS_PER_UID`] at most), given back when dropped,
+/// however the stream ends (closed, cut off, or its task aborted).
+struct Watching<'a> {
+    shared: &'a Shared,
+    uid: u32,
+}
+
+impl<'a> Watching<'a> {
+    fn start(shared: &'a Shared, uid: u32) -> Option<Self> {
+        let mut watchers = shared.watchers.lock().unwrap_or_else(|e| e.into_inner());
+        let n = watchers.entry(uid).or_default();
+        if *n >= MAX_WATCHERS_PER_UID {
+            return None;
+        }
+        *n += 1;
+        Some(Self { shared, uid })
+    }
+}
+
+impl Drop for Watching<'_> {
+    fn drop(&mut self) {
+        let mut watchers = self.shared.watchers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = watchers.get_mut(&self.uid) {
+            *n -= 1;
+            if *n == 0 {
+                watchers.remove(&self.uid);
+            }
+        }
     }
 }
 
