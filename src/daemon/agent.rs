@@ -510,8 +510,10 @@ impl Agent {
     /// A source that lists no usable server keeps the last good servers in force.
     pub(crate) fn set_system_upstream(&self, servers: &[ServerAddr], source: String, timing: Timing) {
         let mut inner = self.lock();
-        let current = inner.system.upstream.servers().to_vec();
-        if servers.is_empty() && !current.is_empty() {
+        let current = inner.system.upstream.servers();
+        let keep_last_good = servers.is_empty() && !current.is_empty();
+        let servers_changed = current != self.setup.system_servers(servers).as_slice();
+        if keep_last_good {
             let note = format!("{source} lists no usable server: the last good servers stay in force");
             if inner.upstream_note.as_deref() != Some(note.as_str()) {
                 warn!("default upstream: {note}");
@@ -523,7 +525,7 @@ impl Agent {
             format!("no usable server in {source}: names outside split domains get SERVFAIL until one appears")
         });
         let unchanged = inner.timing.total == timing.total
-            && current == self.setup.system_servers(servers)
+            && !servers_changed
             && matches!(&inner.system.owner, Owner::System { source: s } if *s == source);
         if unchanged {
             return;
@@ -540,7 +542,7 @@ impl Agent {
         let old = std::mem::replace(&mut inner.system, self.setup.system_route(servers, source, timing));
         old.cancel.cancel();
         inner.timing = timing;
-        if current != self.setup.system_servers(servers) {
+        if servers_changed {
             inner.upstream_changed_at = unix_now();
         }
         self.cache.flush_route(SYSTEM_ROUTE);
