@@ -156,11 +156,7 @@ fn add(path: &Path, domain: &str, override_public_suffix: bool, profile: Option<
     }
     require_terminal(path, &format!("splitdns whitelist add {name}{flag}"))?;
     let current = Whitelist::load(path).map_err(explain)?;
-    let covered = match profile {
-        Some(p) => current.list.bound_to(&name, Some(p)),
-        None => current.list.permits(&name, None).ok(),
-    };
-    if let Some(by) = covered {
+    if let Some(by) = current.list.already_approves(&name, profile) {
         println!("{name} is already covered by the entry {by} in {}: nothing changed.", path.display());
         return Ok(());
     }

@@ -327,6 +327,16 @@ impl Whitelist {
         ))
     }
 
+    /// The line that already approves `name` for `profile` as a new line would (nothing to add):
+    /// with a profile, a line bound to exactly that profile; without one, what the daemon itself
+    /// accepts for a link without a profile ([`Whitelist::permits`]).
+    pub fn already_approves(&self, name: &DomainName, profile: Option<&str>) -> Option<&DomainName> {
+        match profile {
+            Some(_) => self.bound_to(name, profile),
+            None => self.permits(name, None).ok(),
+        }
+    }
+
     /// A line approving `name` for exactly this profile, if any.
     pub fn bound_to(&self, name: &DomainName, profile: Option<&str>) -> Option<&DomainName> {
         let profile = profile?;
@@ -437,17 +447,7 @@ pub fn add_for(
     };
     let text = read(path)?.unwrap_or_default();
     let parsed = Whitelist::parse(&text).map_err(|e| e.in_file(path))?;
-    let covered = match &profile {
-        None => parsed
-            .list
-            .entries()
-            .iter()
-            .filter(|e| e.profile.is_none() && name.is_at_or_under(&e.domain))
-            .map(|e| &e.domain)
-            .max_by_key(|d| d.label_count()),
-        Some(p) => parsed.list.bound_to(&name, Some(p)),
-    };
-    if let Some(by) = covered {
+    if let Some(by) = parsed.list.already_approves(&name, profile.as_deref()) {
         return Ok(AddOutcome::AlreadyCovered { domain: name.clone(), by: by.clone() });
     }
     let subsumes = parsed
@@ -578,6 +578,31 @@ mod tests {
             AddOutcome::AlreadyCovered { .. }
         ));
         assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+    }
+
+    #[test]
+    fn add_without_a_profile_asks_what_the_daemon_asks() {
+        // corp.example approves any link, but eng.corp.example (closer) only the eng profile: the
+        // daemon refuses a profile-less anchor for x.eng.corp.example, so adding it is a change.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("whitelist");
+        std::fs::write(
+            &path,
+            "corp.example
+eng.corp.example profile=eng
+",
+        )
+        .unwrap();
+        let before = Whitelist::parse(&std::fs::read_to_string(&path).unwrap()).unwrap().list;
+        assert!(before.permits(&d("x.eng.corp.example"), None).is_err());
+        match add_for(&path, "x.eng.corp.example", false, None).unwrap() {
+            AddOutcome::Added { domain, .. } => assert_eq!(domain, d("x.eng.corp.example")),
+            other => panic!("{other:?}"),
+        }
+        let after = Whitelist::parse(&std::fs::read_to_string(&path).unwrap()).unwrap().list;
+        assert_eq!(after.permits(&d("x.eng.corp.example"), None), Ok(&d("x.eng.corp.example")));
+        // What the daemon already allows stays a no-op.
+        assert!(matches!(add_for(&path, "y.corp.example", false, None).unwrap(), AddOutcome::AlreadyCovered { .. }));
     }
 
     #[test]
