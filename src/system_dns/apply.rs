@@ -20,7 +20,8 @@ use super::network_manager::NM_NO_STUB_RESOLV_CONF;
 use super::plan::{EnableRequest, Plan, plan_enable};
 use super::resolved::RESOLVED_RESOLV_CONF;
 use super::restore::restore_entry;
-use super::{MARKER, Mode, Root, UPSTREAM_FILE, now};
+use super::{MARKER, Mode, Root, UPSTREAM_FILE};
+use crate::clock::unix_now;
 
 fn upstream_text(servers: &[IpAddr], at: u64) -> String {
     let mut t = format!(
@@ -81,7 +82,7 @@ pub fn apply(plan: &Plan) -> anyhow::Result<Vec<String>> {
     }
     let upstream = root.path(UPSTREAM_FILE);
     match &plan.manifest.upstream {
-        Some(servers) => write_atomic(&upstream, upstream_text(servers, now()).as_bytes(), 0o644, None)?,
+        Some(servers) => write_atomic(&upstream, upstream_text(servers, unix_now()).as_bytes(), 0o644, None)?,
         None => remove(&upstream)?,
     }
     for e in plan.manifest.entries.iter().filter(|e| !plan.retire.contains(&e.path)) {

@@ -71,7 +71,6 @@ pub use macos::MACOS_RESOLVER_DIR;
 pub use manifest::{Before, Entry, Manifest, read_manifest};
 pub use network_manager::{
     NM_CONF, NM_CONF_DROPIN, NM_NO_STUB_RESOLV_CONF, NM_RUN_DIR, NetworkManager, NmSetting, network_manager,
-    nm_manages_resolv_conf,
 };
 pub use plan::{EnableRequest, Plan, plan_enable};
 pub use resolv_conf::{RESOLV_CONF, nameservers, read_resolv_conf};
@@ -156,10 +155,6 @@ impl fmt::Display for Mode {
             Mode::Macos => "macOS /etc/resolver files",
         })
     }
-}
-
-fn now() -> u64 {
-    crate::clock::unix_now()
 }
 
 /// The header of every file splitdns writes into the system's configuration: the [`MARKER`] and how

@@ -6,8 +6,8 @@
 //! command-line side reloads NetworkManager after `enable` and `disable`.
 //!
 //! NetworkManager's say over `/etc/resolv.conf`: its `[main] dns=` and `rc-manager=`, read the way
-//! NetworkManager reads them (NetworkManager.conf(5)), for [`super::detect`], `system-dns status` and
-//! the daemon (which follows [`NM_NO_STUB_RESOLV_CONF`] when NetworkManager is the system's source).
+//! NetworkManager reads them (NetworkManager.conf(5)), for [`super::detect`] and `system-dns status`.
+//! (The daemon does not need them: it follows [`NM_NO_STUB_RESOLV_CONF`] whenever that file exists.)
 //!
 //! NetworkManager is taken to be **present** when its main configuration file
 //! ([`NM_CONF`]) exists *or* its runtime directory ([`NM_RUN_DIR`]) does: an installed but stopped
@@ -37,8 +37,6 @@ use super::{Current, MARKER, RESOLV_CONF, Root, header, inspect, resolved};
 pub const NM_CONF: &str = "/etc/NetworkManager/NetworkManager.conf";
 /// NetworkManager's runtime directory: present while it runs (and usually after it stopped).
 pub const NM_RUN_DIR: &str = "/run/NetworkManager";
-/// What NetworkManager writes as resolv.conf (it keeps writing it under `rc-manager=unmanaged`).
-pub const NM_RESOLV_CONF: &str = "/run/NetworkManager/resolv.conf";
 /// NetworkManager's list of the real upstream servers, also when a local stub is in use.
 pub const NM_NO_STUB_RESOLV_CONF: &str = "/run/NetworkManager/no-stub-resolv.conf";
 /// splitdns's drop-in: named to sort last in /etc's `conf.d`, so its `rc-manager=` wins.
@@ -61,9 +59,7 @@ impl NmSetting {
     fn is(&self, value: &str) -> bool {
         self.value.as_deref() == Some(value)
     }
-}
 
-impl NmSetting {
     /// `key=value (set in FILE)`, or `key not set (NetworkManager's default)`.
     pub fn describe(&self, key: &str) -> String {
         match (&self.value, &self.from) {
@@ -238,13 +234,6 @@ pub fn network_manager(root: &Root) -> Option<NetworkManager> {
     })
 }
 
-/// Whether NetworkManager is present and, by its own configuration (splitdns's drop-in left out),
-/// writes `/etc/resolv.conf` — so it is the system's source of DNS servers, listed in
-/// [`NM_NO_STUB_RESOLV_CONF`], whether or not `system-dns enable` stopped it from writing resolv.conf.
-pub fn nm_manages_resolv_conf(root: &Root) -> bool {
-    network_manager(root).is_some_and(|n| n.manages_resolv_conf)
-}
-
 /// NetworkManager's drop-in: it stops writing `/etc/resolv.conf`, and still writes its own copies
 /// under `/run/NetworkManager/`.
 pub(super) fn nm_dropin_text() -> String {
@@ -258,6 +247,12 @@ pub(super) fn nm_dropin_text() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// NetworkManager present and, by its own configuration (splitdns's drop-in left out), writing
+    /// `/etc/resolv.conf`.
+    fn nm_writes_resolv_conf(root: &Root) -> bool {
+        network_manager(root).is_some_and(|n| n.manages_resolv_conf)
+    }
 
     fn parse(files: &[(&str, &str)]) -> NmMain {
         let mut m = NmMain::default();
@@ -363,9 +358,9 @@ mod tests {
         assert_eq!((nm.dns_mode.as_str(), &nm.rc_manager), ("default", &NmSetting::default()));
         // A later file wins: /usr/lib's unmanaged is overridden by NetworkManager.conf.
         write(&root, "/usr/lib/NetworkManager/conf.d/50-x.conf", "[main]\nrc-manager=unmanaged\n");
-        assert!(!nm_manages_resolv_conf(&root));
+        assert!(!nm_writes_resolv_conf(&root));
         write(&root, NM_CONF, "[main]\nrc-manager=file\n");
-        assert!(nm_manages_resolv_conf(&root));
+        assert!(nm_writes_resolv_conf(&root));
         for (text, manages) in [
             ("[main]\ndns=none\n", false),
             ("[main]\ndns=systemd-resolved\n", false),
@@ -375,7 +370,7 @@ mod tests {
             ("[main]\nrc-manager=bogus\n", true),
         ] {
             write(&root, "/etc/NetworkManager/conf.d/10-user.conf", text);
-            assert_eq!(nm_manages_resolv_conf(&root), manages, "{text}");
+            assert_eq!(nm_writes_resolv_conf(&root), manages, "{text}");
         }
         // splitdns's own drop-in stops NetworkManager, but it still is the system's source.
         write(&root, "/etc/NetworkManager/conf.d/10-user.conf", "[main]\n");
@@ -387,7 +382,7 @@ mod tests {
         assert!(nm.summary().contains("rc-manager in force: unmanaged (set in"), "{}", nm.summary());
         // The same file without the marker is someone else's and counts.
         write(&root, NM_CONF_DROPIN, "[main]\nrc-manager=unmanaged\n");
-        assert!(!nm_manages_resolv_conf(&root));
+        assert!(!nm_writes_resolv_conf(&root));
     }
 
     #[test]

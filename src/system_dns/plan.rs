@@ -15,7 +15,8 @@ use super::network_manager::{NM_CONF, NM_CONF_DROPIN, NM_NO_STUB_RESOLV_CONF, NM
 use super::plain::{plain_resolv_conf, plain_will_not_stick};
 use super::resolv_conf::{RESOLV_CONF, nameservers, resolv_text};
 use super::resolved::{RESOLVED_DROPIN, RESOLVED_RESOLV_CONF, RESOLVED_STUB, resolved_dropin_text};
-use super::{MARKER, Mode, Root, now};
+use super::{MARKER, Mode, Root};
+use crate::clock::unix_now;
 use crate::domain::DomainName;
 
 /// What `enable` is asked to do.
@@ -127,7 +128,7 @@ pub fn plan_enable(root: &Root, req: &EnableRequest) -> anyhow::Result<Plan> {
         version: 1,
         mode,
         address: String::new(),
-        enabled_at: now(),
+        enabled_at: unix_now(),
         entries: vec![],
         created_dirs: vec![],
         upstream: None,

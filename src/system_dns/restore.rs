@@ -92,9 +92,7 @@ pub struct Disabled {
 /// (of `enable` or of `disable`), and a no-op when nothing is enabled.
 pub fn disable(root: &Root, force: bool) -> anyhow::Result<Disabled> {
     let Some(m) = read_manifest(root)? else {
-        let mut notes = Vec::new();
-        notes.extend(stray_marker(root));
-        return Ok(Disabled { mode: None, files: vec![], kept: vec![], notes });
+        return Ok(Disabled { mode: None, files: vec![], kept: vec![], notes: stray_marker(root) });
     };
     let mut files = Vec::new();
     let mut notes = Vec::new();

@@ -87,11 +87,9 @@ pub fn status(root: &Root) -> anyhow::Result<Report> {
             "changed"
         };
         all_ours &= state == "splitdns";
-        if tmp_path(&host).exists() {
-            warnings.push(format!(
-                "{} is left over from an interrupted write; `disable` removes it",
-                tmp_path(&host).display()
-            ));
+        let tmp = tmp_path(&host);
+        if tmp.exists() {
+            warnings.push(format!("{} is left over from an interrupted write; `disable` removes it", tmp.display()));
         }
         let restore = match &e.before {
             Before::Absent => "removes it (it did not exist before)".to_string(),
