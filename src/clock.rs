@@ -11,7 +11,7 @@
 //! [`ManualClock`] and move it forward as a night asleep would.
 //!
 //! Wall-clock time, for what is shown to people or compared with signatures' validity periods,
-//! is [`unix_now`].
+//! is [`unix_now`], written for people by [`utc`].
 
 use std::fmt;
 use std::ops::Add;
@@ -23,6 +23,22 @@ use std::time::Duration;
 /// person or written to files, and for RRSIG validity periods. Never for ageing (see [`Stamp`]).
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// `2026-12-04 17:22:01Z` for a Unix time.
+pub fn utc(at: u64) -> String {
+    let (days, secs) = (at / 86_400, at % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
 }
 
 /// A point in time since boot, suspended time included. Only differences mean anything.
@@ -124,6 +140,13 @@ impl Clock for ManualClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_utc_calendar_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00Z");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00Z");
+        assert_eq!(utc(1_796_400_061), "2026-12-04 16:01:01Z");
+    }
 
     #[test]
     fn stamps_order_and_add() {

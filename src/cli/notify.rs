@@ -324,7 +324,7 @@ async fn needs_sudo(socket: &Path) -> bool {
         return false;
     };
     let path = Path::new(&status.whitelist.path);
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = crate::perms::parent_dir(path);
     nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).is_err() && on_path("sudo")
 }
 

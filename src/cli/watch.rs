@@ -6,6 +6,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use crate::clock::utc;
 use crate::control::client;
 use crate::control::events::{Event, EventKind};
 
@@ -20,22 +21,6 @@ pub(super) async fn run(socket: &Path, json: bool) -> anyhow::Result<()> {
     .await?;
     eprintln!("splitdns watch: the daemon closed the stream (it stopped, or this watcher fell behind)");
     Ok(())
-}
-
-/// `2026-12-04 17:22:01Z` for a Unix time.
-pub(super) fn utc(at: u64) -> String {
-    let (days, secs) = (at / 86_400, at % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
 }
 
 fn who(link: &str, profile: &Option<String>) -> String {
@@ -117,13 +102,6 @@ pub(super) fn render(e: &Event) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn times_are_utc_calendar_dates() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00Z");
-        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00Z");
-        assert_eq!(utc(1_796_400_061), "2026-12-04 16:01:01Z");
-    }
 
     #[test]
     fn a_replayed_line_says_it_needs_you() {

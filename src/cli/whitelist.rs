@@ -267,14 +267,15 @@ async fn review(path: Option<PathBuf>, socket: &Path) -> anyhow::Result<()> {
             Some(x) => format!("this VPN profile ({x:?}) — and no other —"),
             None => "this VPN (and any other that offers an anchor for it)".to_string(),
         };
-        let suffix = match p.domain.parse::<DomainName>().map(|d| whitelist::is_public_suffix(&d)) {
-            Ok(true) => format!(
+        let public = p.domain.parse::<DomainName>().is_ok_and(|d| whitelist::is_public_suffix(&d));
+        let suffix = match public {
+            true => format!(
                 "{} IS A PUBLIC SUFFIX or top-level domain: names under it belong to many unrelated owners. Review \
                  does not approve it; if this VPN really owns it, run `splitdns whitelist add {} \
                  --override-public-suffix`.",
                 p.domain, p.domain
             ),
-            _ => format!("{} is not a public suffix.", p.domain),
+            false => format!("{} is not a public suffix.", p.domain),
         };
         let question = format!(
             "The VPN link {:?}{profile} offers a DNSSEC trust anchor for {} (since {}):\n    {}\n\
@@ -285,14 +286,14 @@ async fn review(path: Option<PathBuf>, socket: &Path) -> anyhow::Result<()> {
              Approve {}?",
             p.link,
             p.domain,
-            super::watch::utc(p.since),
+            crate::clock::utc(p.since),
             p.ds,
             p.reason,
             p.domain,
             path.display(),
             p.domain
         );
-        if suffix.contains("IS A PUBLIC SUFFIX") {
+        if public {
             eprintln!("{question}\n(skipped: public suffix)");
             continue;
         }
