@@ -24,7 +24,7 @@ for _ in range(200):
     except Exception: time.sleep(0.05)
 times = []
 for i in range(rounds):
-    ip = f"192.0.2.{2 + i % 2}" if i % 2 == 0 else "192.0.2.1"
+    ip = "192.0.2.2" if i % 2 == 0 else "192.0.2.1"
     want = ip + ":53"
     tmp = resolv + ".new"; open(tmp, "w").write(f"nameserver {ip}\n")
     t0 = time.monotonic(); os.rename(tmp, resolv)
