@@ -46,7 +46,7 @@ async fn connect(socket: &Path) -> anyhow::Result<UnixStream> {
         match UnixStream::connect(socket).await {
             Ok(stream) => return Ok(stream),
             // The daemon has not yet accepted the connections before ours (a non-blocking connect
-            // to a full backlog): try again; `call`'s deadline bounds this.
+            // to a full backlog): try again; the caller's deadline (`call`, `watch`) bounds this.
             Err(e) if e.kind() == ErrorKind::WouldBlock => tokio::time::sleep(BACKLOG_RETRY).await,
             Err(e) if e.kind() == ErrorKind::PermissionDenied => bail!("{}", permission_hint(socket)),
             Err(e) => {
@@ -81,6 +81,12 @@ fn permission_hint(socket: &Path) -> String {
 }
 
 async fn exchange(socket: &Path, request: &Request) -> anyhow::Result<Reply> {
+    Ok(open(socket, request).await?.0)
+}
+
+/// Connects, sends `request` and reads the first reply line; the connection stays open for what
+/// follows it (the `watch` stream). Callers bound it with a deadline (see [`connect`]).
+async fn open(socket: &Path, request: &Request) -> anyhow::Result<(Reply, BufReader<UnixStream>)> {
     let mut stream = connect(socket).await?;
     let mut line = serde_json::to_vec(request)?;
     line.push(b'\n');
@@ -101,28 +107,17 @@ async fn exchange(socket: &Path, request: &Request) -> anyhow::Result<Reply> {
             (Ok(()), Ok(_)) => bail!("the splitdns daemon closed the connection without answering"),
         };
     }
-    serde_json::from_slice(&answer).context("the daemon's reply is not valid JSON")
+    let reply = serde_json::from_slice(&answer).context("the daemon's reply is not valid JSON")?;
+    Ok((reply, reader))
 }
 
 /// The event stream (`watch`): connects, asks for it, and calls `on_event` with each event until
 /// the daemon closes the stream (it stops, or this subscriber fell behind: the last event is then
 /// an `overflow`). `Err` when the daemon refuses or cannot be reached.
 pub async fn watch(socket: &Path, mut on_event: impl FnMut(Event)) -> anyhow::Result<()> {
-    let mut stream = connect(socket).await?;
-    let mut line = serde_json::to_vec(&Request::Watch {})?;
-    line.push(b'\n');
-    let sent = stream.write_all(&line).await;
-    let mut reader = BufReader::new(stream);
-    let mut first = Vec::new();
-    tokio::time::timeout(DEFAULT_TIMEOUT, reader.read_until(b'\n', &mut first))
+    let (reply, mut reader) = tokio::time::timeout(DEFAULT_TIMEOUT, open(socket, &Request::Watch {}))
         .await
-        .context("the splitdns daemon did not answer the watch request")?
-        .context("cannot read the splitdns daemon's reply")?;
-    if first.is_empty() {
-        sent.context("cannot send the watch request to the splitdns daemon")?;
-        bail!("the splitdns daemon closed the connection without answering");
-    }
-    let reply: Reply = serde_json::from_slice(&first).context("the daemon's reply is not valid JSON")?;
+        .context("the splitdns daemon did not answer the watch request")??;
     if !reply.ok {
         bail!("{}", reply.error.unwrap_or_else(|| "the daemon refused the watch request".into()));
     }
