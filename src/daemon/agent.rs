@@ -37,6 +37,7 @@ use crate::dns::snapshot::Snapshot;
 use crate::dns::tls::TlsContext;
 use crate::dns::upstream::{Bind, Timing, Upstream, UpstreamTls};
 use crate::dns::validate::ZoneTrust;
+use crate::domain::DomainName;
 use crate::server_addr::{ServerAddr, Transport};
 use crate::state::persist::Store;
 use crate::state::{Link, LinkSpec, LinkTable, SpecError};
@@ -176,17 +177,8 @@ impl Agent {
             match gone {
                 Some(why) => {
                     warnings.push(format!("dropping saved link {:?}: {why}", link.spec.id));
-                    dropped.push_front(RemovedLink {
-                        id: link.spec.id.clone(),
-                        profile: link.spec.profile.clone(),
-                        at: unix_now(),
-                        reason: RemovalReason::DroppedAtStart,
-                        detail: why,
-                        domains: link.spec.domains.iter().map(ToString::to_string).collect(),
-                        cache_entries_flushed: 0,
-                        anchors_dropped: link.spec.anchors.len(),
-                        queries_abandoned: 0,
-                    });
+                    let domains = link.spec.domains.iter().map(ToString::to_string).collect();
+                    dropped.push_front(removed_link(&link, RemovalReason::DroppedAtStart, why, domains, 0, 0));
                 }
                 None => {
                     // A state file from before indexes were recorded: bind to today's index.
@@ -291,19 +283,10 @@ impl Agent {
         for old in &up.replaced {
             let (flushed, in_flight) = self.retire(&mut inner, old.seq);
             abandoned += in_flight;
-            let removed = RemovedLink {
-                id: old.spec.id.clone(),
-                profile: old.spec.profile.clone(),
-                at: unix_now(),
-                reason: RemovalReason::Replaced,
-                detail: format!("replaced by link {:?} (same id or profile: a reconnect)", link.spec.id),
-                domains: before.iter().filter(|(_, r)| **r == old.seq).map(|(d, _)| d.to_string()).collect(),
-                cache_entries_flushed: flushed,
-                anchors_dropped: old.spec.anchors.len(),
-                queries_abandoned: in_flight,
-            };
-            self.events.emit(link_down_event(&removed));
-            inner.remember_removed(removed);
+            let detail = format!("replaced by link {:?} (same id or profile: a reconnect)", link.spec.id);
+            let domains = routed_to(&before, old.seq);
+            let removed = removed_link(old, RemovalReason::Replaced, detail, domains, flushed, in_flight);
+            self.record_removal(&mut inner, removed);
         }
         let route = self.setup.link_route(&link, inner.timing);
         inner.routes.insert(link.seq, route);
@@ -467,12 +450,17 @@ impl Agent {
     /// Removes link `id` from the table and does what RFC 8598 §5 asks: its routes go with the
     /// next snapshot, its cached answers (negative too) and anchors are dropped, its queries in
     /// flight are abandoned. Records it as removed for `status`. `None`: no such link.
+    /// Tells the watchers a link went, and remembers it for `status`.
+    fn record_removal(&self, inner: &mut Inner, removed: RemovedLink) {
+        self.events.emit(link_down_event(&removed));
+        inner.remember_removed(removed);
+    }
+
     fn teardown(&self, inner: &mut Inner, id: &str, reason: RemovalReason, detail: String) -> Option<LinkDownResult> {
         let before = self.snapshot.load().assignments();
         let link = inner.table.remove(id)?;
         let (mut flushed, abandoned) = self.retire(inner, link.seq);
-        let domains_removed: Vec<String> =
-            before.iter().filter(|(_, r)| **r == link.seq).map(|(d, _)| d.to_string()).collect();
+        let domains_removed = routed_to(&before, link.seq);
         let flushed_before = self.cache.len();
         let warnings = self.publish(inner, &before);
         flushed += flushed_before.saturating_sub(self.cache.len());
@@ -482,19 +470,8 @@ impl Agent {
             }
             _ => warn!(link = %id, domains = ?domains_removed, flushed, abandoned, why = %detail, "link removed"),
         }
-        let removed = RemovedLink {
-            id: id.to_string(),
-            profile: link.spec.profile.clone(),
-            at: unix_now(),
-            reason,
-            detail,
-            domains: domains_removed.clone(),
-            cache_entries_flushed: flushed,
-            anchors_dropped: link.spec.anchors.len(),
-            queries_abandoned: abandoned,
-        };
-        self.events.emit(link_down_event(&removed));
-        inner.remember_removed(removed);
+        let removed = removed_link(&link, reason, detail, domains_removed.clone(), flushed, abandoned);
+        self.record_removal(inner, removed);
         Some(LinkDownResult {
             id: id.to_string(),
             found: true,
@@ -625,6 +602,33 @@ impl Agent {
             }
         }
     }
+}
+
+/// What `status` and the `link-down` event keep of a removed link.
+fn removed_link(
+    link: &Link,
+    reason: RemovalReason,
+    detail: String,
+    domains: Vec<String>,
+    flushed: usize,
+    abandoned: u64,
+) -> RemovedLink {
+    RemovedLink {
+        id: link.spec.id.clone(),
+        profile: link.spec.profile.clone(),
+        at: unix_now(),
+        reason,
+        detail,
+        domains,
+        cache_entries_flushed: flushed,
+        anchors_dropped: link.spec.anchors.len(),
+        queries_abandoned: abandoned,
+    }
+}
+
+/// The split domains `before` routed to the link numbered `seq`.
+fn routed_to(before: &HashMap<DomainName, u64>, seq: u64) -> Vec<String> {
+    before.iter().filter(|(_, r)| **r == seq).map(|(d, _)| d.to_string()).collect()
 }
 
 /// The `link-down` event for a removed link.
