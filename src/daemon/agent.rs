@@ -23,7 +23,7 @@ use tokio::sync::Semaphore;
 use tracing::{error, info, warn};
 
 use super::agent_state::{Inner, StateProblem};
-use super::events::Events;
+use super::events::{self, Events};
 use super::reconcile::{build_snapshot, sync_trusts};
 use super::whitelist_state::WhitelistState;
 use crate::clock::{Stamp, unix_now};
@@ -304,13 +304,7 @@ impl Agent {
                 replaced: up.replaced.iter().map(|l| l.spec.id.clone()).collect(),
             });
             for refusal in &r.refused {
-                self.events.emit(EventKind::DomainRefused {
-                    link: id.clone(),
-                    profile: profile.clone(),
-                    domain: refusal.domain.to_string(),
-                    refusal: refusal.kind,
-                    reason: refusal.reason.clone(),
-                });
+                self.events.emit(events::domain_refused(&id, &profile, refusal));
             }
             for a in &r.anchors {
                 self.events.emit(EventKind::AnchorOffered {
@@ -550,11 +544,7 @@ impl Agent {
         }
         let changed = state.as_ref().map(|s| s.points_at_agent) != was;
         if changed && let Some(s) = &state {
-            self.events.emit(EventKind::SystemDns {
-                mode: s.mode.clone(),
-                points_at_agent: s.points_at_agent,
-                warnings: s.warnings.clone(),
-            });
+            self.events.emit(events::system_dns(s));
         }
         inner.system_dns = state;
     }

@@ -8,7 +8,9 @@
 use tokio::sync::broadcast;
 
 use crate::control::events::{Event, EventKind};
-use crate::dns::validate::{Observer, TrustPhase};
+use crate::control::protocol::SystemDnsStatus;
+use crate::dns::validate::{Observer, TrustPhase, TrustReport};
+use crate::state::Refusal;
 
 /// Events a subscriber may fall behind by before it is cut off.
 pub(crate) const CAPACITY: usize = 256;
@@ -43,12 +45,37 @@ impl Events {
             let (link, profile, domain) = (link.clone(), profile.clone(), report.zone.to_string());
             let kind = match report.phase {
                 TrustPhase::Verified => EventKind::AnchorInUse { link, profile, domain, keys: report.keys.clone() },
-                TrustPhase::Failed => {
-                    EventKind::AnchorFailed { link, profile, domain, reason: report.reason.clone().unwrap_or_default() }
-                }
+                TrustPhase::Failed => anchor_failed(link, profile, report),
                 TrustPhase::Verifying | TrustPhase::Insecure => return,
             };
             let _ = tx.send(kind.now());
         })
     }
+}
+
+/// A split domain of link `link` is not routed to it, and why. (Live at link-up, replayed on connect.)
+pub(super) fn domain_refused(link: &str, profile: &Option<String>, refusal: &Refusal) -> EventKind {
+    EventKind::DomainRefused {
+        link: link.to_string(),
+        profile: profile.clone(),
+        domain: refusal.domain.to_string(),
+        refusal: refusal.kind,
+        reason: refusal.reason.clone(),
+    }
+}
+
+/// An anchor of link `link` whose key set could not be verified. (Live from its validator,
+/// replayed on connect.)
+pub(super) fn anchor_failed(link: String, profile: Option<String>, report: &TrustReport) -> EventKind {
+    EventKind::AnchorFailed {
+        link,
+        profile,
+        domain: report.zone.to_string(),
+        reason: report.reason.clone().unwrap_or_default(),
+    }
+}
+
+/// Whether the system points at the agent. (Live when it changes, replayed while it does not.)
+pub(super) fn system_dns(s: &SystemDnsStatus) -> EventKind {
+    EventKind::SystemDns { mode: s.mode.clone(), points_at_agent: s.points_at_agent, warnings: s.warnings.clone() }
 }

@@ -14,6 +14,7 @@ use tokio::sync::broadcast;
 
 use super::agent::Agent;
 use super::agent_state::Inner;
+use super::events;
 use crate::control::events::{Event, EventKind};
 
 impl Agent {
@@ -61,32 +62,17 @@ impl Agent {
         for r in inner.table.resolve() {
             let (link, profile) = (&r.link.spec.id, &r.link.spec.profile);
             for refusal in &r.refused {
-                replay.push(EventKind::DomainRefused {
-                    link: link.clone(),
-                    profile: profile.clone(),
-                    domain: refusal.domain.to_string(),
-                    refusal: refusal.kind,
-                    reason: refusal.reason.clone(),
-                });
+                replay.push(events::domain_refused(link, profile, refusal));
             }
             for ((_, _), t) in inner.trusts.iter().filter(|((seq, _), _)| *seq == r.link.seq) {
                 let report = t.report();
                 if report.phase == TrustPhase::Failed {
-                    replay.push(EventKind::AnchorFailed {
-                        link: link.clone(),
-                        profile: profile.clone(),
-                        domain: report.zone.to_string(),
-                        reason: report.reason.unwrap_or_default(),
-                    });
+                    replay.push(events::anchor_failed(link.clone(), profile.clone(), &report));
                 }
             }
         }
         if let Some(sd) = inner.system_dns.as_ref().filter(|s| !s.points_at_agent) {
-            replay.push(EventKind::SystemDns {
-                mode: sd.mode.clone(),
-                points_at_agent: false,
-                warnings: sd.warnings.clone(),
-            });
+            replay.push(events::system_dns(sd));
         }
         let mut lines: Vec<Event> = replay.into_iter().map(|k| Event { replay: true, ..k.now() }).collect();
         lines.push(EventKind::ReplayDone.now());
